@@ -1,0 +1,22 @@
+//! The realtime engine: channels, subscriptions, fan-out, presence and history.
+//!
+//! Transport-agnostic on purpose: the web server hands every text frame of a socket to its
+//! [`Session`] and writes out whatever arrives on the socket's [`OutboxReceiver`]. Nothing
+//! here knows about axum or Leptos, so the same engine runs behind any WebSocket stack and is
+//! tested without one. Storage sits behind [`HistoryStore`], with [`MemoryHistory`] as the
+//! embedded default.
+
+mod channel;
+mod config;
+mod encode;
+mod history;
+mod hub;
+mod outbox;
+mod rate;
+mod session;
+
+pub use config::HubConfig;
+pub use history::{HistoryStore, MemoryHistory};
+pub use hub::{Hub, HubClosed, Identity};
+pub use outbox::{CloseSignal, Outbound, OutboxReceiver};
+pub use session::Session;

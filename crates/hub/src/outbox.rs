@@ -1,0 +1,173 @@
+//! The bounded queue between the hub and one socket's writer.
+//!
+//! Fan-out never waits on a socket: it `try_send`s an already-encoded frame. A socket whose
+//! queue is full is too slow for the channel; rather than grow memory or slow everyone else,
+//! the hub marks it for closing with 1013 and the writer hangs up.
+
+use bytes::Bytes;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use switchboard_protocol::CloseCode;
+use tokio::sync::{mpsc, Notify};
+
+/// Sending half, held by the hub for each member of a channel.
+#[derive(Debug, Clone)]
+pub(crate) struct Outbox {
+    tx: mpsc::Sender<Bytes>,
+    closer: Arc<Closer>,
+}
+
+/// What the socket writer should do next.
+#[derive(Debug, PartialEq)]
+pub enum Outbound {
+    /// Write this text frame (UTF-8 JSON).
+    Frame(Bytes),
+    /// Close the socket with this code.
+    Close(CloseCode),
+}
+
+/// Receiving half, owned by the socket's writer.
+#[derive(Debug)]
+pub struct OutboxReceiver {
+    rx: mpsc::Receiver<Bytes>,
+    closer: Arc<Closer>,
+}
+
+/// Resolves when the socket is ordered to close.
+#[derive(Debug, Clone)]
+pub struct CloseSignal(Arc<Closer>);
+
+impl CloseSignal {
+    /// Waits for the close order and returns its code.
+    pub async fn requested(&self) -> CloseCode {
+        self.0.requested().await
+    }
+}
+
+/// A one-shot "close this socket with code N" signal that works even when the queue is full.
+#[derive(Debug, Default)]
+pub(crate) struct Closer {
+    code: AtomicU16,
+    notify: Notify,
+}
+
+impl Closer {
+    pub(crate) fn close(&self, code: CloseCode) {
+        if self
+            .code
+            .compare_exchange(0, code.code(), Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Resolves once a close was ordered, with its code.
+    async fn requested(&self) -> CloseCode {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Register before checking, so an order given in between is not missed.
+            notified.as_mut().enable();
+            if let Some(code) = self.pending() {
+                return code;
+            }
+            notified.await;
+        }
+    }
+
+    fn pending(&self) -> Option<CloseCode> {
+        match self.code.load(Ordering::Acquire) {
+            0 => None,
+            1008 => Some(CloseCode::PolicyViolation),
+            1009 => Some(CloseCode::MessageTooBig),
+            1012 => Some(CloseCode::ServiceRestart),
+            _ => Some(CloseCode::TryAgainLater),
+        }
+    }
+}
+
+pub(crate) fn outbox(capacity: usize) -> (Outbox, OutboxReceiver) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let closer = Arc::new(Closer::default());
+    (
+        Outbox {
+            tx,
+            closer: closer.clone(),
+        },
+        OutboxReceiver { rx, closer },
+    )
+}
+
+impl Outbox {
+    /// Queues a frame; a full queue marks the socket as too slow and drops the frame.
+    pub(crate) fn push(&self, frame: Bytes) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(frame) {
+            self.closer.close(CloseCode::TryAgainLater);
+        }
+    }
+
+    pub(crate) fn close(&self, code: CloseCode) {
+        self.closer.close(code);
+    }
+
+    pub(crate) fn closer(&self) -> Arc<Closer> {
+        self.closer.clone()
+    }
+}
+
+impl OutboxReceiver {
+    /// Waits for the next frame to write, or for the order to close. A close order wins over
+    /// queued frames: a socket closed as too slow must not drain its backlog first.
+    pub async fn next(&mut self) -> Outbound {
+        tokio::select! {
+            biased;
+            code = self.closer.requested() => Outbound::Close(code),
+            frame = self.rx.recv() => match frame {
+                Some(frame) => Outbound::Frame(frame),
+                // Every sender is gone only after the session ended; the reader side decides
+                // how the socket closes then.
+                None => Outbound::Close(self.closer.requested().await),
+            },
+        }
+    }
+
+    /// A handle that resolves when a close is ordered; lets the writer abandon a write that
+    /// a stalled client is blocking.
+    pub fn close_signal(&self) -> CloseSignal {
+        CloseSignal(self.closer.clone())
+    }
+
+    /// Takes a frame that is already queued, without waiting; lets the writer batch frames
+    /// into one flush.
+    pub fn try_next(&mut self) -> Option<Bytes> {
+        if self.closer.pending().is_some() {
+            return None;
+        }
+        self.rx.try_recv().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn full_queue_turns_into_close_1013() {
+        let (outbox, mut rx) = outbox(2);
+        for n in 0..3 {
+            outbox.push(Bytes::from(format!("{n}")));
+        }
+        assert_eq!(rx.next().await, Outbound::Close(CloseCode::TryAgainLater));
+    }
+
+    #[tokio::test]
+    async fn frames_arrive_in_order() {
+        let (outbox, mut rx) = outbox(4);
+        outbox.push(Bytes::from_static(b"a"));
+        outbox.push(Bytes::from_static(b"b"));
+        assert_eq!(rx.next().await, Outbound::Frame(Bytes::from_static(b"a")));
+        assert_eq!(rx.try_next(), Some(Bytes::from_static(b"b")));
+        assert_eq!(rx.try_next(), None);
+    }
+}

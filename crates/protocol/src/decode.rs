@@ -1,0 +1,320 @@
+//! Decoding of client frames into typed requests, with the error code for every way a frame
+//! can be wrong. Payloads stay as raw JSON text so the server can relay them without
+//! re-serializing.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::{validate_channel_name, ErrorCode};
+
+/// A valid client request.
+#[derive(Debug)]
+pub enum ClientRequest<'a> {
+    /// Subscribe to a channel.
+    Join(JoinRequest<'a>),
+    /// Unsubscribe from a channel.
+    Leave {
+        /// The channel to leave.
+        channel: &'a str,
+    },
+    /// Send a message to a channel.
+    Message(MessageRequest<'a>),
+    /// Ask for a channel's recent messages.
+    History {
+        /// The channel asked about.
+        channel: &'a str,
+    },
+}
+
+/// `join`: `payload` = `{presence, history, extras}`, all optional.
+#[derive(Debug)]
+pub struct JoinRequest<'a> {
+    /// The channel to join.
+    pub channel: &'a str,
+    /// Take part in presence: be listed and receive presence frames.
+    pub presence: bool,
+    /// Receive the channel's recent messages right after joining.
+    pub history: bool,
+    /// Public identity shown to others (name, colour) when the socket has no token.
+    pub extras: Option<Map<String, Value>>,
+}
+
+/// `message`: the payload to relay and who should get it.
+#[derive(Debug)]
+pub struct MessageRequest<'a> {
+    /// The channel sent to.
+    pub channel: &'a str,
+    /// Exactly what the sender put in, relayed verbatim.
+    pub payload: &'a RawValue,
+    /// The audience.
+    pub target: Target<'a>,
+}
+
+/// Who receives a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// Every member of the channel, the sender included.
+    Everyone,
+    /// Only authenticated members (`options.authenticated: true`).
+    Authenticated,
+    /// One socket of the channel (`options.socketId`).
+    Socket(&'a str),
+}
+
+/// A decoded frame: its correlation id (when it could be read) and the request or the reason
+/// it was refused.
+#[derive(Debug)]
+pub struct Decoded<'a> {
+    /// `options.ref`, raw JSON (a string or a number), echoed in the reply.
+    pub reference: Option<&'a RawValue>,
+    /// The channel named by the frame, when it could be read; echoed in error frames.
+    pub channel: Option<&'a str>,
+    /// The request, or the error code and message.
+    pub request: Result<ClientRequest<'a>, (ErrorCode, String)>,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    action: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    options: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    payload: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+struct Options<'a> {
+    #[serde(borrow, default)]
+    channel: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "ref")]
+    reference: Option<&'a RawValue>,
+    #[serde(default)]
+    authenticated: Option<bool>,
+    #[serde(borrow, default, rename = "socketId")]
+    socket_id: Option<&'a str>,
+}
+
+#[derive(Deserialize, Default)]
+struct JoinPayload {
+    #[serde(default)]
+    presence: Option<bool>,
+    #[serde(default)]
+    history: Option<bool>,
+    #[serde(default)]
+    extras: Option<Map<String, Value>>,
+}
+
+/// Longest `options.ref` accepted, in bytes of JSON.
+const MAX_REF_LEN: usize = 128;
+
+/// Decodes one client text frame.
+pub fn decode_client_frame(text: &str) -> Decoded<'_> {
+    let mut decoded = Decoded {
+        reference: None,
+        channel: None,
+        request: Err((ErrorCode::Internal, String::new())),
+    };
+    decoded.request = decode_into(text, &mut decoded.reference, &mut decoded.channel);
+    decoded
+}
+
+fn decode_into<'a>(
+    text: &'a str,
+    reference: &mut Option<&'a RawValue>,
+    channel_out: &mut Option<&'a str>,
+) -> Result<ClientRequest<'a>, (ErrorCode, String)> {
+    // serde would also read a struct from a JSON array; only objects are frames.
+    if !text.trim_start().starts_with('{') {
+        return Err((ErrorCode::BadJson, "frame is not a JSON object".into()));
+    }
+    let envelope: Envelope<'a> = serde_json::from_str(text).map_err(|err| {
+        (
+            ErrorCode::BadJson,
+            format!("frame is not a JSON object: {err}"),
+        )
+    })?;
+    let options: Options<'a> = match envelope.options {
+        None => Options::default(),
+        Some(raw) if raw.get() == "null" => Options::default(),
+        Some(raw) => serde_json::from_str(raw.get()).map_err(|err| {
+            (
+                ErrorCode::InvalidFrame,
+                format!("options must be an object of the documented fields: {err}"),
+            )
+        })?,
+    };
+    if let Some(raw) = options.reference {
+        let first = raw.get().as_bytes().first().copied();
+        let scalar = matches!(first, Some(b'"' | b'-' | b'0'..=b'9'));
+        if !scalar || raw.get().len() > MAX_REF_LEN {
+            return Err((
+                ErrorCode::InvalidFrame,
+                "options.ref must be a string or a number of at most 128 bytes".into(),
+            ));
+        }
+        *reference = Some(raw);
+    }
+    let action: &str = match envelope.action {
+        None => return Err((ErrorCode::InvalidFrame, "action is missing".into())),
+        Some(raw) => serde_json::from_str(raw.get())
+            .map_err(|_| (ErrorCode::InvalidFrame, "action must be a string".into()))?,
+    };
+    if !matches!(action, "join" | "leave" | "message" | "history") {
+        return Err((
+            ErrorCode::UnknownAction,
+            format!("unknown action {action:?}: expected join, leave, message or history"),
+        ));
+    }
+    let channel: &'a str = match options.channel {
+        None => {
+            return Err((
+                ErrorCode::MissingChannel,
+                format!("{action} needs options.channel"),
+            ))
+        }
+        Some(raw) => serde_json::from_str(raw.get()).map_err(|_| {
+            (
+                ErrorCode::InvalidChannel,
+                "options.channel must be a string".to_string(),
+            )
+        })?,
+    };
+    validate_channel_name(channel).map_err(|(code, why)| (code, why.to_string()))?;
+    *channel_out = Some(channel);
+    match action {
+        "join" => {
+            let payload: JoinPayload = match envelope.payload {
+                None => JoinPayload::default(),
+                Some(raw) if raw.get() == "null" => JoinPayload::default(),
+                Some(raw) => serde_json::from_str(raw.get()).map_err(|err| {
+                    (
+                        ErrorCode::InvalidFrame,
+                        format!("join payload must be {{presence, history, extras}}: {err}"),
+                    )
+                })?,
+            };
+            Ok(ClientRequest::Join(JoinRequest {
+                channel,
+                presence: payload.presence.unwrap_or(false),
+                history: payload.history.unwrap_or(false),
+                extras: payload.extras,
+            }))
+        }
+        "leave" => Ok(ClientRequest::Leave { channel }),
+        "history" => Ok(ClientRequest::History { channel }),
+        _ => {
+            let target = match (options.socket_id, options.authenticated) {
+                (Some(socket), _) => Target::Socket(socket),
+                (None, Some(true)) => Target::Authenticated,
+                (None, _) => Target::Everyone,
+            };
+            let payload = envelope.payload.unwrap_or(RawValue::NULL);
+            Ok(ClientRequest::Message(MessageRequest {
+                channel,
+                payload,
+                target,
+            }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code_of(text: &str) -> ErrorCode {
+        decode_client_frame(text).request.unwrap_err().0
+    }
+
+    #[test]
+    fn message_to_everyone_keeps_the_payload_verbatim() {
+        let text =
+            r#"{"action":"message","options":{"channel":"room1"},"payload":{"b": 1,"a":[2]}}"#;
+        match decode_client_frame(text).request.unwrap() {
+            ClientRequest::Message(m) => {
+                assert_eq!(m.channel, "room1");
+                assert_eq!(m.payload.get(), r#"{"b": 1,"a":[2]}"#);
+                assert_eq!(m.target, Target::Everyone);
+            }
+            other => panic!("decoded as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn audience_options_select_the_target() {
+        let auth =
+            r#"{"action":"message","options":{"channel":"c","authenticated":true},"payload":1}"#;
+        let one = r#"{"action":"message","options":{"channel":"c","socketId":"abc"},"payload":1}"#;
+        let target = |t| match decode_client_frame(t).request.unwrap() {
+            ClientRequest::Message(m) => m.target,
+            other => panic!("decoded as {other:?}"),
+        };
+        assert_eq!(target(auth), Target::Authenticated);
+        assert_eq!(target(one), Target::Socket("abc"));
+    }
+
+    #[test]
+    fn sdk_join_frame_decodes() {
+        let text = r#"{"action":"join","options":{"channel":"room1"},"payload":{"history":false,"presence":true}}"#;
+        match decode_client_frame(text).request.unwrap() {
+            ClientRequest::Join(j) => {
+                assert!(j.presence);
+                assert!(!j.history);
+            }
+            other => panic!("decoded as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_malformed_frame_has_its_code() {
+        assert_eq!(code_of("not json"), ErrorCode::BadJson);
+        assert_eq!(code_of("[1,2]"), ErrorCode::BadJson);
+        assert_eq!(code_of(r#"{"action":5}"#), ErrorCode::InvalidFrame);
+        assert_eq!(
+            code_of(r#"{"options":{"channel":"a"}}"#),
+            ErrorCode::InvalidFrame
+        );
+        assert_eq!(
+            code_of(r#"{"action":"join","options":"room1"}"#),
+            ErrorCode::InvalidFrame
+        );
+        assert_eq!(
+            code_of(r#"{"action":"dance","options":{"channel":"a"}}"#),
+            ErrorCode::UnknownAction
+        );
+        assert_eq!(
+            code_of(r#"{"action":"join","options":{}}"#),
+            ErrorCode::MissingChannel
+        );
+        assert_eq!(
+            code_of(r#"{"action":"join","options":{"channel":7}}"#),
+            ErrorCode::InvalidChannel
+        );
+        assert_eq!(
+            code_of(r#"{"action":"join","options":{"channel":"a b"}}"#),
+            ErrorCode::InvalidChannel
+        );
+        assert_eq!(
+            code_of(r#"{"action":"join","options":{"channel":"a"},"payload":{"presence":"yes"}}"#),
+            ErrorCode::InvalidFrame
+        );
+    }
+
+    #[test]
+    fn ref_is_kept_even_when_the_request_is_refused() {
+        let decoded =
+            decode_client_frame(r#"{"action":"dance","options":{"channel":"a","ref":"r1"}}"#);
+        assert_eq!(decoded.reference.map(RawValue::get), Some(r#""r1""#));
+        assert_eq!(decoded.request.unwrap_err().0, ErrorCode::UnknownAction);
+    }
+
+    #[test]
+    fn object_ref_is_invalid_frame() {
+        assert_eq!(
+            code_of(r#"{"action":"leave","options":{"channel":"a","ref":{"x":1}}}"#),
+            ErrorCode::InvalidFrame
+        );
+    }
+}

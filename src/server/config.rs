@@ -1,0 +1,139 @@
+//! Server settings, read from `SWITCHBOARD_*` environment variables with embedded defaults.
+//! A bad value stops start-up with the variable's name and what is wrong with it.
+
+use std::time::Duration;
+use switchboard_hub::HubConfig;
+
+/// Every setting of the server process.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Limits of the realtime engine.
+    pub hub: HubConfig,
+    /// How often each socket is pinged; a socket silent for two intervals is dropped.
+    pub ping_interval: Duration,
+    /// Largest WebSocket message read at all; larger ones close the socket with 1009.
+    pub max_frame_bytes: usize,
+    /// Read buffer per socket.
+    pub read_buffer_bytes: usize,
+    /// Secret for HS256 tokens; without it tokens are refused and every socket is anonymous.
+    pub jwt_secret: Option<String>,
+    /// How long a graceful shutdown waits for sockets to close.
+    pub shutdown_grace: Duration,
+}
+
+/// A setting that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}={value:?}: {reason}")]
+pub struct ConfigError {
+    variable: &'static str,
+    value: String,
+    reason: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            hub: HubConfig::default(),
+            ping_interval: Duration::from_secs(25),
+            max_frame_bytes: 2 * 1024 * 1024,
+            read_buffer_bytes: 4 * 1024,
+            jwt_secret: None,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Defaults, overridden by whichever `SWITCHBOARD_*` variables are set.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Defaults overridden by `lookup(name)` for each setting.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut config = Self::default();
+        let hub = &mut config.hub;
+        let read = |variable: &'static str, target: &mut usize| -> Result<(), ConfigError> {
+            if let Some(value) = lookup(variable) {
+                *target = value.trim().parse().map_err(|_| ConfigError {
+                    variable,
+                    value: value.clone(),
+                    reason: "expected a whole number".into(),
+                })?;
+            }
+            Ok(())
+        };
+        read("SWITCHBOARD_MAX_PAYLOAD_BYTES", &mut hub.max_payload_bytes)?;
+        read(
+            "SWITCHBOARD_MAX_CHANNELS_PER_SOCKET",
+            &mut hub.max_channels_per_socket,
+        )?;
+        read("SWITCHBOARD_OUTBOX_CAPACITY", &mut hub.outbox_capacity)?;
+        read(
+            "SWITCHBOARD_HISTORY_PER_CHANNEL",
+            &mut hub.history_per_channel,
+        )?;
+        read("SWITCHBOARD_HISTORY_ON_JOIN", &mut hub.history_on_join)?;
+        read("SWITCHBOARD_MAX_FRAME_BYTES", &mut config.max_frame_bytes)?;
+        read(
+            "SWITCHBOARD_READ_BUFFER_BYTES",
+            &mut config.read_buffer_bytes,
+        )?;
+        let mut rate = [
+            hub.frames_per_second as usize,
+            hub.frame_burst as usize,
+            hub.rate_violation_burst as usize,
+        ];
+        read("SWITCHBOARD_FRAMES_PER_SECOND", &mut rate[0])?;
+        read("SWITCHBOARD_FRAME_BURST", &mut rate[1])?;
+        read("SWITCHBOARD_RATE_VIOLATION_BURST", &mut rate[2])?;
+        let to_u32 = |variable: &'static str, n: usize| {
+            u32::try_from(n).ok().filter(|n| *n > 0).ok_or(ConfigError {
+                variable,
+                value: n.to_string(),
+                reason: "expected a number from 1 to 4294967295".into(),
+            })
+        };
+        hub.frames_per_second = to_u32("SWITCHBOARD_FRAMES_PER_SECOND", rate[0])?;
+        hub.frame_burst = to_u32("SWITCHBOARD_FRAME_BURST", rate[1])?;
+        hub.rate_violation_burst = to_u32("SWITCHBOARD_RATE_VIOLATION_BURST", rate[2])?;
+        let mut seconds = [
+            config.ping_interval.as_millis() as usize,
+            config.shutdown_grace.as_millis() as usize,
+        ];
+        read("SWITCHBOARD_PING_INTERVAL_MS", &mut seconds[0])?;
+        read("SWITCHBOARD_SHUTDOWN_GRACE_MS", &mut seconds[1])?;
+        config.ping_interval = Duration::from_millis(seconds[0].max(10) as u64);
+        config.shutdown_grace = Duration::from_millis(seconds[1] as u64);
+        config.jwt_secret = lookup("SWITCHBOARD_JWT_SECRET").filter(|s| !s.is_empty());
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unset_variables_keep_the_defaults() {
+        let config = ServerConfig::from_lookup(|_| None).unwrap();
+        assert_eq!(config.hub.max_payload_bytes, 64 * 1024);
+        assert_eq!(config.ping_interval, Duration::from_secs(25));
+    }
+
+    #[test]
+    fn set_variables_override_and_bad_ones_name_the_variable() {
+        let config = ServerConfig::from_lookup(|name| {
+            (name == "SWITCHBOARD_OUTBOX_CAPACITY").then(|| "8".to_string())
+        })
+        .unwrap();
+        assert_eq!(config.hub.outbox_capacity, 8);
+        let err = ServerConfig::from_lookup(|name| {
+            (name == "SWITCHBOARD_FRAMES_PER_SECOND").then(|| "fast".to_string())
+        })
+        .unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("SWITCHBOARD_FRAMES_PER_SECOND=\"fast\""));
+    }
+}

@@ -1,0 +1,40 @@
+//! The server process: configuration, routes, the realtime transport and graceful shutdown.
+
+pub mod auth;
+pub mod config;
+mod routes;
+mod shutdown;
+mod transport;
+
+use leptos::config::LeptosOptions;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use switchboard_hub::Hub;
+use tokio_util::task::TaskTracker;
+
+pub use config::{ConfigError, ServerConfig};
+pub use shutdown::{run, Server};
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The realtime engine.
+    pub hub: Hub,
+    /// Server settings.
+    pub config: Arc<ServerConfig>,
+    /// Leptos settings (site root, output name).
+    pub leptos_options: LeptosOptions,
+    /// Open WebSocket connections, awaited on shutdown.
+    pub connections: TaskTracker,
+}
+
+impl axum::extract::FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+/// The address the server listens on, for logs.
+pub fn describe(addr: SocketAddr) -> String {
+    format!("http://{addr}")
+}

@@ -1,0 +1,136 @@
+//! Start-up and graceful shutdown as one explicit type: [`Server`] binds, serves, and on
+//! SIGINT/SIGTERM (or [`Server::shutdown_handle`]) stops accepting, closes every socket with
+//! 1012 so clients reconnect elsewhere, and waits a bounded time for them to go.
+
+use axum::serve::ListenerExt;
+use leptos::config::LeptosOptions;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use switchboard_hub::{Hub, MemoryHistory};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{describe, routes, AppState, ServerConfig};
+
+/// A bound server, ready to run.
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+    stop: CancellationToken,
+}
+
+impl Server {
+    /// Binds `leptos_options.site_addr` and builds the hub.
+    pub async fn bind(
+        config: ServerConfig,
+        leptos_options: LeptosOptions,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(leptos_options.site_addr).await?;
+        let hub = Hub::new(config.hub.clone(), Arc::new(MemoryHistory::default()));
+        Ok(Self {
+            listener,
+            state: AppState {
+                hub,
+                config: Arc::new(config),
+                leptos_options,
+                connections: TaskTracker::new(),
+            },
+            stop: CancellationToken::new(),
+        })
+    }
+
+    /// The address actually bound (port 0 becomes a real port).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// A token that stops the server when cancelled.
+    pub fn shutdown_handle(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Serves until the shutdown handle is cancelled, then shuts down gracefully.
+    pub async fn run(self) -> std::io::Result<()> {
+        let Server {
+            listener,
+            state,
+            stop,
+        } = self;
+        let app = routes::router(state.clone());
+        let listener = listener.tap_io(|tcp| {
+            // Small realtime frames must not wait for Nagle's algorithm.
+            let _ = tcp.set_nodelay(true);
+        });
+        let stopping = stop.clone();
+        let hub = state.hub.clone();
+        let connections = state.connections.clone();
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            stopping.cancelled().await;
+            connections.close();
+            hub.shutdown();
+        });
+        serve.await?;
+        let started = Instant::now();
+        let open = state.hub.socket_count();
+        if tokio::time::timeout(state.config.shutdown_grace, state.connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "{} sockets still open after {:?}; dropping them",
+                state.hub.socket_count(),
+                state.config.shutdown_grace
+            );
+        }
+        tracing::info!("closed {open} sockets with 1012 in {:?}", started.elapsed());
+        Ok(())
+    }
+}
+
+/// Runs the server process: settings from the environment, stop on SIGINT or SIGTERM.
+pub async fn run(leptos_options: LeptosOptions) -> Result<(), String> {
+    let config = ServerConfig::from_env()
+        .map_err(|err| format!("invalid setting {err}; fix or unset it and start again"))?;
+    let addr = leptos_options.site_addr;
+    let server = Server::bind(config, leptos_options)
+        .await
+        .map_err(|err| format!("cannot listen on {addr}: {err}; is another server running there? set LEPTOS_SITE_ADDR to another address"))?;
+    let local = server.local_addr().map_err(|err| err.to_string())?;
+    // Tests and scripts read this line to find the port.
+    println!("switchboard listening on {}", describe(local));
+    let stop = server.shutdown_handle();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown signal received: closing sockets with 1012");
+        stop.cancel();
+    });
+    server
+        .run()
+        .await
+        .map_err(|err| format!("server failed: {err}"))
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,244 @@
+//! The WebSocket transport of `/rt/{connection}`: upgrade, then one [`Connection`] per socket
+//! that feeds the socket's frames to its hub session and writes out its outbox.
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::header::SEC_WEBSOCKET_PROTOCOL;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use switchboard_hub::{Outbound, OutboxReceiver, Session};
+use switchboard_protocol::CloseCode;
+use tokio::time::MissedTickBehavior;
+
+use super::auth::identify;
+use super::AppState;
+
+/// Frames written before one flush, so a burst costs one syscall rather than one per frame.
+const MAX_FRAMES_PER_FLUSH: usize = 64;
+/// How long a close frame may take to go out before the connection is simply dropped. Long
+/// enough for a merely slow client to read its 1013.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `?token=`, for clients that cannot set the protocol header.
+#[derive(Debug, Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+/// `GET /rt/{connection}`: authenticates, then upgrades to a WebSocket.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Path(_connection): Path<String>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    // Xano's SDK passes its token as the only requested subprotocol; the browser demands that
+    // the server echo it back.
+    let offered = headers
+        .get(SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|list| list.split(',').next())
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .map(str::to_owned);
+    let token = offered.clone().or(query.token);
+    let identity = match identify(token.as_deref(), state.config.jwt_secret.as_deref()) {
+        Ok(identity) => identity,
+        Err(err) => return err.into_response(),
+    };
+    let config = &state.config;
+    let ws = ws
+        .read_buffer_size(config.read_buffer_bytes)
+        .write_buffer_size(0)
+        .max_message_size(config.max_frame_bytes)
+        .max_frame_size(config.max_frame_bytes)
+        .protocols(offered);
+    let tracker = state.connections.clone();
+    ws.on_upgrade(move |socket| {
+        tracker.track_future(async move {
+            match state.hub.connect(identity) {
+                Ok((session, outbox)) => {
+                    let connection = Connection {
+                        session,
+                        outbox,
+                        ping_interval: state.config.ping_interval,
+                        last_heard: AtomicU64::new(0),
+                        started: Instant::now(),
+                    };
+                    connection.run(socket).await;
+                }
+                Err(_) => refuse_during_shutdown(socket).await,
+            }
+        })
+    })
+}
+
+async fn refuse_during_shutdown(mut socket: WebSocket) {
+    let close = close_frame(CloseCode::ServiceRestart);
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(close)).await;
+}
+
+fn close_frame(code: CloseCode) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: code.code(),
+        reason: Utf8Bytes::from_static(code.reason()),
+    }))
+}
+
+/// How the reading half of a connection ended.
+enum ReadEnd {
+    /// The client closed or the connection broke: nothing more to send.
+    Gone,
+    /// The socket must be closed with this code.
+    Close(CloseCode),
+}
+
+/// One open socket.
+struct Connection {
+    session: Session,
+    outbox: OutboxReceiver,
+    ping_interval: Duration,
+    /// Milliseconds after `started` when the client was last heard from.
+    last_heard: AtomicU64,
+    started: Instant,
+}
+
+impl Connection {
+    async fn run(mut self, socket: WebSocket) {
+        let (mut sink, stream) = socket.split();
+        let Connection {
+            session,
+            outbox,
+            ping_interval,
+            last_heard,
+            started,
+        } = &mut self;
+        let heard = |at: Instant| {
+            last_heard.store(
+                at.duration_since(*started).as_millis() as u64,
+                Ordering::Relaxed,
+            )
+        };
+        let silent_for = || {
+            started
+                .elapsed()
+                .saturating_sub(Duration::from_millis(last_heard.load(Ordering::Relaxed)))
+        };
+        let ended = tokio::select! {
+            end = read_loop(stream, session, &heard) => Some(end),
+            () = write_loop(&mut sink, outbox, *ping_interval, &silent_for) => None,
+        };
+        if let Some(ReadEnd::Close(code)) = ended {
+            session.close(code);
+            write_loop(&mut sink, outbox, *ping_interval, &silent_for).await;
+        }
+    }
+}
+
+/// Feeds each text frame to the session until the client goes away or must be cut off.
+async fn read_loop(
+    mut stream: SplitStream<WebSocket>,
+    session: &mut Session,
+    heard: &impl Fn(Instant),
+) -> ReadEnd {
+    while let Some(message) = stream.next().await {
+        heard(Instant::now());
+        match message {
+            Ok(Message::Text(text)) => session.handle_text(text.as_str()),
+            Ok(Message::Binary(bytes)) => match std::str::from_utf8(&bytes) {
+                Ok(text) => session.handle_text(text),
+                Err(_) => session.handle_text(""),
+            },
+            Ok(Message::Close(_)) => return ReadEnd::Gone,
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+            Err(err) => {
+                let too_big = err
+                    .into_inner()
+                    .downcast::<tungstenite::Error>()
+                    .is_ok_and(|err| matches!(*err, tungstenite::Error::Capacity(_)));
+                return if too_big {
+                    ReadEnd::Close(CloseCode::MessageTooBig)
+                } else {
+                    ReadEnd::Gone
+                };
+            }
+        }
+    }
+    ReadEnd::Gone
+}
+
+/// Writes queued frames (batched into one flush), pings on schedule, and returns once the
+/// socket was closed or went silent.
+async fn write_loop(
+    sink: &mut SplitSink<WebSocket, Message>,
+    outbox: &mut OutboxReceiver,
+    ping_interval: Duration,
+    silent_for: &impl Fn() -> Duration,
+) {
+    let mut ping =
+        tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let close_signal = outbox.close_signal();
+    loop {
+        tokio::select! {
+            next = outbox.next() => match next {
+                Outbound::Frame(frame) => {
+                    // A client that stopped reading blocks the write; a close order (queue
+                    // full, shutdown) must still get through.
+                    let written = tokio::select! {
+                        biased;
+                        code = close_signal.requested() => Err(code),
+                        result = write_batch(sink, outbox, frame) => Ok(result),
+                    };
+                    match written {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return,
+                        Err(code) => {
+                            let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(close_frame(code))).await;
+                            return;
+                        }
+                    }
+                }
+                Outbound::Close(code) => {
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(close_frame(code))).await;
+                    return;
+                }
+            },
+            _ = ping.tick() => {
+                if silent_for() > ping_interval * 2 {
+                    return;
+                }
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn write_batch(
+    sink: &mut SplitSink<WebSocket, Message>,
+    outbox: &mut OutboxReceiver,
+    first: bytes::Bytes,
+) -> Result<(), axum::Error> {
+    sink.feed(text_message(first)?).await?;
+    for _ in 1..MAX_FRAMES_PER_FLUSH {
+        match outbox.try_next() {
+            Some(frame) => sink.feed(text_message(frame)?).await?,
+            None => break,
+        }
+    }
+    sink.flush().await
+}
+
+fn text_message(frame: bytes::Bytes) -> Result<Message, axum::Error> {
+    Utf8Bytes::try_from(frame)
+        .map(Message::Text)
+        .map_err(axum::Error::new)
+}

@@ -1,0 +1,509 @@
+//! The realtime endpoint over real sockets: audiences, errors, presence, history, limits and
+//! shutdown, as clients see them.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::time::Duration;
+use support::{TestServer, QUIET, WAIT};
+use switchboard_client::{channel_options, Client, ClientError};
+use switchboard_protocol::{Action, ErrorCode, Frame};
+
+async fn next_message(client: &mut Client) -> Frame {
+    client
+        .expect(Action::Message, WAIT)
+        .await
+        .expect("a message arrives")
+}
+
+async fn assert_no_message(client: &mut Client) {
+    let deadline = tokio::time::Instant::now() + QUIET;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match client
+            .next_frame_within(left)
+            .await
+            .expect("socket stays open")
+        {
+            Some(frame) if frame.action == Action::Message => {
+                panic!("unexpected message {frame:?}")
+            }
+            Some(_) => continue,
+            None => return,
+        }
+    }
+}
+
+fn refused_code(result: Result<(), ClientError>) -> ErrorCode {
+    match result {
+        Err(ClientError::Refused { code, .. }) => code,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+async fn closed_code(client: &mut Client) -> Option<u16> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(15), client.next_frame()).await {
+            Ok(Ok(_)) => continue,
+            Ok(Err(ClientError::Closed { code, .. })) => return code,
+            Ok(Err(other)) => panic!("expected a close frame, got {other}"),
+            Err(_) => panic!("the socket was not closed"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_clients_in_a_channel_receive_each_others_messages() {
+    let server = TestServer::start();
+    let (mut a, mut b) = (server.client().await, server.client().await);
+    a.join("room1", false, false).await.unwrap();
+    b.join("room1", false, false).await.unwrap();
+    a.publish("room1", json!({"text": "hello from a"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_message(&mut b).await.payload,
+        json!({"text": "hello from a"})
+    );
+    // The sender is part of "everyone", as with Xano.
+    assert_eq!(next_message(&mut a).await.payload["text"], "hello from a");
+    b.publish("room1", json!("hi a")).await.unwrap();
+    let frame = next_message(&mut a).await;
+    assert_eq!(frame.payload, json!("hi a"));
+    assert_eq!(frame.channel(), Some("room1"));
+    let sender = frame.client.expect("relayed frames carry the sender");
+    assert_eq!(sender.permissions["authenticated"], false);
+}
+
+#[tokio::test]
+async fn three_clients_see_every_message_once_in_the_same_order() {
+    let server = TestServer::start();
+    let mut clients = vec![
+        server.client().await,
+        server.client().await,
+        server.client().await,
+    ];
+    for client in &mut clients {
+        client.join("room1", false, false).await.unwrap();
+    }
+    for n in 0..20 {
+        let sender = n % 3;
+        clients[sender]
+            .publish("room1", json!({"n": n}))
+            .await
+            .unwrap();
+    }
+    for client in &mut clients {
+        let mut seen = Vec::new();
+        for _ in 0..20 {
+            seen.push(next_message(client).await.payload["n"].as_i64().unwrap());
+        }
+        assert_eq!(seen, (0..20).collect::<Vec<_>>());
+        assert_no_message(client).await;
+    }
+}
+
+#[tokio::test]
+async fn authenticated_audience_reaches_only_authenticated_members() {
+    let server = TestServer::start();
+    let mut alice = server.client_as("u1", "Alice").await;
+    let mut bob = server.client_as("u2", "Bob").await;
+    let mut anon = server.client().await;
+    for client in [&mut alice, &mut bob, &mut anon] {
+        client.join("room1", false, false).await.unwrap();
+    }
+    let mut options = channel_options("room1");
+    options.insert("authenticated".into(), Value::Bool(true));
+    alice
+        .request(Action::Message, options, json!("members only"))
+        .await
+        .unwrap();
+    let frame = next_message(&mut bob).await;
+    assert_eq!(frame.payload, json!("members only"));
+    let sender = frame.client.unwrap();
+    assert_eq!(sender.extras["name"], "Alice");
+    assert_eq!(sender.extras["id"], "u1");
+    assert_eq!(sender.permissions["authenticated"], true);
+    assert_eq!(
+        next_message(&mut alice).await.payload,
+        json!("members only")
+    );
+    assert_no_message(&mut anon).await;
+}
+
+#[tokio::test]
+async fn socket_audience_reaches_only_that_socket() {
+    let server = TestServer::start();
+    let (mut a, mut b, mut c) = (
+        server.client().await,
+        server.client().await,
+        server.client().await,
+    );
+    a.join("room1", true, false).await.unwrap();
+    b.join("room1", true, false).await.unwrap();
+    c.join("room1", false, false).await.unwrap();
+    // a learns b's socket id from the join announcement; b's full list holds a besides b.
+    let announced = a.expect(Action::PresenceUpdate, WAIT).await.unwrap();
+    let b_id = announced.payload["presence"]["socketId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let full = b.expect(Action::PresenceFull, WAIT).await.unwrap();
+    let a_id = full.payload["presence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["socketId"].as_str())
+        .find(|id| *id != b_id)
+        .expect("a is listed besides b")
+        .to_string();
+    let mut options = channel_options("room1");
+    options.insert("socketId".into(), Value::from(a_id));
+    b.request(Action::Message, options, json!("just for a"))
+        .await
+        .unwrap();
+    assert_eq!(next_message(&mut a).await.payload, json!("just for a"));
+    assert_no_message(&mut b).await;
+    assert_no_message(&mut c).await;
+    let mut options = channel_options("room1");
+    options.insert(
+        "socketId".into(),
+        Value::from("00000000-0000-0000-0000-000000000000"),
+    );
+    let result = b.request(Action::Message, options, json!("nobody")).await;
+    assert_eq!(refused_code(result), ErrorCode::UnknownSocket);
+}
+
+#[tokio::test]
+async fn sending_to_unjoined_channel_returns_not_subscribed() {
+    let server = TestServer::start();
+    let (mut member, mut outsider) = (server.client().await, server.client().await);
+    member.join("room1", false, false).await.unwrap();
+    // Without a ref (as Xano's SDK sends): an error frame naming the channel.
+    outsider
+        .send(
+            Action::Message,
+            json!({"channel": "room1"}),
+            json!("let me in"),
+        )
+        .await
+        .unwrap();
+    let error = outsider.expect(Action::Error, WAIT).await.unwrap();
+    assert_eq!(error.error_code(), Some(ErrorCode::NotSubscribed));
+    assert_eq!(error.channel(), Some("room1"));
+    assert!(error.payload["message"].as_str().unwrap().contains("join"));
+    // With a ref: a reply with status error.
+    let result = outsider.publish("room1", json!("again")).await;
+    assert_eq!(refused_code(result), ErrorCode::NotSubscribed);
+    assert_no_message(&mut member).await;
+}
+
+#[tokio::test]
+async fn a_good_send_without_ref_gets_no_extra_frame() {
+    let server = TestServer::start();
+    let mut a = server.client().await;
+    a.join("room1", false, false).await.unwrap();
+    a.send(Action::Message, json!({"channel": "room1"}), json!(1))
+        .await
+        .unwrap();
+    assert_eq!(next_message(&mut a).await.payload, json!(1));
+    assert_eq!(a.next_frame_within(QUIET).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn leaving_stops_delivery_and_tells_presence_members() {
+    let server = TestServer::start();
+    let (mut a, mut b) = (server.client().await, server.client().await);
+    a.join("room1", true, false).await.unwrap();
+    b.join("room1", true, false).await.unwrap();
+    a.expect(Action::PresenceUpdate, WAIT).await.unwrap();
+    b.leave("room1").await.unwrap();
+    let update = a.expect(Action::PresenceUpdate, WAIT).await.unwrap();
+    assert_eq!(update.payload["action"], "leave");
+    a.publish("room1", json!("after b left")).await.unwrap();
+    assert_no_message(&mut b).await;
+    assert_eq!(
+        refused_code(b.leave("room1").await),
+        ErrorCode::NotSubscribed
+    );
+    assert_eq!(
+        refused_code(b.publish("room1", json!("x")).await),
+        ErrorCode::NotSubscribed
+    );
+}
+
+#[tokio::test]
+async fn presence_lists_members_on_join_and_drops_them_on_disconnect() {
+    let server = TestServer::start();
+    let mut a = server.client().await;
+    a.request(
+        Action::Join,
+        channel_options("room1"),
+        json!({"presence": true, "extras": {"name": "Ann"}}),
+    )
+    .await
+    .unwrap();
+    let own = a.expect(Action::PresenceFull, WAIT).await.unwrap();
+    assert_eq!(own.payload["presence"].as_array().unwrap().len(), 1);
+    let mut b = server.client().await;
+    b.join("room1", true, false).await.unwrap();
+    let full = b.expect(Action::PresenceFull, WAIT).await.unwrap();
+    let listed = full.payload["presence"].as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().any(|p| p["extras"]["name"] == "Ann"));
+    let joined = a.expect(Action::PresenceUpdate, WAIT).await.unwrap();
+    assert_eq!(joined.payload["action"], "join");
+    let b_id = joined.payload["presence"]["socketId"].clone();
+    drop(b);
+    let left = a.expect(Action::PresenceUpdate, WAIT).await.unwrap();
+    assert_eq!(left.payload["action"], "leave");
+    assert_eq!(left.payload["presence"]["socketId"], b_id);
+}
+
+#[tokio::test]
+async fn history_returns_recent_messages_on_request_and_on_join() {
+    let server = TestServer::start_with(&[("SWITCHBOARD_HISTORY_PER_CHANNEL", "5")]);
+    let mut a = server.client().await;
+    a.join("room1", false, false).await.unwrap();
+    for n in 0..7 {
+        a.publish("room1", json!({"n": n})).await.unwrap();
+    }
+    a.request(Action::History, channel_options("room1"), Value::Null)
+        .await
+        .unwrap();
+    let history = a.expect(Action::History, WAIT).await.unwrap();
+    let numbers: Vec<i64> = history.payload["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["payload"]["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(numbers, vec![2, 3, 4, 5, 6]);
+    let mut late = server.client().await;
+    late.join("room1", false, true).await.unwrap();
+    let history = late.expect(Action::History, WAIT).await.unwrap();
+    let entries = history.payload["history"].as_array().unwrap();
+    assert_eq!(entries.len(), 5);
+    assert_eq!(entries[4]["payload"]["n"], 6);
+    assert_eq!(entries[4]["action"], "message");
+    let mut outsider = server.client().await;
+    let result = outsider
+        .request(Action::History, channel_options("room1"), Value::Null)
+        .await;
+    assert_eq!(refused_code(result), ErrorCode::NotSubscribed);
+}
+
+#[tokio::test]
+async fn malformed_frames_get_their_code_and_the_socket_keeps_working() {
+    let server = TestServer::start();
+    let mut a = server.client().await;
+    a.join("room1", false, false).await.unwrap();
+    let big = "x".repeat(1024 * 1024);
+    let cases = [
+        ("not json at all".to_string(), ErrorCode::BadJson),
+        (
+            r#"{"action": 7, "options": {"channel": "room1"}}"#.to_string(),
+            ErrorCode::InvalidFrame,
+        ),
+        (
+            r#"{"action": "message", "options": "room1"}"#.to_string(),
+            ErrorCode::InvalidFrame,
+        ),
+        (
+            r#"{"action": "dance", "options": {"channel": "room1"}}"#.to_string(),
+            ErrorCode::UnknownAction,
+        ),
+        (
+            r#"{"action": "message", "payload": 1}"#.to_string(),
+            ErrorCode::MissingChannel,
+        ),
+        (
+            r#"{"action": "join", "options": {"channel": "no spaces"}}"#.to_string(),
+            ErrorCode::InvalidChannel,
+        ),
+        (
+            format!(r#"{{"action":"message","options":{{"channel":"room1"}},"payload":"{big}"}}"#),
+            ErrorCode::PayloadTooLarge,
+        ),
+    ];
+    for (text, code) in cases {
+        a.send_raw(text).await.unwrap();
+        let error = a.expect(Action::Error, WAIT).await.unwrap();
+        assert_eq!(error.error_code(), Some(code));
+        assert!(!error.payload["message"].as_str().unwrap().is_empty());
+    }
+    a.publish("room1", json!("still here")).await.unwrap();
+    assert_eq!(next_message(&mut a).await.payload, json!("still here"));
+}
+
+#[tokio::test]
+async fn a_frame_over_the_hard_limit_closes_with_1009() {
+    let server = TestServer::start_with(&[("SWITCHBOARD_MAX_FRAME_BYTES", "65536")]);
+    let mut a = server.client().await;
+    a.send_raw("y".repeat(100_000)).await.unwrap();
+    assert_eq!(closed_code(&mut a).await, Some(1009));
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_cut_off_while_others_keep_receiving() {
+    let server = TestServer::start_with(&[
+        ("SWITCHBOARD_OUTBOX_CAPACITY", "16"),
+        ("SWITCHBOARD_FRAMES_PER_SECOND", "100000"),
+        ("SWITCHBOARD_FRAME_BURST", "100000"),
+    ]);
+    const COUNT: usize = 1500;
+    let mut publisher = server.client().await;
+    let mut healthy = server.client().await;
+    let mut slow = server.client().await;
+    for client in [&mut publisher, &mut healthy, &mut slow] {
+        client.join("room1", false, false).await.unwrap();
+    }
+    let reader = tokio::spawn(async move {
+        let mut seen = 0;
+        while seen < COUNT {
+            let frame = healthy
+                .expect(Action::Message, Duration::from_secs(20))
+                .await
+                .unwrap();
+            assert_eq!(
+                frame.payload["n"].as_u64(),
+                Some(seen as u64),
+                "in order, none lost"
+            );
+            seen += 1;
+        }
+        seen
+    });
+    let filler = "z".repeat(16 * 1024);
+    let mut publish_options = json!({"channel": "room1"});
+    for n in 0..COUNT {
+        publisher
+            .send(
+                Action::Message,
+                publish_options.take(),
+                json!({"n": n, "fill": filler}),
+            )
+            .await
+            .unwrap();
+        publish_options = json!({"channel": "room1"});
+        // The publisher reads its own echoes so that it is not the slow one.
+        while let Some(_) = publisher.next_frame_within(Duration::ZERO).await.unwrap() {}
+    }
+    assert_eq!(reader.await.unwrap(), COUNT);
+    assert_eq!(closed_code(&mut slow).await, Some(1013));
+}
+
+#[tokio::test]
+async fn rate_limited_then_recovers_and_abuse_is_cut_off_with_1008() {
+    let server = TestServer::start_with(&[
+        ("SWITCHBOARD_FRAMES_PER_SECOND", "20"),
+        ("SWITCHBOARD_FRAME_BURST", "5"),
+        ("SWITCHBOARD_RATE_VIOLATION_BURST", "3"),
+    ]);
+    let mut a = server.client().await;
+    a.join("room1", false, false).await.unwrap();
+    let mut refused = 0;
+    for _ in 0..6 {
+        if let Err(ClientError::Refused { code, .. }) = a.publish("room1", json!("burst")).await {
+            assert_eq!(code, ErrorCode::RateLimited);
+            refused += 1;
+        }
+    }
+    assert!(refused >= 1, "the burst beyond 5 frames is refused");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    a.publish("room1", json!("after a pause")).await.unwrap();
+    let mut abuser = server.client().await;
+    for _ in 0..50 {
+        if abuser.send_raw("{}").await.is_err() {
+            break;
+        }
+    }
+    assert_eq!(closed_code(&mut abuser).await, Some(1008));
+}
+
+#[tokio::test]
+async fn bad_and_expired_tokens_are_refused_before_the_upgrade() {
+    let server = TestServer::start();
+    for bad in ["not-a-token".to_string(), support::token("u1", "Old", -120)] {
+        match Client::connect_with_token(&server.url(), Some(&bad)).await {
+            Err(ClientError::WebSocket(tokio_tungstenite::tungstenite::Error::Http(response))) => {
+                assert_eq!(response.status(), 401);
+            }
+            Err(other) => panic!("expected HTTP 401, got {other}"),
+            Ok(_) => panic!("a bad token was accepted"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn silent_sockets_are_dropped_after_missed_pings() {
+    let server = TestServer::start_with(&[("SWITCHBOARD_PING_INTERVAL_MS", "100")]);
+    let mut listening = server.client().await;
+    let mut silent = server.client().await;
+    listening.join("room1", false, false).await.unwrap();
+    silent.join("room1", false, false).await.unwrap();
+    // Reading answers pings; `silent` reads nothing for a while, so it never pongs.
+    for _ in 0..8 {
+        assert_eq!(
+            listening
+                .next_frame_within(Duration::from_millis(100))
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    let ended = silent.next_frame_within(WAIT).await;
+    assert!(
+        matches!(ended, Err(_)),
+        "the silent socket should have been dropped, got {ended:?}"
+    );
+    listening
+        .publish("room1", json!("still alive"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn healthz_reports_live_counts() {
+    let server = TestServer::start();
+    let mut a = server.client().await;
+    a.join("room1", false, false).await.unwrap();
+    let body = http_get(&server.addr, "/healthz").await;
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains(r#""status":"ok""#), "{body}");
+    assert!(body.contains(r#""sockets":1"#), "{body}");
+}
+
+#[tokio::test]
+async fn the_home_page_is_rendered_on_the_server() {
+    let server = TestServer::start();
+    let body = http_get(&server.addr, "/").await;
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains("<h1>Switchboard</h1>"), "{body}");
+    assert!(
+        body.contains("/pkg/switchboard.js"),
+        "hydration script is linked: {body}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_socket_with_1012() {
+    let mut server = TestServer::start();
+    let (mut a, mut b) = (server.client().await, server.client().await);
+    a.join("room1", true, false).await.unwrap();
+    b.join("room2", false, false).await.unwrap();
+    let waiter = tokio::task::spawn_blocking(move || server.terminate());
+    assert_eq!(closed_code(&mut a).await, Some(1012));
+    assert_eq!(closed_code(&mut b).await, Some(1012));
+    assert!(waiter.await.unwrap(), "the server exits with status 0");
+}
+
+async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    body
+}

@@ -1,0 +1,108 @@
+//! Test harness: starts the real `switchboard` binary on an ephemeral loopback port and
+//! connects native clients to it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use switchboard_client::Client;
+
+/// How long a test waits for a frame that should arrive.
+pub const WAIT: Duration = Duration::from_secs(5);
+/// How long a test waits to be sure a frame does not arrive.
+pub const QUIET: Duration = Duration::from_millis(300);
+/// The HS256 secret test servers are started with.
+pub const SECRET: &str = "test-secret-with-enough-entropy-0123456789";
+
+/// A server process; killed when dropped.
+pub struct TestServer {
+    child: Child,
+    /// `127.0.0.1:port`.
+    pub addr: String,
+}
+
+impl TestServer {
+    /// Starts a server with default settings (tokens accepted with [`SECRET`]).
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra `SWITCHBOARD_*` settings.
+    pub fn start_with(env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        command
+            .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
+            .env("LEPTOS_OUTPUT_NAME", "switchboard")
+            .env("SWITCHBOARD_JWT_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("the switchboard binary starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the server prints where it listens");
+        let addr = line
+            .trim()
+            .rsplit("http://")
+            .next()
+            .filter(|addr| addr.contains(':'))
+            .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"))
+            .to_string();
+        Self { child, addr }
+    }
+
+    /// The realtime URL of this server.
+    pub fn url(&self) -> String {
+        format!("ws://{}/rt/test", self.addr)
+    }
+
+    /// A new anonymous client.
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.url()).await.expect("client connects")
+    }
+
+    /// A new client authenticated with a token for user `id` named `name`.
+    pub async fn client_as(&self, id: &str, name: &str) -> Client {
+        Client::connect_with_token(&self.url(), Some(&token(id, name, 3600)))
+            .await
+            .expect("authenticated client connects")
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns whether it exited cleanly.
+    pub fn terminate(&mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(
+            sent.map(|s| s.success()).unwrap_or(false),
+            "kill -TERM {pid}"
+        );
+        let status = self.child.wait().expect("the server exits");
+        status.success()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HS256 token for `id`, valid for `ttl_seconds` (negative: already expired).
+pub fn token(id: &str, name: &str, ttl_seconds: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64;
+    let claims = serde_json::json!({ "sub": id, "name": name, "colour": "#3d6cf2", "exp": now + ttl_seconds });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("token encodes")
+}
