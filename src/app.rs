@@ -3,8 +3,9 @@
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::StaticSegment;
+use leptos_router::{ParamSegment, StaticSegment};
 
+use crate::pages::chat::ChatPage;
 use crate::pages::home::HomePage;
 
 /// The HTML document the server renders around the app.
@@ -38,6 +39,7 @@ pub fn App() -> impl IntoView {
             <main>
                 <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
                     <Route path=StaticSegment("") view=HomePage/>
+                    <Route path=(StaticSegment("chat"), ParamSegment("room")) view=ChatPage/>
                 </Routes>
             </main>
         </Router>

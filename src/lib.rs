@@ -2,7 +2,9 @@
 //! and, behind the `ssr` feature, the server that hosts them next to the realtime endpoint.
 
 pub mod app;
+mod browser;
 mod pages;
+pub mod realtime;
 #[cfg(feature = "ssr")]
 pub mod server;
 
@@ -12,4 +14,10 @@ pub mod server;
 pub fn hydrate() {
     console_error_panic_hook::set_once();
     leptos::mount::hydrate_body(app::App);
+    // Lets browser tests wait for interactivity instead of guessing.
+    let _ = js_sys::Reflect::set(
+        &js_sys::global(),
+        &"__switchboard_hydrated".into(),
+        &true.into(),
+    );
 }

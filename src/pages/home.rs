@@ -1,13 +1,22 @@
-//! The home page: what Switchboard is and where its realtime endpoint lives.
+//! The home page: what Switchboard is, and a way into a chat room.
 
 use leptos::prelude::*;
+use leptos_router::hooks::use_navigate;
 
-/// `/`: introduction, with a control that only works once the page has hydrated.
+use super::chat::DEFAULT_ROOM;
+
+/// `/`: introduction and a room picker.
 #[component]
 pub fn HomePage() -> impl IntoView {
-    let hydrated = RwSignal::new(false);
-    let pings = RwSignal::new(0u32);
-    Effect::new(move |_| hydrated.set(true));
+    let room = RwSignal::new(String::new());
+    let navigate = use_navigate();
+    let open = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let name = room.get_untracked();
+        let name = name.trim();
+        let name = if name.is_empty() { DEFAULT_ROOM } else { name };
+        navigate(&format!("/chat/{name}"), Default::default());
+    };
     view! {
         <section class="home">
             <h1>"Switchboard"</h1>
@@ -16,15 +25,23 @@ pub fn HomePage() -> impl IntoView {
                 "send messages to everyone in them and react to each one as it arrives."
             </p>
             <p>
+                <a class="cta" href=format!("/chat/{DEFAULT_ROOM}")>"Open the support chat"</a>
+            </p>
+            <form class="room-picker" on:submit=open>
+                <label for="room">"Or open any room"</label>
+                <input
+                    id="room"
+                    name="room"
+                    placeholder=DEFAULT_ROOM
+                    prop:value=move || room.get()
+                    on:input=move |ev| room.set(event_target_value(&ev))
+                />
+                <button type="submit">"Open"</button>
+            </form>
+            <p class="fine">
                 "Realtime endpoint: " <code>"/rt/{connection}"</code>
-                " — speaks the Xano realtime protocol, so Xano's JS SDK connects as it is."
+                " — the Xano realtime protocol, so Xano's JS SDK connects as it is."
             </p>
-            <p class="status" data-hydrated=move || hydrated.get().to_string()>
-                {move || if hydrated.get() { "Interactive" } else { "Loading…" }}
-            </p>
-            <button class="ping" on:click=move |_| pings.update(|n| *n += 1)>
-                "Pinged " {move || pings.get()} " times"
-            </button>
         </section>
     }
 }

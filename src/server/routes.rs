@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use serde_json::json;
 
@@ -15,13 +16,17 @@ use crate::app::{shell, App};
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
+    let hub = state.hub.clone();
     Router::new()
         .route("/rt/{connection}", get(transport::upgrade))
         .route("/healthz", get(healthz))
-        .leptos_routes(&state, routes, {
-            let options = options.clone();
-            move || shell(options.clone())
-        })
+        // Pages and server functions reach the hub through Leptos context.
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || provide_context(hub.clone()),
+            move || shell(options.clone()),
+        )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state)
 }

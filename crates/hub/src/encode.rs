@@ -40,10 +40,10 @@ fn open(
     out
 }
 
-/// `message` (or `event`) frame relayed to a channel: payload verbatim, sender's client object.
-pub(crate) fn relayed(action: Action, channel: &str, payload: &RawValue, client: &str) -> Bytes {
+/// `message` frame relayed to a channel: payload verbatim, sender's client object.
+pub(crate) fn relayed(channel: &str, payload: &RawValue, client: &str) -> Bytes {
     let mut out = open(
-        action,
+        Action::Message,
         Some(channel),
         None,
         payload.get().len() + client.len(),
@@ -51,6 +51,14 @@ pub(crate) fn relayed(action: Action, channel: &str, payload: &RawValue, client:
     out.push_str(payload.get());
     out.push_str(r#","client":"#);
     out.push_str(client);
+    out.push('}');
+    Bytes::from(out)
+}
+
+/// `event` frame published by the server side: no sending socket, so no `client`.
+pub(crate) fn server_event(channel: &str, payload: &RawValue) -> Bytes {
+    let mut out = open(Action::Event, Some(channel), None, payload.get().len());
+    out.push_str(payload.get());
     out.push('}');
     Bytes::from(out)
 }
@@ -131,7 +139,7 @@ pub(crate) fn history(channel: &str, frames: &[Bytes]) -> Bytes {
         if n > 0 {
             out.push(',');
         }
-        // Stored frames were produced by `relayed`, which only writes UTF-8.
+        // Stored frames were produced by this module, which only writes UTF-8.
         out.push_str(std::str::from_utf8(frame).unwrap_or("null"));
     }
     out.push_str("]}}");
@@ -151,7 +159,7 @@ mod tests {
     fn relayed_message_is_valid_json_with_verbatim_payload() {
         let payload = RawValue::from_string(r#"{"text":"hi \"there\""}"#.into()).unwrap();
         let client = r#"{"socketId":"s1","extras":{},"permissions":{"authenticated":false}}"#;
-        let frame = decode(&relayed(Action::Message, "room\"1", &payload, client));
+        let frame = decode(&relayed("room\"1", &payload, client));
         assert_eq!(frame.action, Action::Message);
         assert_eq!(frame.channel(), Some("room\"1"));
         assert_eq!(frame.payload["text"], "hi \"there\"");
@@ -182,7 +190,7 @@ mod tests {
         let full = decode(&presence_full("c", [client, client].into_iter()));
         assert_eq!(full.payload["presence"].as_array().unwrap().len(), 2);
         let payload = RawValue::from_string("1".into()).unwrap();
-        let stored = relayed(Action::Message, "c", &payload, client);
+        let stored = relayed("c", &payload, client);
         let hist = decode(&history("c", &[stored.clone(), stored]));
         assert_eq!(hist.payload["history"][1]["payload"], 1);
         let update = decode(&presence_update("c", Action::Leave, client));

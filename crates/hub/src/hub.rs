@@ -1,14 +1,17 @@
 //! The hub: the registry of channels and sockets, shared by every connection.
 
+use bytes::Bytes;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use switchboard_protocol::CloseCode;
+use switchboard_protocol::{validate_channel_name, CloseCode, Target};
 use uuid::Uuid;
 
 use crate::channel::Channel;
+use crate::encode;
 use crate::outbox::{outbox, Closer};
 use crate::{HistoryStore, HubConfig, OutboxReceiver, Session};
 
@@ -46,6 +49,33 @@ impl fmt::Display for HubClosed {
 }
 
 impl std::error::Error for HubClosed {}
+
+/// Why a server-side publish was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishError {
+    /// The channel name breaks the name rules.
+    InvalidChannel(&'static str),
+    /// The payload is over the configured limit.
+    PayloadTooLarge {
+        /// Bytes of JSON in the payload.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PublishError::InvalidChannel(why) => write!(f, "invalid channel: {why}"),
+            PublishError::PayloadTooLarge { size, max } => {
+                write!(f, "payload is {size} bytes; at most {max} are allowed")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PublishError {}
 
 impl Hub {
     /// A hub with these limits and this history store.
@@ -104,6 +134,37 @@ impl Hub {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .len()
+    }
+
+    /// Publishes a server-side message: an `event` frame to every member of `channel`, kept in
+    /// history like any message. Needs no member and no socket; `payload` must be valid JSON.
+    pub fn publish_event(&self, channel: &str, payload: &RawValue) -> Result<(), PublishError> {
+        validate_channel_name(channel).map_err(|(_, why)| PublishError::InvalidChannel(why))?;
+        let config = &self.inner.config;
+        if payload.get().len() > config.max_payload_bytes {
+            return Err(PublishError::PayloadTooLarge {
+                size: payload.get().len(),
+                max: config.max_payload_bytes,
+            });
+        }
+        let frame = encode::server_event(channel, payload);
+        let channels = self
+            .inner
+            .channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        self.inner
+            .history
+            .append(channel, frame.clone(), config.history_per_channel);
+        if let Some(channel) = channels.get(channel) {
+            channel.lock().deliver(Target::Everyone, &frame);
+        }
+        Ok(())
+    }
+
+    /// The latest `limit` stored frames of `channel` (message and event frames), oldest first.
+    pub fn recent(&self, channel: &str, limit: usize) -> Vec<Bytes> {
+        self.inner.history.recent(channel, limit)
     }
 
     pub(crate) fn forget_socket(&self, id: &Uuid) {

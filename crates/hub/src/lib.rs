@@ -17,6 +17,6 @@ mod session;
 
 pub use config::HubConfig;
 pub use history::{HistoryStore, MemoryHistory};
-pub use hub::{Hub, HubClosed, Identity};
+pub use hub::{Hub, HubClosed, Identity, PublishError};
 pub use outbox::{CloseSignal, Outbound, OutboxReceiver};
 pub use session::Session;

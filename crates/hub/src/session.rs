@@ -240,12 +240,7 @@ impl Session {
             );
             return Err((ErrorCode::PayloadTooLarge, why));
         }
-        let frame: Bytes = encode::relayed(
-            Action::Message,
-            request.channel,
-            request.payload,
-            &joined.client,
-        );
+        let frame: Bytes = encode::relayed(request.channel, request.payload, &joined.client);
         let members = joined.channel.lock();
         if request.target == Target::Everyone {
             self.hub.inner.history.append(

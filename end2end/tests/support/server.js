@@ -1,0 +1,42 @@
+// Starts and stops a Switchboard server of the test's own (for tests that restart it), on a
+// fixed loopback port, serving the site that `cargo leptos build` produced.
+const { spawn } = require('node:child_process');
+const path = require('node:path');
+
+const root = path.resolve(__dirname, '..', '..', '..');
+
+function startServer(port) {
+  const binary = path.join(root, 'target', process.env.SWITCHBOARD_PROFILE || 'debug', 'switchboard');
+  const child = spawn(binary, [], {
+    cwd: root,
+    env: {
+      ...process.env,
+      LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
+      LEPTOS_SITE_ROOT: path.join(root, 'target', 'site'),
+      LEPTOS_OUTPUT_NAME: process.env.LEPTOS_OUTPUT_NAME || 'switchboard',
+      RUST_LOG: 'warn',
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const ready = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server on ${port} did not start`)), 15_000);
+    child.stdout.on('data', (chunk) => {
+      if (chunk.toString().includes('listening on')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`server exited with ${code} before listening`)));
+  });
+  const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+  return {
+    ready,
+    url: `http://127.0.0.1:${port}`,
+    async stop() {
+      child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
+module.exports = { startServer };

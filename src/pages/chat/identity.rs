@@ -1,0 +1,84 @@
+//! Who the person at this browser is: a name and colour chosen once and remembered in
+//! `localStorage`, with a stable id so several tabs of one person count once in presence.
+
+use leptos::prelude::*;
+
+use super::message::{ChatUser, MAX_NAME_CHARS};
+use crate::browser;
+
+const STORAGE_KEY: &str = "switchboard.user";
+const PALETTE: [&str; 8] = [
+    "#e5484d", "#f76b15", "#ffc53d", "#30a46c", "#12a594", "#0090ff", "#6e56cf", "#d6409f",
+];
+
+/// The remembered identity, if this browser chose one.
+pub fn load() -> Option<ChatUser> {
+    let stored = browser::local_get(STORAGE_KEY)?;
+    serde_json::from_str::<ChatUser>(&stored)
+        .ok()
+        .filter(|user| !user.name.trim().is_empty())
+}
+
+fn save(user: &ChatUser) {
+    if let Ok(json) = serde_json::to_string(user) {
+        browser::local_set(STORAGE_KEY, &json);
+    }
+}
+
+/// Asks for a name and colour, remembers them, and hands the identity to `on_save`.
+#[component]
+pub fn NameForm(on_save: Callback<ChatUser>) -> impl IntoView {
+    let previous = load();
+    let name = RwSignal::new(
+        previous
+            .as_ref()
+            .map(|u| u.name.clone())
+            .unwrap_or_default(),
+    );
+    let colour = RwSignal::new(
+        previous
+            .as_ref()
+            .map(|u| u.colour.clone())
+            .unwrap_or_else(|| {
+                PALETTE[(js_sys::Math::random() * PALETTE.len() as f64) as usize % PALETTE.len()]
+                    .to_string()
+            }),
+    );
+    let id = previous.map(|u| u.id).unwrap_or_else(browser::random_id);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let chosen = name.get_untracked().trim().to_string();
+        if chosen.is_empty() {
+            return;
+        }
+        let user = ChatUser {
+            id: id.clone(),
+            name: chosen.chars().take(MAX_NAME_CHARS).collect(),
+            colour: colour.get_untracked(),
+        };
+        save(&user);
+        on_save.run(user);
+    };
+    view! {
+        <form class="name-form" on:submit=submit>
+            <label for="chat-name">"Your name"</label>
+            <input
+                id="chat-name"
+                name="name"
+                maxlength=MAX_NAME_CHARS.to_string()
+                autocomplete="nickname"
+                placeholder="How others see you"
+                prop:value=move || name.get()
+                on:input=move |ev| name.set(event_target_value(&ev))
+            />
+            <label for="chat-colour">"Colour"</label>
+            <input
+                id="chat-colour"
+                type="color"
+                prop:value=move || colour.get()
+                on:input=move |ev| colour.set(event_target_value(&ev))
+            />
+            <button type="submit">"Join the chat"</button>
+        </form>
+    }
+}

@@ -1,0 +1,290 @@
+//! The support chat, `/chat/{room}`: the room's messages (rendered with the page, then live),
+//! who is here, the connection state, and a composer. A page-level listener feeds every
+//! `message`, `event` and `history` frame into one reactive list that the view is bound to.
+
+mod identity;
+pub mod message;
+mod server;
+
+use leptos::html::Ol;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use leptos_router::hooks::{use_params_map, use_query_map};
+use serde_json::{Map, Value};
+
+use crate::browser;
+use crate::realtime::{use_channel, Channel, ChannelOptions, ConnectionStatus};
+use identity::NameForm;
+use message::{merge, ChatMessage, ChatUser};
+use server::{recent_messages, send_message};
+
+/// The room used when none is named.
+pub const DEFAULT_ROOM: &str = "room1";
+/// Channel the debug control sends to without joining it.
+const UNJOINED_ROOM: &str = "not-joined";
+
+/// `/chat/{room}`: one [`ChatRoom`] per room; changing rooms leaves the old one.
+#[component]
+pub fn ChatPage() -> impl IntoView {
+    let params = use_params_map();
+    let room = Memo::new(move |_| {
+        params
+            .read()
+            .get("room")
+            .unwrap_or_else(|| DEFAULT_ROOM.to_string())
+    });
+    move || view! { <ChatRoom room=room.get()/> }
+}
+
+/// A room: history from the server render, live messages once connected.
+#[component]
+fn ChatRoom(room: String) -> impl IntoView {
+    let debug = use_query_map().read_untracked().get("debug").is_some();
+    let history = Resource::new_blocking(
+        {
+            let room = room.clone();
+            move || room.clone()
+        },
+        recent_messages,
+    );
+    let live = RwSignal::new(Vec::<ChatMessage>::new());
+    let hydrated = RwSignal::new(false);
+    let user = RwSignal::new(None::<ChatUser>);
+    Effect::new(move |_| {
+        user.set(identity::load());
+        hydrated.set(true);
+    });
+    let messages = move || {
+        let mut all = history.get().and_then(Result::ok).unwrap_or_default();
+        merge(&mut all, live.get());
+        all
+    };
+    let list = NodeRef::<Ol>::new();
+    Effect::new(move |_| {
+        let count = live.with(Vec::len);
+        if let (Some(list), true) = (list.get(), count > 0) {
+            list.set_scroll_top(list.scroll_height());
+        }
+    });
+    let title = room.clone();
+    view! {
+        <div class="chat">
+            <header class="chat-header">
+                <a class="back" href="/">"Switchboard"</a>
+                <h1>"#" {title}</h1>
+            </header>
+            <ol class="messages" node_ref=list aria-live="polite">
+                <Suspense fallback=|| view! { <li class="hint">"Loading messages…"</li> }>
+                    <For each=messages key=|m| m.id.clone() let:message>
+                        <MessageRow message hydrated/>
+                    </For>
+                </Suspense>
+            </ol>
+            {move || match user.get() {
+                Some(me) => view! { <LiveRoom room=room.clone() me live user debug/> }.into_any(),
+                None if hydrated.get() => view! {
+                    <div class="composer-area">
+                        <NameForm on_save=Callback::new(move |chosen| user.set(Some(chosen)))/>
+                    </div>
+                }.into_any(),
+                None => view! {
+                    <div class="composer-area"><p class="hint">"Connecting…"</p></div>
+                }.into_any(),
+            }}
+        </div>
+    }
+}
+
+/// One message: author, time, text (always as text, never as HTML).
+#[component]
+fn MessageRow(message: ChatMessage, hydrated: RwSignal<bool>) -> impl IntoView {
+    let sent_at = message.sent_at.clone();
+    // The server cannot know the reader's time zone: it shows UTC until the page hydrates.
+    let time = move || match hydrated.get() {
+        true => browser::local_time(&sent_at),
+        false => sent_at.get(11..16).unwrap_or_default().to_string(),
+    };
+    view! {
+        <li class="message" data-id=message.id.clone()>
+            <span class="author" style:color=message.user.colour.clone()>{message.user.name.clone()}</span>
+            <time datetime=message.sent_at.clone()>{time}</time>
+            <p class="text">{message.text.clone()}</p>
+        </li>
+    }
+}
+
+/// The connected part of a room: presence, connection state, composer.
+#[component]
+fn LiveRoom(
+    room: String,
+    me: ChatUser,
+    live: RwSignal<Vec<ChatMessage>>,
+    user: RwSignal<Option<ChatUser>>,
+    debug: bool,
+) -> impl IntoView {
+    let mut extras = Map::new();
+    extras.insert("id".into(), Value::from(me.id.clone()));
+    extras.insert("name".into(), Value::from(me.name.clone()));
+    extras.insert("colour".into(), Value::from(me.colour.clone()));
+    let options = ChannelOptions {
+        presence: true,
+        history: true,
+        extras,
+    };
+    let channel = use_channel(&room, options, move |frame| {
+        let incoming = ChatMessage::all_in(frame);
+        if !incoming.is_empty() {
+            live.update(|list| merge(list, incoming));
+        }
+    });
+    let draft = RwSignal::new(String::new());
+    let failure = RwSignal::new(None::<(String, String)>);
+    let room = StoredValue::new(room);
+    let me = StoredValue::new(me);
+    let send = move |path: SendPath| {
+        let text = draft.get_untracked();
+        let message = ChatMessage {
+            id: browser::random_id(),
+            text: text.clone(),
+            user: me.get_value(),
+            sent_at: browser::now_iso(),
+        };
+        if let Some(problem) = message.problem() {
+            failure.set(Some(("invalid".into(), problem.into())));
+            return;
+        }
+        draft.set(String::new());
+        failure.set(None);
+        // A refused message goes back into the composer, so nothing typed is lost.
+        let refused = move |code: String, why: String| {
+            if draft.get_untracked().is_empty() {
+                draft.set(text);
+            }
+            failure.set(Some((code, why)));
+        };
+        let payload = serde_json::to_value(&message).unwrap_or(Value::Null);
+        match path {
+            SendPath::Socket => channel.send(payload, move |outcome| {
+                if let Err(error) = outcome {
+                    refused(error.code.to_string(), error.message);
+                }
+            }),
+            SendPath::Unjoined => channel.send_to(UNJOINED_ROOM, payload, move |outcome| {
+                if let Err(error) = outcome {
+                    refused(error.code.to_string(), error.message);
+                }
+            }),
+            SendPath::ServerFunction => spawn_local(async move {
+                if let Err(error) = send_message(room.get_value(), message).await {
+                    refused("server_function".into(), error.to_string());
+                }
+            }),
+        }
+    };
+    view! {
+        <aside class="presence">
+            <h2>{move || format!("Here now · {}", people(&channel).len())}</h2>
+            <ul>
+                <For each=move || people(&channel) key=|p| (p.id.clone(), p.tabs) let:person>
+                    <li class="person" data-user=person.id.clone()>
+                        <span class="dot" style:background=person.colour.clone()></span>
+                        {person.name.clone()}
+                        {(person.tabs > 1).then(|| format!(" ({} tabs)", person.tabs))}
+                    </li>
+                </For>
+            </ul>
+        </aside>
+        <div class="composer-area">
+            <p class="connection" data-status=move || channel.status.get().label()>
+                <span class="pill">{move || channel.status.get().label()}</span>
+                {move || match channel.queued.get() {
+                    0 => String::new(),
+                    n => format!("{n} waiting to send"),
+                }}
+                <button type="button" class="link" on:click=move |_| user.set(None)>"Change name"</button>
+            </p>
+            {move || failure.get().map(|(code, why)| view! {
+                <p class="send-error" role="alert" data-code=code.clone()>
+                    <strong>{code.clone()}</strong>": "{why}
+                </p>
+            })}
+            {move || {
+                let connected = channel.status.get() == ConnectionStatus::Connected;
+                channel.last_error.get().filter(|_| !connected).map(|error| view! {
+                    <p class="send-error" role="alert" data-code=error.code.to_string()>
+                        {error.message}
+                    </p>
+                })
+            }}
+            <form class="composer" on:submit=move |ev| {
+                ev.prevent_default();
+                send(SendPath::Socket);
+            }>
+                <input
+                    class="draft"
+                    name="text"
+                    placeholder="Write a message"
+                    autocomplete="off"
+                    maxlength=message::MAX_TEXT_CHARS.to_string()
+                    prop:value=move || draft.get()
+                    on:input=move |ev| draft.set(event_target_value(&ev))
+                />
+                <button type="submit">"Send"</button>
+            </form>
+            {debug.then(|| view! {
+                <div class="debug">
+                    <button type="button" class="via-server" on:click=move |_| send(SendPath::ServerFunction)>
+                        "Send via server function"
+                    </button>
+                    <button type="button" class="to-unjoined" on:click=move |_| send(SendPath::Unjoined)>
+                        "Send to a room I have not joined"
+                    </button>
+                </div>
+            })}
+        </div>
+    }
+}
+
+/// How a message leaves the page.
+#[derive(Clone, Copy)]
+enum SendPath {
+    /// Over the page's WebSocket to the room.
+    Socket,
+    /// Over the page's WebSocket to a room it has not joined (debug control).
+    Unjoined,
+    /// Over HTTP, through the `send_message` server function.
+    ServerFunction,
+}
+
+/// One person in the room, however many tabs they have open.
+#[derive(Clone, PartialEq)]
+struct Person {
+    id: String,
+    name: String,
+    colour: String,
+    tabs: usize,
+}
+
+fn people(channel: &Channel) -> Vec<Person> {
+    let mut people: Vec<Person> = Vec::new();
+    for member in channel.presence.get() {
+        let text = |key: &str| {
+            member
+                .extras
+                .get(key)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let id = text("id").unwrap_or_else(|| member.socket_id.clone());
+        match people.iter_mut().find(|p| p.id == id) {
+            Some(person) => person.tabs += 1,
+            None => people.push(Person {
+                id,
+                name: text("name").unwrap_or_else(|| "Anonymous".into()),
+                colour: text("colour").unwrap_or_else(|| "#888".into()),
+                tabs: 1,
+            }),
+        }
+    }
+    people
+}
