@@ -110,3 +110,35 @@ test('a server restart: pages reconnect, rejoin, and a message typed offline arr
   await ben.close();
   await server.stop();
 });
+
+test('one person with two tabs is listed once, and leaving the page leaves the room', async ({ browser, baseURL }) => {
+  const room = `tabs-${Date.now()}`;
+  const gus = await personContext(browser, 'Gus', '#f76b15');
+  const hal = await personContext(browser, 'Hal', '#0090ff');
+  const first = await openRoom(gus, baseURL, room);
+  await openRoom(gus, baseURL, room);
+  const other = await openRoom(hal, baseURL, room);
+  await expect(other.locator('.presence h2')).toHaveText('Here now · 2');
+  await expect(other.locator('.person[data-user="user-gus"]')).toContainText('Gus (2 tabs)');
+
+  // Client-side navigation away from the chat cleans the page up: it leaves the channel.
+  await first.click('a.back');
+  await expect(first).toHaveURL(/\/$/);
+  await expect(other.locator('.person[data-user="user-gus"]')).toHaveText('Gus');
+  await gus.close();
+  await expect(other.locator('.presence h2')).toHaveText('Here now · 1');
+  await hal.close();
+});
+
+test('new messages scroll into view', async ({ browser, baseURL }, testInfo) => {
+  const context = await browser.newContext({ colorScheme: 'dark', viewport: { width: 900, height: 500 } });
+  await context.addInitScript(() => {
+    window.localStorage.setItem('switchboard.user', JSON.stringify({ id: 'user-ivy', name: 'Ivy', colour: '#ffc53d' }));
+  });
+  const page = await openRoom(context, baseURL, `scroll-${Date.now()}`);
+  for (let n = 1; n <= 25; n++) await say(page, `line ${n}`);
+  const last = page.locator('.message .text', { hasText: /^line 25$/ });
+  await expect(last).toBeInViewport();
+  await page.screenshot({ path: testInfo.outputPath('chat-dark.png') });
+  await context.close();
+});

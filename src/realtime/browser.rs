@@ -25,6 +25,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// The realtime endpoint of the page's own server.
 const ENDPOINT: &str = "/rt/app";
 
+/// An event listener attached to a socket: the event's name and the callback.
+type Listener = (&'static str, Closure<dyn FnMut(Event)>);
+
 /// The browser connection of one channel.
 pub struct Sender {
     channel: String,
@@ -39,7 +42,7 @@ pub struct Sender {
 struct State {
     socket: Option<WebSocket>,
     /// Event listeners of the current socket, kept alive while attached.
-    handlers: Vec<(&'static str, Closure<dyn FnMut(Event)>)>,
+    handlers: Vec<Listener>,
     joined: bool,
     join_ref: Option<String>,
     /// Sends waiting for a joined socket, oldest first.
@@ -152,7 +155,7 @@ impl Sender {
         socket: &WebSocket,
         event: &'static str,
         on_event: impl Fn(&Sender, Event) + 'static,
-    ) -> (&'static str, Closure<dyn FnMut(Event)>) {
+    ) -> Listener {
         let this = self.this.clone();
         let closure = Closure::<dyn FnMut(Event)>::new(move |event: Event| {
             if let Some(this) = this.upgrade() {
@@ -341,7 +344,7 @@ fn backoff(failures: u32) -> Duration {
     step.mul_f64(0.5 + js_sys::Math::random() / 2.0)
 }
 
-fn detach(socket: &WebSocket, handlers: &[(&'static str, Closure<dyn FnMut(Event)>)]) {
+fn detach(socket: &WebSocket, handlers: &[Listener]) {
     for (event, closure) in handlers {
         let _ = socket.remove_event_listener_with_callback(event, closure.as_ref().unchecked_ref());
     }
