@@ -3,7 +3,11 @@
 const { defineConfig } = require('@playwright/test');
 const path = require('node:path');
 
+const os = require('node:os');
+
 const root = path.resolve(__dirname, '..');
+// Each run gets its own history file, so runs never see each other's messages.
+const history = path.join(os.tmpdir(), `switchboard-e2e-${process.pid}`, 'history.db');
 const port = Number(process.env.SWITCHBOARD_E2E_PORT || 3100);
 
 module.exports = defineConfig({
@@ -43,6 +47,7 @@ module.exports = defineConfig({
       LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
       LEPTOS_SITE_ROOT: path.join(root, 'target', 'site'),
       LEPTOS_OUTPUT_NAME: process.env.LEPTOS_OUTPUT_NAME || 'switchboard',
+      SWITCHBOARD_HISTORY_PATH: history,
       RUST_LOG: 'warn',
     },
   },

@@ -262,7 +262,7 @@ async fn presence_lists_members_on_join_and_drops_them_on_disconnect() {
 
 #[tokio::test]
 async fn history_returns_recent_messages_on_request_and_on_join() {
-    let server = TestServer::start_with(&[("SWITCHBOARD_HISTORY_PER_CHANNEL", "5")]);
+    let server = TestServer::start_with(&[("SWITCHBOARD_HISTORY_ON_JOIN", "5")]);
     let mut a = server.client().await;
     a.join("room1", false, false).await.unwrap();
     for n in 0..7 {

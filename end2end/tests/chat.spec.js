@@ -3,6 +3,8 @@
 const { test, expect } = require('@playwright/test');
 const { personContext, openRoom, say, texts } = require('./support/chat');
 const { startServer } = require('./support/server');
+const os = require('node:os');
+const path = require('node:path');
 
 test('three people in room1 see every message once, in order, by socket and by server function', async ({ browser, baseURL }, testInfo) => {
   const run = `run-${Date.now()}`;
@@ -83,13 +85,16 @@ test('HTML in a message is shown as text, never run', async ({ browser, baseURL 
 
 test('a server restart: pages reconnect, rejoin, and a message typed offline arrives once', async ({ browser }) => {
   const port = Number(process.env.SWITCHBOARD_E2E_RESTART_PORT || 3101);
-  let server = startServer(port);
+  const history = path.join(os.tmpdir(), `switchboard-restart-${process.pid}-${Date.now()}`, 'history.db');
+  let server = startServer(port, history);
   await server.ready;
   const ada = await personContext(browser, 'Ada', '#e5484d');
   const ben = await personContext(browser, 'Ben', '#30a46c');
   const a = await openRoom(ada, server.url, 'room1');
   const b = await openRoom(ben, server.url, 'room1');
   await expect(a.locator('.presence h2')).toHaveText('Here now · 2');
+  await say(b, 'said before the restart');
+  await expect.poll(() => texts(a, 'said before')).toEqual(['said before the restart']);
 
   expect(await server.stop()).toBe(0);
   for (const page of [a, b]) {
@@ -98,7 +103,7 @@ test('a server restart: pages reconnect, rejoin, and a message typed offline arr
   await say(a, 'typed while the server was down');
   await expect(a.locator('.connection')).toContainText('1 waiting to send');
 
-  server = startServer(port);
+  server = startServer(port, history);
   await server.ready;
   for (const page of [a, b]) {
     await expect(page.locator('.connection')).toHaveAttribute('data-status', 'connected', { timeout: 20_000 });
@@ -106,6 +111,13 @@ test('a server restart: pages reconnect, rejoin, and a message typed offline arr
     await expect.poll(() => texts(page, 'typed while')).toEqual(['typed while the server was down']);
   }
   await expect(a.locator('.connection')).not.toContainText('waiting to send');
+  // Rejoining resumed from where each page was: nothing shown twice, and the history is on disk.
+  for (const page of [a, b]) {
+    await expect.poll(() => texts(page, 'said before')).toEqual(['said before the restart']);
+  }
+  await b.reload();
+  await expect.poll(() => texts(b, 'said before')).toEqual(['said before the restart']);
+  await expect.poll(() => texts(b, 'typed while')).toEqual(['typed while the server was down']);
   await ada.close();
   await ben.close();
   await server.stop();

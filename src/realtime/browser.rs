@@ -52,6 +52,8 @@ struct State {
     next_ref: u64,
     failures: u32,
     closed: bool,
+    /// Epoch and seq of the latest stored message seen: where a rejoin resumes from.
+    position: Option<(String, u64)>,
 }
 
 struct Outgoing {
@@ -168,12 +170,18 @@ impl Sender {
 
     fn on_open(&self) {
         let reference = "join".to_string();
+        let position = self.state.borrow().position.clone();
+        let mut options = json!({ "channel": self.channel, "ref": reference });
+        // A rejoin asks for exactly what was missed instead of the recent history.
+        if let Some((epoch, seq)) = &position {
+            options["since"] = json!({ "epoch": epoch, "seq": seq });
+        }
         let join = json!({
             "action": "join",
-            "options": { "channel": self.channel, "ref": reference },
+            "options": options,
             "payload": {
                 "presence": self.options.presence,
-                "history": self.options.history,
+                "history": self.options.history && position.is_none(),
                 "extras": self.options.extras,
             },
         });
@@ -191,6 +199,7 @@ impl Sender {
         let Ok(frame) = serde_json::from_str::<Frame>(text) else {
             return;
         };
+        self.note_position(&frame);
         match frame.action {
             Action::Reply => self.on_reply(&frame),
             Action::PresenceFull => {
@@ -223,6 +232,40 @@ impl Sender {
         }
         if frame.action != Action::Reply {
             (self.listener)(&frame);
+        }
+    }
+
+    /// Remembers the newest stored message seen, from live frames and history.
+    fn note_position(&self, frame: &Frame) {
+        let newest = match frame.action {
+            Action::Message | Action::Event => frame.seq().zip(frame.epoch().map(str::to_string)),
+            Action::History => frame
+                .payload
+                .get("history")
+                .and_then(Value::as_array)
+                .and_then(|entries| entries.last())
+                .and_then(|last| serde_json::from_value::<Frame>(last.clone()).ok())
+                .and_then(|last| last.seq().zip(last.epoch().map(str::to_string))),
+            Action::Gap => None,
+            _ => return,
+        };
+        let mut state = self.state.borrow_mut();
+        if let Some((seq, epoch)) = newest {
+            let newer = match &state.position {
+                Some((known, at)) => *known != epoch || seq > *at,
+                None => true,
+            };
+            if newer {
+                state.position = Some((epoch, seq));
+            }
+        } else if frame.action == Action::Gap {
+            // After a gap the server sends what it still has; resume from there next time.
+            let epoch = frame.payload.get("epoch").and_then(Value::as_str);
+            if let (Some(epoch), Some((known, _))) = (epoch, &state.position) {
+                if known != epoch {
+                    state.position = None;
+                }
+            }
         }
     }
 

@@ -1,8 +1,18 @@
 //! Server settings, read from `SWITCHBOARD_*` environment variables with embedded defaults.
 //! A bad value stops start-up with the variable's name and what is wrong with it.
 
+use std::path::PathBuf;
 use std::time::Duration;
 use switchboard_hub::HubConfig;
+
+/// Where message history is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryEngine {
+    /// A SQLite file (the default), created on first run.
+    Sqlite(PathBuf),
+    /// Process memory: nothing survives a restart.
+    Memory,
+}
 
 /// Every setting of the server process.
 #[derive(Debug, Clone)]
@@ -19,6 +29,8 @@ pub struct ServerConfig {
     pub jwt_secret: Option<String>,
     /// How long a graceful shutdown waits for sockets to close.
     pub shutdown_grace: Duration,
+    /// Where history is kept.
+    pub history: HistoryEngine,
 }
 
 /// A setting that could not be read.
@@ -39,6 +51,7 @@ impl Default for ServerConfig {
             read_buffer_bytes: 4 * 1024,
             jwt_secret: None,
             shutdown_grace: Duration::from_secs(5),
+            history: HistoryEngine::Sqlite(PathBuf::from("data/switchboard.db")),
         }
     }
 }
@@ -69,11 +82,12 @@ impl ServerConfig {
             &mut hub.max_channels_per_socket,
         )?;
         read("SWITCHBOARD_OUTBOX_CAPACITY", &mut hub.outbox_capacity)?;
-        read(
-            "SWITCHBOARD_HISTORY_PER_CHANNEL",
-            &mut hub.history_per_channel,
-        )?;
+        let mut keep = hub.history_keep as usize;
+        read("SWITCHBOARD_HISTORY_KEEP", &mut keep)?;
+        hub.history_keep = keep as u64;
         read("SWITCHBOARD_HISTORY_ON_JOIN", &mut hub.history_on_join)?;
+        read("SWITCHBOARD_MAX_RESUME", &mut hub.max_resume)?;
+        read("SWITCHBOARD_STORE_QUEUE", &mut hub.store_queue)?;
         read("SWITCHBOARD_MAX_FRAME_BYTES", &mut config.max_frame_bytes)?;
         read(
             "SWITCHBOARD_READ_BUFFER_BYTES",
@@ -97,14 +111,34 @@ impl ServerConfig {
         hub.frames_per_second = to_u32("SWITCHBOARD_FRAMES_PER_SECOND", rate[0])?;
         hub.frame_burst = to_u32("SWITCHBOARD_FRAME_BURST", rate[1])?;
         hub.rate_violation_burst = to_u32("SWITCHBOARD_RATE_VIOLATION_BURST", rate[2])?;
-        let mut seconds = [
+        let mut millis = [
             config.ping_interval.as_millis() as usize,
             config.shutdown_grace.as_millis() as usize,
+            config.hub.history_max_age.as_millis() as usize,
+            config.hub.history_trim_interval.as_millis() as usize,
         ];
-        read("SWITCHBOARD_PING_INTERVAL_MS", &mut seconds[0])?;
-        read("SWITCHBOARD_SHUTDOWN_GRACE_MS", &mut seconds[1])?;
-        config.ping_interval = Duration::from_millis(seconds[0].max(10) as u64);
-        config.shutdown_grace = Duration::from_millis(seconds[1] as u64);
+        read("SWITCHBOARD_PING_INTERVAL_MS", &mut millis[0])?;
+        read("SWITCHBOARD_SHUTDOWN_GRACE_MS", &mut millis[1])?;
+        read("SWITCHBOARD_HISTORY_MAX_AGE_MS", &mut millis[2])?;
+        read("SWITCHBOARD_HISTORY_TRIM_INTERVAL_MS", &mut millis[3])?;
+        config.ping_interval = Duration::from_millis(millis[0].max(10) as u64);
+        config.shutdown_grace = Duration::from_millis(millis[1] as u64);
+        config.hub.history_max_age = Duration::from_millis(millis[2] as u64);
+        config.hub.history_trim_interval = Duration::from_millis(millis[3].max(10) as u64);
+        config.history = match lookup("SWITCHBOARD_HISTORY").as_deref().map(str::trim) {
+            None | Some("sqlite") => match lookup("SWITCHBOARD_HISTORY_PATH") {
+                Some(path) if !path.trim().is_empty() => HistoryEngine::Sqlite(PathBuf::from(path)),
+                _ => config.history,
+            },
+            Some("memory") => HistoryEngine::Memory,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "SWITCHBOARD_HISTORY",
+                    value: other.to_string(),
+                    reason: "expected sqlite or memory".into(),
+                })
+            }
+        };
         config.jwt_secret = lookup("SWITCHBOARD_JWT_SECRET").filter(|s| !s.is_empty());
         Ok(config)
     }
@@ -119,6 +153,10 @@ mod tests {
         let config = ServerConfig::from_lookup(|_| None).unwrap();
         assert_eq!(config.hub.max_payload_bytes, 64 * 1024);
         assert_eq!(config.ping_interval, Duration::from_secs(25));
+        assert_eq!(
+            config.history,
+            HistoryEngine::Sqlite(PathBuf::from("data/switchboard.db"))
+        );
     }
 
     #[test]

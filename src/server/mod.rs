@@ -12,7 +12,7 @@ use std::sync::Arc;
 use switchboard_hub::Hub;
 use tokio_util::task::TaskTracker;
 
-pub use config::{ConfigError, ServerConfig};
+pub use config::{ConfigError, HistoryEngine, ServerConfig};
 pub use shutdown::{run, Server};
 
 /// What every request handler shares.

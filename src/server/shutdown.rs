@@ -7,12 +7,12 @@ use leptos::config::LeptosOptions;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use switchboard_hub::{Hub, MemoryHistory};
+use switchboard_hub::{HistoryStore, Hub, MemoryHistory, SqliteHistory};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{describe, routes, AppState, ServerConfig};
+use super::{describe, routes, AppState, HistoryEngine, ServerConfig};
 
 /// A bound server, ready to run.
 pub struct Server {
@@ -22,13 +22,19 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `leptos_options.site_addr` and builds the hub.
-    pub async fn bind(
-        config: ServerConfig,
-        leptos_options: LeptosOptions,
-    ) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(leptos_options.site_addr).await?;
-        let hub = Hub::new(config.hub.clone(), Arc::new(MemoryHistory::default()));
+    /// Opens the history store, binds `leptos_options.site_addr` and builds the hub.
+    pub async fn bind(config: ServerConfig, leptos_options: LeptosOptions) -> Result<Self, String> {
+        let store: Arc<dyn HistoryStore> = match &config.history {
+            HistoryEngine::Sqlite(path) => {
+                Arc::new(SqliteHistory::open(path).map_err(|err| err.to_string())?)
+            }
+            HistoryEngine::Memory => Arc::new(MemoryHistory::default()),
+        };
+        let addr = leptos_options.site_addr;
+        let listener = TcpListener::bind(addr).await.map_err(|err| {
+            format!("cannot listen on {addr}: {err}; is another server running there? set LEPTOS_SITE_ADDR to another address")
+        })?;
+        let hub = Hub::new(config.hub.clone(), store);
         Ok(Self {
             listener,
             state: AppState {
@@ -93,13 +99,14 @@ impl Server {
 pub async fn run(leptos_options: LeptosOptions) -> Result<(), String> {
     let config = ServerConfig::from_env()
         .map_err(|err| format!("invalid setting {err}; fix or unset it and start again"))?;
-    let addr = leptos_options.site_addr;
-    let server = Server::bind(config, leptos_options)
-        .await
-        .map_err(|err| format!("cannot listen on {addr}: {err}; is another server running there? set LEPTOS_SITE_ADDR to another address"))?;
+    let history = match &config.history {
+        HistoryEngine::Sqlite(path) => format!("history in {}", path.display()),
+        HistoryEngine::Memory => "history in memory (lost on restart)".to_string(),
+    };
+    let server = Server::bind(config, leptos_options).await?;
     let local = server.local_addr().map_err(|err| err.to_string())?;
     // Tests and scripts read this line to find the port.
-    println!("switchboard listening on {}", describe(local));
+    println!("switchboard listening on {} ({history})", describe(local));
     let stop = server.shutdown_handle();
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -1,5 +1,7 @@
 //! Test harness: starts the real `switchboard` binary on an ephemeral loopback port and
 //! connects native clients to it.
+// Each test binary uses its own part of the harness.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -26,10 +28,17 @@ impl TestServer {
         Self::start_with(&[])
     }
 
-    /// Starts a server with extra `SWITCHBOARD_*` settings.
+    /// Starts a server with extra `SWITCHBOARD_*` settings and a history file of its own.
     pub fn start_with(env: &[(&str, &str)]) -> Self {
+        let db = temp_db();
+        Self::start_on(&db, env)
+    }
+
+    /// Starts a server on the history file `db` (to restart a server on the same file).
+    pub fn start_on(db: &std::path::Path, env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
         command
+            .env("SWITCHBOARD_HISTORY_PATH", db)
             .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
             .env("LEPTOS_OUTPUT_NAME", "switchboard")
             .env("SWITCHBOARD_JWT_SECRET", SECRET)
@@ -46,13 +55,17 @@ impl TestServer {
             .read_line(&mut line)
             .expect("the server prints where it listens");
         let addr = line
-            .trim()
-            .rsplit("http://")
-            .next()
-            .filter(|addr| addr.contains(':'))
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("http://"))
             .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"))
             .to_string();
         Self { child, addr }
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// The realtime URL of this server.
@@ -90,6 +103,19 @@ impl Drop for TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A fresh history file path under the system's temp folder.
+pub fn temp_db() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    std::env::temp_dir()
+        .join(format!(
+            "switchboard-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ))
+        .join("history.db")
 }
 
 /// An HS256 token for `id`, valid for `ttl_seconds` (negative: already expired).

@@ -1,22 +1,40 @@
-//! One channel: its members and how a frame reaches them.
+//! One channel: its members, its sequence numbers, and how a frame reaches the members.
 //!
 //! Every delivery to a channel happens under the channel's lock, so all members see the
-//! channel's frames in one order. Deliveries never wait: each is a `try_send` of shared bytes.
+//! channel's frames in one order, the order of `seq`. Deliveries never wait: each is a
+//! `try_send` of shared bytes.
 
 use bytes::Bytes;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use switchboard_protocol::{Action, Target};
 use uuid::Uuid;
 
 use crate::encode;
+use crate::history::ChannelHistory;
 use crate::outbox::Outbox;
 
-/// A named channel and its members.
+/// A named channel and its state.
 #[derive(Debug)]
 pub(crate) struct Channel {
     pub(crate) name: Arc<str>,
-    members: Mutex<HashMap<Uuid, Member>>,
+    state: Mutex<ChannelState>,
+}
+
+/// Everything about a channel that changes, behind its lock.
+#[derive(Debug)]
+pub(crate) struct ChannelState {
+    members: HashMap<Uuid, Member>,
+    /// The channel's history epoch.
+    pub(crate) epoch: Arc<str>,
+    /// The seq the next stored message gets.
+    pub(crate) next_seq: u64,
+    /// The highest seq delivered to members; everything up to it is stored.
+    pub(crate) delivered_seq: u64,
+    /// Messages handed to the persister and not yet delivered; the channel stays registered
+    /// until they are, so its seq counter is never re-read from the store too early.
+    pub(crate) pending: u64,
+    recent_ids: RecentIds,
 }
 
 /// One socket's subscription to a channel.
@@ -29,65 +47,140 @@ pub(crate) struct Member {
     pub(crate) presence: bool,
 }
 
-/// The members of a channel, locked.
-pub(crate) struct Members<'a> {
+/// Ids of the channel's latest stored messages, so a resend is stored and delivered once.
+#[derive(Debug)]
+struct RecentIds {
+    seqs: HashMap<String, u64>,
+    order: VecDeque<String>,
+    capacity: usize,
+}
+
+impl RecentIds {
+    fn insert(&mut self, id: String, seq: u64) {
+        if self.seqs.insert(id.clone(), seq).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.seqs.remove(&old);
+            }
+        }
+    }
+}
+
+/// The channel, locked.
+pub(crate) struct Locked<'a> {
     channel: &'a Channel,
-    members: MutexGuard<'a, HashMap<Uuid, Member>>,
+    state: MutexGuard<'a, ChannelState>,
 }
 
 impl Channel {
-    pub(crate) fn new(name: Arc<str>) -> Self {
+    pub(crate) fn new(name: Arc<str>, history: ChannelHistory, recent_ids: usize) -> Self {
+        let mut ids = RecentIds {
+            seqs: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: recent_ids,
+        };
+        for (id, seq) in history.recent_ids {
+            ids.insert(id, seq);
+        }
         Self {
             name,
-            members: Mutex::new(HashMap::new()),
+            state: Mutex::new(ChannelState {
+                members: HashMap::new(),
+                epoch: Arc::from(history.epoch),
+                next_seq: history.last_seq + 1,
+                delivered_seq: history.last_seq,
+                pending: 0,
+                recent_ids: ids,
+            }),
         }
     }
 
-    pub(crate) fn lock(&self) -> Members<'_> {
-        Members {
+    pub(crate) fn lock(&self) -> Locked<'_> {
+        Locked {
             channel: self,
-            members: self.members.lock().unwrap_or_else(|e| e.into_inner()),
+            state: self.state.lock().unwrap_or_else(|e| e.into_inner()),
         }
     }
 }
 
-impl Members<'_> {
-    pub(crate) fn get_mut(&mut self, socket: &Uuid) -> Option<&mut Member> {
-        self.members.get_mut(socket)
+impl std::ops::Deref for Locked<'_> {
+    type Target = ChannelState;
+    fn deref(&self) -> &ChannelState {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut ChannelState {
+        &mut self.state
+    }
+}
+
+impl Locked<'_> {
+    pub(crate) fn member_mut(&mut self, socket: &Uuid) -> Option<&mut Member> {
+        self.state.members.get_mut(socket)
     }
 
     pub(crate) fn insert(&mut self, socket: Uuid, member: Member) {
-        self.members.insert(socket, member);
+        self.state.members.insert(socket, member);
     }
 
     pub(crate) fn remove(&mut self, socket: &Uuid) -> Option<Member> {
-        self.members.remove(socket)
+        self.state.members.remove(socket)
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.members.is_empty()
+    /// No members and nothing waiting to be stored: the channel may leave the registry.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.state.members.is_empty() && self.state.pending == 0
+    }
+
+    /// The seq of an already stored (or queued) message with this id.
+    pub(crate) fn seq_of(&self, id: &str) -> Option<u64> {
+        self.state.recent_ids.seqs.get(id).copied()
+    }
+
+    /// Takes the next seq for a message with this id, now handed to the persister.
+    pub(crate) fn assign_seq(&mut self, id: String) -> u64 {
+        let seq = self.state.next_seq;
+        self.state.next_seq += 1;
+        self.state.pending += 1;
+        self.state.recent_ids.insert(id, seq);
+        seq
+    }
+
+    /// Delivers a stored message (now durable) to every member.
+    pub(crate) fn deliver_stored(&mut self, seq: u64, frame: &Bytes) {
+        self.state.delivered_seq = self.state.delivered_seq.max(seq);
+        self.state.pending = self.state.pending.saturating_sub(1);
+        self.deliver(Target::Everyone, frame);
+    }
+
+    /// A message handed to the persister that will never be delivered.
+    pub(crate) fn abandon_pending(&mut self) {
+        self.state.pending = self.state.pending.saturating_sub(1);
     }
 
     /// Sends a frame to the members the target selects; false when a socket target is not a
     /// member.
     pub(crate) fn deliver(&self, target: Target<'_>, frame: &Bytes) -> bool {
+        let members = &self.state.members;
         match target {
             Target::Everyone => {
-                for member in self.members.values() {
+                for member in members.values() {
                     member.outbox.push(frame.clone());
                 }
                 true
             }
             Target::Authenticated => {
-                for member in self.members.values().filter(|m| m.authenticated) {
+                for member in members.values().filter(|m| m.authenticated) {
                     member.outbox.push(frame.clone());
                 }
                 true
             }
             Target::Socket(id) => {
-                let member = Uuid::try_parse(id)
-                    .ok()
-                    .and_then(|id| self.members.get(&id));
+                let member = Uuid::try_parse(id).ok().and_then(|id| members.get(&id));
                 match member {
                     Some(member) => {
                         member.outbox.push(frame.clone());
@@ -102,7 +195,7 @@ impl Members<'_> {
     /// Tells every presence member except `socket` that `client` joined or left.
     pub(crate) fn announce(&self, socket: &Uuid, action: Action, client: &str) {
         let mut frame = None;
-        for (id, member) in self.members.iter() {
+        for (id, member) in self.state.members.iter() {
             if id != socket && member.presence {
                 let frame = frame.get_or_insert_with(|| {
                     encode::presence_update(&self.channel.name, action, client)
@@ -114,7 +207,7 @@ impl Members<'_> {
 
     /// The `presence_full` frame: every presence member's client object.
     pub(crate) fn presence_full(&self) -> Bytes {
-        let listed = self.members.values().filter(|m| m.presence);
+        let listed = self.state.members.values().filter(|m| m.presence);
         encode::presence_full(&self.channel.name, listed.map(|m| &*m.client))
     }
 }

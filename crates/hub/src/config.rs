@@ -20,10 +20,18 @@ pub struct HubConfig {
     pub rate_violation_burst: u32,
     /// Frames waiting to be written to one socket before it counts as too slow (1013).
     pub outbox_capacity: usize,
-    /// Messages kept per channel for `history`.
-    pub history_per_channel: usize,
-    /// Messages sent to a joiner that asked for history.
+    /// Messages kept per channel (older ones are trimmed in the background).
+    pub history_keep: u64,
+    /// Messages older than this are trimmed.
+    pub history_max_age: Duration,
+    /// How often trimming runs.
+    pub history_trim_interval: Duration,
+    /// Messages sent to a joiner that asked for history, and to `history` without a limit.
     pub history_on_join: usize,
+    /// Most missed messages replayed to a resuming client; older ones are reported as a gap.
+    pub max_resume: usize,
+    /// Messages waiting to be stored before senders get `overloaded`.
+    pub store_queue: usize,
 }
 
 impl Default for HubConfig {
@@ -36,17 +44,22 @@ impl Default for HubConfig {
             frame_burst: 100,
             rate_violation_burst: 100,
             outbox_capacity: 1024,
-            history_per_channel: 100,
+            history_keep: 1000,
+            history_max_age: Duration::from_secs(30 * 24 * 3600),
+            history_trim_interval: Duration::from_secs(60),
             history_on_join: 50,
+            max_resume: 10_000,
+            store_queue: 65_536,
         }
     }
 }
 
 impl HubConfig {
-    /// How long a full frame bucket takes to refill; used by tests that wait for recovery.
-    pub fn rate_refill_time(&self) -> Duration {
-        Duration::from_secs_f64(
-            f64::from(self.frame_burst) / f64::from(self.frames_per_second.max(1)),
-        )
+    /// The retention the background trimming applies.
+    pub fn retention(&self) -> crate::Retention {
+        crate::Retention {
+            count: self.history_keep,
+            max_age: self.history_max_age,
+        }
     }
 }

@@ -40,7 +40,58 @@ fn open(
     out
 }
 
-/// `message` frame relayed to a channel: payload verbatim, sender's client object.
+/// Where a stored message sits in its channel: spliced into its frame's options.
+pub(crate) struct Position<'a> {
+    pub(crate) seq: u64,
+    pub(crate) id: &'a str,
+    pub(crate) epoch: &'a str,
+}
+
+fn stored(
+    action: Action,
+    channel: &str,
+    at: &Position<'_>,
+    payload: &RawValue,
+    extra: usize,
+) -> String {
+    let mut out = String::with_capacity(payload.get().len() + extra + 160);
+    out.push_str(r#"{"action":""#);
+    out.push_str(action.as_str());
+    out.push_str(r#"","options":{"channel":"#);
+    push_json_str(&mut out, channel);
+    out.push_str(r#","seq":"#);
+    out.push_str(&at.seq.to_string());
+    out.push_str(r#","id":"#);
+    push_json_str(&mut out, at.id);
+    out.push_str(r#","epoch":"#);
+    push_json_str(&mut out, at.epoch);
+    out.push_str(r#"},"payload":"#);
+    out.push_str(payload.get());
+    out
+}
+
+/// Stored `message` frame: payload verbatim, its position, the sender's client object.
+pub(crate) fn stored_message(
+    channel: &str,
+    at: &Position<'_>,
+    payload: &RawValue,
+    client: &str,
+) -> Bytes {
+    let mut out = stored(Action::Message, channel, at, payload, client.len());
+    out.push_str(r#","client":"#);
+    out.push_str(client);
+    out.push('}');
+    Bytes::from(out)
+}
+
+/// Stored `event` frame published by the server side: no sending socket, so no `client`.
+pub(crate) fn stored_event(channel: &str, at: &Position<'_>, payload: &RawValue) -> Bytes {
+    let mut out = stored(Action::Event, channel, at, payload, 0);
+    out.push('}');
+    Bytes::from(out)
+}
+
+/// `message` frame that is not stored (to one socket or to authenticated members).
 pub(crate) fn relayed(channel: &str, payload: &RawValue, client: &str) -> Bytes {
     let mut out = open(
         Action::Message,
@@ -55,11 +106,26 @@ pub(crate) fn relayed(channel: &str, payload: &RawValue, client: &str) -> Bytes 
     Bytes::from(out)
 }
 
-/// `event` frame published by the server side: no sending socket, so no `client`.
-pub(crate) fn server_event(channel: &str, payload: &RawValue) -> Bytes {
-    let mut out = open(Action::Event, Some(channel), None, payload.get().len());
-    out.push_str(payload.get());
-    out.push('}');
+/// `gap` frame: messages after `since` up to `missing_to` are no longer stored (or the epoch
+/// changed); what is still stored follows it.
+pub(crate) fn gap(channel: &str, epoch: &str, since: u64, missing_to: u64) -> Bytes {
+    let mut out = open(Action::Gap, Some(channel), None, 96);
+    out.push_str(r#"{"epoch":"#);
+    push_json_str(&mut out, epoch);
+    out.push_str(r#","from":"#);
+    out.push_str(&(since + 1).to_string());
+    out.push_str(r#","to":"#);
+    out.push_str(&missing_to.to_string());
+    out.push_str("}}");
+    Bytes::from(out)
+}
+
+/// `reply` ok for a stored message, with its seq.
+pub(crate) fn reply_stored(channel: &str, reference: &RawValue, seq: u64) -> Bytes {
+    let mut out = open(Action::Reply, Some(channel), Some(reference), 32);
+    out.push_str(r#"{"status":"ok","seq":"#);
+    out.push_str(&seq.to_string());
+    out.push_str("}}");
     Bytes::from(out)
 }
 
@@ -131,8 +197,8 @@ pub(crate) fn presence_update(channel: &str, action: Action, client: &str) -> By
 }
 
 /// `history` frame: stored message frames, oldest first.
-pub(crate) fn history(channel: &str, frames: &[Bytes]) -> Bytes {
-    let size = frames.iter().map(Bytes::len).sum::<usize>() + frames.len();
+pub(crate) fn history(channel: &str, frames: &[crate::StoredFrame]) -> Bytes {
+    let size = frames.iter().map(|f| f.frame.len()).sum::<usize>() + frames.len();
     let mut out = open(Action::History, Some(channel), None, size + 16);
     out.push_str(r#"{"history":["#);
     for (n, frame) in frames.iter().enumerate() {
@@ -140,7 +206,7 @@ pub(crate) fn history(channel: &str, frames: &[Bytes]) -> Bytes {
             out.push(',');
         }
         // Stored frames were produced by this module, which only writes UTF-8.
-        out.push_str(std::str::from_utf8(frame).unwrap_or("null"));
+        out.push_str(std::str::from_utf8(&frame.frame).unwrap_or("null"));
     }
     out.push_str("]}}");
     Bytes::from(out)
@@ -190,10 +256,27 @@ mod tests {
         let full = decode(&presence_full("c", [client, client].into_iter()));
         assert_eq!(full.payload["presence"].as_array().unwrap().len(), 2);
         let payload = RawValue::from_string("1".into()).unwrap();
-        let stored = relayed("c", &payload, client);
+        let at = Position {
+            seq: 7,
+            id: "m1",
+            epoch: "e",
+        };
+        let stored = crate::StoredFrame {
+            seq: 7,
+            frame: stored_message("c", &at, &payload, client),
+        };
+        assert_eq!(decode(&stored.frame).seq(), Some(7));
+        assert_eq!(decode(&stored.frame).epoch(), Some("e"));
         let hist = decode(&history("c", &[stored.clone(), stored]));
         assert_eq!(hist.payload["history"][1]["payload"], 1);
         let update = decode(&presence_update("c", Action::Leave, client));
         assert_eq!(update.payload["action"], "leave");
+        let gap = decode(&gap("c", "e", 3, 9));
+        assert_eq!(
+            (gap.payload["from"].as_u64(), gap.payload["to"].as_u64()),
+            (Some(4), Some(9))
+        );
+        let event = decode(&stored_event("c", &at, &payload));
+        assert_eq!((event.action, event.client), (Action::Event, None));
     }
 }

@@ -7,12 +7,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use switchboard_protocol::{validate_channel_name, CloseCode, Target};
+use switchboard_protocol::{validate_channel_name, CloseCode, ErrorCode};
 use uuid::Uuid;
 
 use crate::channel::Channel;
-use crate::encode;
+use crate::encode::{self, Position};
+use crate::history::{NewEntry, StoreError};
 use crate::outbox::{outbox, Closer};
+use crate::persister::{now_ms, Pending, Persister};
 use crate::{HistoryStore, HubConfig, OutboxReceiver, Session};
 
 /// The realtime engine, cheap to clone; every clone is the same hub.
@@ -24,6 +26,7 @@ pub struct Hub {
 pub(crate) struct Inner {
     pub(crate) config: HubConfig,
     pub(crate) history: Arc<dyn HistoryStore>,
+    pub(crate) persister: Persister,
     channels: Mutex<HashMap<Arc<str>, Arc<Channel>>>,
     sockets: Mutex<HashMap<Uuid, Arc<Closer>>>,
     closed: AtomicBool,
@@ -62,6 +65,8 @@ pub enum PublishError {
         /// The limit.
         max: usize,
     },
+    /// Storage refused or failed (the code says which).
+    Unavailable(ErrorCode, String),
 }
 
 impl fmt::Display for PublishError {
@@ -71,6 +76,7 @@ impl fmt::Display for PublishError {
             PublishError::PayloadTooLarge { size, max } => {
                 write!(f, "payload is {size} bytes; at most {max} are allowed")
             }
+            PublishError::Unavailable(code, why) => write!(f, "{code}: {why}"),
         }
     }
 }
@@ -78,17 +84,26 @@ impl fmt::Display for PublishError {
 impl std::error::Error for PublishError {}
 
 impl Hub {
-    /// A hub with these limits and this history store.
+    /// A hub with these limits and this history store; starts the persister thread.
     pub fn new(config: HubConfig, history: Arc<dyn HistoryStore>) -> Self {
-        Self {
-            inner: Arc::new(Inner {
+        let inner = Arc::new_cyclic(|hub| {
+            let persister = Persister::start(
+                hub.clone(),
+                history.clone(),
+                config.store_queue,
+                config.retention(),
+                config.history_trim_interval,
+            );
+            Inner {
                 config,
                 history,
+                persister,
                 channels: Mutex::new(HashMap::new()),
                 sockets: Mutex::new(HashMap::new()),
                 closed: AtomicBool::new(false),
-            }),
-        }
+            }
+        });
+        Self { inner }
     }
 
     /// The hub's limits.
@@ -136,8 +151,8 @@ impl Hub {
             .len()
     }
 
-    /// Publishes a server-side message: an `event` frame to every member of `channel`, kept in
-    /// history like any message. Needs no member and no socket; `payload` must be valid JSON.
+    /// Publishes a server-side message: an `event` frame to every member of `channel`, stored
+    /// like any message and delivered once stored. Needs no member and no socket.
     pub fn publish_event(&self, channel: &str, payload: &RawValue) -> Result<(), PublishError> {
         validate_channel_name(channel).map_err(|(_, why)| PublishError::InvalidChannel(why))?;
         let config = &self.inner.config;
@@ -147,24 +162,50 @@ impl Hub {
                 max: config.max_payload_bytes,
             });
         }
-        let frame = encode::server_event(channel, payload);
-        let channels = self
-            .inner
-            .channels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        self.inner
-            .history
-            .append(channel, frame.clone(), config.history_per_channel);
-        if let Some(channel) = channels.get(channel) {
-            channel.lock().deliver(Target::Everyone, &frame);
+        let unavailable = |(code, why): (ErrorCode, String)| PublishError::Unavailable(code, why);
+        let handle = self
+            .channel(channel)
+            .map_err(|err| PublishError::Unavailable(ErrorCode::Internal, err.to_string()))?;
+        let mut locked = handle.lock();
+        let id = Uuid::new_v4().simple().to_string();
+        let seq = locked.next_seq;
+        let epoch = locked.epoch.clone();
+        let frame = encode::stored_event(
+            channel,
+            &Position {
+                seq,
+                id: &id,
+                epoch: &epoch,
+            },
+            payload,
+        );
+        let pending = Pending {
+            channel: handle.clone(),
+            entry: NewEntry {
+                channel: channel.to_string(),
+                seq,
+                id: id.clone(),
+                at_ms: now_ms(),
+                frame,
+            },
+            sender: None,
+            reference: None,
+        };
+        locked.assign_seq(id);
+        let submitted = self.inner.persister.submit(pending);
+        if submitted.is_err() {
+            locked.abandon_pending();
+            locked.next_seq -= 1;
         }
-        Ok(())
+        drop(locked);
+        self.inner.prune_if_idle(&handle);
+        submitted.map_err(unavailable)
     }
 
     /// The latest `limit` stored frames of `channel` (message and event frames), oldest first.
-    pub fn recent(&self, channel: &str, limit: usize) -> Vec<Bytes> {
-        self.inner.history.recent(channel, limit)
+    pub fn recent(&self, channel: &str, limit: usize) -> Result<Vec<Bytes>, StoreError> {
+        let frames = self.inner.history.latest(channel, None, limit)?;
+        Ok(frames.into_iter().map(|f| f.frame).collect())
     }
 
     pub(crate) fn forget_socket(&self, id: &Uuid) {
@@ -175,38 +216,40 @@ impl Hub {
             .remove(id);
     }
 
-    /// Runs `f` on the channel, created if needed, while no one can remove it.
-    pub(crate) fn with_channel<R>(&self, name: &str, f: impl FnOnce(&Arc<Channel>) -> R) -> R {
+    /// The channel's state, activated from the store if no one is in it yet.
+    pub(crate) fn channel(&self, name: &str) -> Result<Arc<Channel>, StoreError> {
         let mut channels = self
             .inner
             .channels
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let channel = match channels.get(name) {
-            Some(channel) => channel.clone(),
-            None => {
-                let name: Arc<str> = Arc::from(name);
-                let channel = Arc::new(Channel::new(name.clone()));
-                channels.insert(name, channel.clone());
-                channel
-            }
-        };
-        f(&channel)
+        if let Some(channel) = channels.get(name) {
+            return Ok(channel.clone());
+        }
+        let recent_ids = self.inner.config.history_keep.min(10_000) as usize;
+        let history = self.inner.history.open_channel(name, recent_ids)?;
+        let name: Arc<str> = Arc::from(name);
+        let channel = Arc::new(Channel::new(name.clone(), history, recent_ids));
+        channels.insert(name, channel.clone());
+        Ok(channel)
     }
 
-    /// Runs `f` on an existing channel and drops the channel from the registry when `f` left it
-    /// without members.
-    pub(crate) fn with_channel_then_prune(
-        &self,
-        channel: &Arc<Channel>,
-        f: impl FnOnce(&Arc<Channel>) -> bool,
-    ) {
-        let mut channels = self
-            .inner
-            .channels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if f(channel) {
+    pub(crate) fn prune_if_idle(&self, channel: &Arc<Channel>) {
+        self.inner.prune_if_idle(channel);
+    }
+}
+
+impl Inner {
+    /// Drops the channel from the registry when it has no members and nothing pending; it is
+    /// re-activated from the store on next use. Taking the registry lock first keeps this
+    /// exclusive with [`Hub::channel`].
+    pub(crate) fn prune_if_idle(&self, channel: &Arc<Channel>) {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = channel.lock().is_idle();
+        let current = channels
+            .get(&channel.name)
+            .is_some_and(|c| Arc::ptr_eq(c, channel));
+        if current && idle {
             channels.remove(&channel.name);
         }
     }

@@ -3,8 +3,8 @@
 //! Transport-agnostic on purpose: the web server hands every text frame of a socket to its
 //! [`Session`] and writes out whatever arrives on the socket's [`OutboxReceiver`]. Nothing
 //! here knows about axum or Leptos, so the same engine runs behind any WebSocket stack and is
-//! tested without one. Storage sits behind [`HistoryStore`], with [`MemoryHistory`] as the
-//! embedded default.
+//! tested without one. Storage sits behind [`HistoryStore`]: [`SqliteHistory`] is the
+//! embedded default, [`MemoryHistory`] keeps nothing on disk.
 
 mod channel;
 mod config;
@@ -12,11 +12,15 @@ mod encode;
 mod history;
 mod hub;
 mod outbox;
+mod persister;
 mod rate;
 mod session;
 
 pub use config::HubConfig;
-pub use history::{HistoryStore, MemoryHistory};
+pub use history::{
+    ChannelHistory, HistoryStore, MemoryHistory, NewEntry, Retention, SqliteHistory, StoreError,
+    StoredFrame,
+};
 pub use hub::{Hub, HubClosed, Identity, PublishError};
 pub use outbox::{CloseSignal, Outbound, OutboxReceiver};
 pub use session::Session;

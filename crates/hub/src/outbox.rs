@@ -5,8 +5,9 @@
 //! the hub marks it for closing with 1013 and the writer hangs up.
 
 use bytes::Bytes;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use switchboard_protocol::CloseCode;
 use tokio::sync::{mpsc, Notify};
 
@@ -15,7 +16,12 @@ use tokio::sync::{mpsc, Notify};
 pub(crate) struct Outbox {
     tx: mpsc::Sender<Bytes>,
     closer: Arc<Closer>,
+    replay: Replay,
 }
+
+/// Missed messages for a resuming socket: written before anything in the queue, and not
+/// counted against its capacity (a long resume is not a slow consumer).
+type Replay = Arc<Mutex<VecDeque<Bytes>>>;
 
 /// What the socket writer should do next.
 #[derive(Debug, PartialEq)]
@@ -31,6 +37,7 @@ pub enum Outbound {
 pub struct OutboxReceiver {
     rx: mpsc::Receiver<Bytes>,
     closer: Arc<Closer>,
+    replay: Replay,
 }
 
 /// Resolves when the socket is ordered to close.
@@ -90,12 +97,14 @@ impl Closer {
 pub(crate) fn outbox(capacity: usize) -> (Outbox, OutboxReceiver) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let closer = Arc::new(Closer::default());
+    let replay = Replay::default();
     (
         Outbox {
             tx,
             closer: closer.clone(),
+            replay: replay.clone(),
         },
-        OutboxReceiver { rx, closer },
+        OutboxReceiver { rx, closer, replay },
     )
 }
 
@@ -105,6 +114,15 @@ impl Outbox {
         if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(frame) {
             self.closer.close(CloseCode::TryAgainLater);
         }
+    }
+
+    /// Queues missed messages ahead of the live queue; an empty frame wakes the writer.
+    pub(crate) fn replay(&self, frames: impl IntoIterator<Item = Bytes>) {
+        self.replay
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(frames);
+        let _ = self.tx.try_send(Bytes::new());
     }
 
     pub(crate) fn close(&self, code: CloseCode) {
@@ -120,16 +138,32 @@ impl OutboxReceiver {
     /// Waits for the next frame to write, or for the order to close. A close order wins over
     /// queued frames: a socket closed as too slow must not drain its backlog first.
     pub async fn next(&mut self) -> Outbound {
-        tokio::select! {
-            biased;
-            code = self.closer.requested() => Outbound::Close(code),
-            frame = self.rx.recv() => match frame {
-                Some(frame) => Outbound::Frame(frame),
-                // Every sender is gone only after the session ended; the reader side decides
-                // how the socket closes then.
-                None => Outbound::Close(self.closer.requested().await),
-            },
+        loop {
+            if self.closer.pending().is_none() {
+                if let Some(frame) = self.take_replay() {
+                    return Outbound::Frame(frame);
+                }
+            }
+            tokio::select! {
+                biased;
+                code = self.closer.requested() => return Outbound::Close(code),
+                frame = self.rx.recv() => match frame {
+                    // The wake-up that follows a replay.
+                    Some(frame) if frame.is_empty() => continue,
+                    Some(frame) => return Outbound::Frame(frame),
+                    // Every sender is gone only after the session ended; the reader side
+                    // decides how the socket closes then.
+                    None => return Outbound::Close(self.closer.requested().await),
+                },
+            }
         }
+    }
+
+    fn take_replay(&self) -> Option<Bytes> {
+        self.replay
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
     }
 
     /// A handle that resolves when a close is ordered; lets the writer abandon a write that
@@ -144,7 +178,16 @@ impl OutboxReceiver {
         if self.closer.pending().is_some() {
             return None;
         }
-        self.rx.try_recv().ok()
+        if let Some(frame) = self.take_replay() {
+            return Some(frame);
+        }
+        loop {
+            match self.rx.try_recv() {
+                Ok(frame) if frame.is_empty() => continue,
+                Ok(frame) => return Some(frame),
+                Err(_) => return None,
+            }
+        }
     }
 }
 
@@ -159,6 +202,21 @@ mod tests {
             outbox.push(Bytes::from(format!("{n}")));
         }
         assert_eq!(rx.next().await, Outbound::Close(CloseCode::TryAgainLater));
+    }
+
+    #[tokio::test]
+    async fn replayed_frames_come_first_and_do_not_count_against_capacity() {
+        let (outbox, mut rx) = outbox(2);
+        outbox.push(Bytes::from_static(b"live"));
+        outbox.replay((0..10).map(|n| Bytes::from(n.to_string())));
+        for n in 0..10 {
+            assert_eq!(rx.next().await, Outbound::Frame(Bytes::from(n.to_string())));
+        }
+        assert_eq!(
+            rx.next().await,
+            Outbound::Frame(Bytes::from_static(b"live"))
+        );
+        assert_eq!(rx.try_next(), None);
     }
 
     #[tokio::test]

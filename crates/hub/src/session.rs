@@ -1,25 +1,34 @@
 //! One socket's conversation with the hub: it decodes each frame the socket sends, applies the
 //! limits, carries out the request and queues the answers on the socket's own outbox.
 
-use bytes::Bytes;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use switchboard_protocol::{
-    decode_client_frame, Action, ClientRequest, CloseCode, ErrorCode, JoinRequest, MessageRequest,
-    Target,
+    decode_client_frame, Action, ClientRequest, CloseCode, ErrorCode, HistoryRequest, JoinRequest,
+    MessageRequest, Since, Target,
 };
 use uuid::Uuid;
 
-use crate::channel::{Channel, Member};
-use crate::encode;
+use crate::channel::{Channel, Locked, Member};
+use crate::encode::{self, Position};
+use crate::history::NewEntry;
 use crate::hub::{Hub, Identity};
 use crate::outbox::Outbox;
+use crate::persister::{now_ms, Pending};
 use crate::rate::TokenBucket;
 
 /// A refusal: the code and the human-readable reason.
 type Refusal = (ErrorCode, String);
+
+/// Who answers a request that succeeded.
+enum Answered {
+    /// The session: an ok reply now (if the request had a ref).
+    Now,
+    /// The persister, once the message is stored.
+    WhenStored,
+}
 
 /// The hub side of one connected socket. Dropping it leaves every channel it joined.
 pub struct Session {
@@ -36,6 +45,13 @@ pub struct Session {
 struct Joined {
     channel: Arc<Channel>,
     client: Arc<str>,
+}
+
+fn internal(err: impl std::fmt::Display) -> Refusal {
+    (
+        ErrorCode::Internal,
+        format!("history storage failed: {err}"),
+    )
 }
 
 impl Session {
@@ -83,12 +99,16 @@ impl Session {
         }
         let outcome = match decoded.request {
             Err(refusal) => Err(refusal),
-            Ok(ClientRequest::Join(join)) => self.join(join),
-            Ok(ClientRequest::Leave { channel }) => self.leave(channel),
-            Ok(ClientRequest::Message(message)) => self.message(message),
-            Ok(ClientRequest::History { channel }) => self.history(channel),
+            Ok(ClientRequest::Join(join)) => self.join(join).map(|()| Answered::Now),
+            Ok(ClientRequest::Leave { channel }) => self.leave(channel).map(|()| Answered::Now),
+            Ok(ClientRequest::Message(message)) => self.message(message, decoded.reference),
+            Ok(ClientRequest::History(request)) => self.history(request).map(|()| Answered::Now),
         };
-        self.respond(decoded.channel, decoded.reference, outcome);
+        match outcome {
+            Ok(Answered::WhenStored) => {}
+            Ok(Answered::Now) => self.respond(decoded.channel, decoded.reference, Ok(())),
+            Err(refusal) => self.respond(decoded.channel, decoded.reference, Err(refusal)),
+        }
     }
 
     /// Queues the outcome: a `reply` when the request had a ref, an `error` when it failed
@@ -124,21 +144,19 @@ impl Session {
         let config = self.hub.config().clone();
         if let Some(joined) = self.joined.get(request.channel) {
             let (channel, client) = (joined.channel.clone(), joined.client.clone());
-            let mut members = channel.lock();
-            if let Some(member) = members.get_mut(&self.id) {
+            let mut locked = channel.lock();
+            if let Some(member) = locked.member_mut(&self.id) {
                 let was_listed = std::mem::replace(&mut member.presence, request.presence);
                 match (was_listed, request.presence) {
-                    (false, true) => members.announce(&self.id, Action::Join, &client),
-                    (true, false) => members.announce(&self.id, Action::Leave, &client),
+                    (false, true) => locked.announce(&self.id, Action::Join, &client),
+                    (true, false) => locked.announce(&self.id, Action::Leave, &client),
                     _ => {}
                 }
             }
             if request.presence {
-                self.outbox.push(members.presence_full());
+                self.outbox.push(locked.presence_full());
             }
-            drop(members);
-            self.send_history_on_join(&request, &config);
-            return Ok(());
+            return self.catch_up(&locked, &request);
         }
         if self.joined.len() >= config.max_channels_per_socket {
             let why = format!(
@@ -148,36 +166,72 @@ impl Session {
             return Err((ErrorCode::TooManyChannels, why));
         }
         let client = self.client_json(request.extras.as_ref(), &config)?;
-        let member = Member {
-            outbox: self.outbox.clone(),
-            client: client.clone(),
-            authenticated: self.identity.authenticated,
-            presence: request.presence,
-        };
-        let channel = self.hub.with_channel(request.channel, |channel| {
-            let mut members = channel.lock();
-            members.insert(self.id, member);
-            if request.presence {
-                members.announce(&self.id, Action::Join, &client);
-                self.outbox.push(members.presence_full());
-            }
-            channel.clone()
-        });
+        let channel = self.hub.channel(request.channel).map_err(internal)?;
+        let mut locked = channel.lock();
+        locked.insert(
+            self.id,
+            Member {
+                outbox: self.outbox.clone(),
+                client: client.clone(),
+                authenticated: self.identity.authenticated,
+                presence: request.presence,
+            },
+        );
+        if request.presence {
+            locked.announce(&self.id, Action::Join, &client);
+            self.outbox.push(locked.presence_full());
+        }
+        let caught_up = self.catch_up(&locked, &request);
+        drop(locked);
         self.joined
             .insert(channel.name.clone(), Joined { channel, client });
-        self.send_history_on_join(&request, &config);
-        Ok(())
+        caught_up
     }
 
-    fn send_history_on_join(&self, request: &JoinRequest<'_>, config: &crate::HubConfig) {
-        if request.history {
-            let frames = self
-                .hub
-                .inner
-                .history
-                .recent(request.channel, config.history_on_join);
-            self.outbox.push(encode::history(request.channel, &frames));
+    /// After a join: the missed messages of a resume (or a gap), or the recent history. Runs
+    /// under the channel's lock, so nothing delivered live can slip between the two.
+    fn catch_up(&self, locked: &Locked<'_>, request: &JoinRequest<'_>) -> Result<(), Refusal> {
+        let store = &self.hub.inner.history;
+        let config = self.hub.config();
+        let channel = request.channel;
+        let delivered = locked.delivered_seq;
+        match request.since {
+            Some(Since { epoch, seq }) if epoch == &*locked.epoch => {
+                if seq >= delivered {
+                    return Ok(());
+                }
+                let missed = store
+                    .range(channel, seq, delivered, usize::MAX)
+                    .map_err(internal)?;
+                let first = missed.first().map_or(delivered + 1, |f| f.seq);
+                let keep_from = missed.len().saturating_sub(config.max_resume);
+                let first_sent = missed.get(keep_from).map_or(first, |f| f.seq);
+                if first_sent > seq + 1 {
+                    self.outbox
+                        .push(encode::gap(channel, epoch, seq, first_sent - 1));
+                }
+                self.outbox
+                    .replay(missed.into_iter().skip(keep_from).map(|f| f.frame));
+            }
+            Some(Since { seq, .. }) => {
+                // Another epoch: everything the client had may be gone; say so, then send
+                // what the channel holds now.
+                self.outbox
+                    .push(encode::gap(channel, &locked.epoch, seq, delivered));
+                let recent = store
+                    .latest(channel, None, config.history_on_join)
+                    .map_err(internal)?;
+                self.outbox.push(encode::history(channel, &recent));
+            }
+            None if request.history => {
+                let recent = store
+                    .latest(channel, None, config.history_on_join)
+                    .map_err(internal)?;
+                self.outbox.push(encode::history(channel, &recent));
+            }
+            None => {}
         }
+        Ok(())
     }
 
     /// The socket's client object for a channel: identity from its token when it has one,
@@ -217,19 +271,22 @@ impl Session {
     }
 
     fn remove_membership(&self, joined: &Joined) {
-        self.hub
-            .with_channel_then_prune(&joined.channel, |channel| {
-                let mut members = channel.lock();
-                if let Some(member) = members.remove(&self.id) {
-                    if member.presence {
-                        members.announce(&self.id, Action::Leave, &joined.client);
-                    }
+        {
+            let mut locked = joined.channel.lock();
+            if let Some(member) = locked.remove(&self.id) {
+                if member.presence {
+                    locked.announce(&self.id, Action::Leave, &joined.client);
                 }
-                members.is_empty()
-            });
+            }
+        }
+        self.hub.prune_if_idle(&joined.channel);
     }
 
-    fn message(&mut self, request: MessageRequest<'_>) -> Result<(), Refusal> {
+    fn message(
+        &mut self,
+        request: MessageRequest<'_>,
+        reference: Option<&RawValue>,
+    ) -> Result<Answered, Refusal> {
         let joined = self.joined(request.channel)?;
         let config = self.hub.config();
         let size = request.payload.get().len();
@@ -240,35 +297,66 @@ impl Session {
             );
             return Err((ErrorCode::PayloadTooLarge, why));
         }
-        let frame: Bytes = encode::relayed(request.channel, request.payload, &joined.client);
-        let members = joined.channel.lock();
-        if request.target == Target::Everyone {
-            self.hub.inner.history.append(
-                request.channel,
-                frame.clone(),
-                config.history_per_channel,
-            );
+        if request.target != Target::Everyone {
+            // Messages to one socket or to authenticated members are not stored.
+            let frame = encode::relayed(request.channel, request.payload, &joined.client);
+            let delivered = joined.channel.lock().deliver(request.target, &frame);
+            return match (delivered, request.target) {
+                (true, _) => Ok(Answered::Now),
+                (false, Target::Socket(id)) => Err((
+                    ErrorCode::UnknownSocket,
+                    format!("no socket {id:?} in channel {:?}", request.channel),
+                )),
+                (false, _) => Ok(Answered::Now),
+            };
         }
-        if members.deliver(request.target, &frame) {
-            Ok(())
-        } else {
-            let why = format!(
-                "no socket {:?} in channel {:?}",
-                match request.target {
-                    Target::Socket(id) => id,
-                    _ => "",
-                },
-                request.channel
-            );
-            Err((ErrorCode::UnknownSocket, why))
+        let mut locked = joined.channel.lock();
+        let id = request
+            .id
+            .map_or_else(|| Uuid::new_v4().simple().to_string(), str::to_string);
+        if let Some(seq) = locked.seq_of(&id) {
+            // A resend of a message already stored (or being stored): same ok, no delivery.
+            if let Some(reference) = reference {
+                self.outbox
+                    .push(encode::reply_stored(request.channel, reference, seq));
+            }
+            return Ok(Answered::WhenStored);
         }
+        let seq = locked.next_seq;
+        let epoch = locked.epoch.clone();
+        let at = Position {
+            seq,
+            id: &id,
+            epoch: &epoch,
+        };
+        let frame = encode::stored_message(request.channel, &at, request.payload, &joined.client);
+        let pending = Pending {
+            channel: joined.channel.clone(),
+            entry: NewEntry {
+                channel: request.channel.to_string(),
+                seq,
+                id: id.clone(),
+                at_ms: now_ms(),
+                frame,
+            },
+            sender: Some(self.outbox.clone()),
+            reference: reference.map(ToOwned::to_owned),
+        };
+        self.hub.inner.persister.submit(pending)?;
+        locked.assign_seq(id);
+        Ok(Answered::WhenStored)
     }
 
-    fn history(&self, channel: &str) -> Result<(), Refusal> {
-        self.joined(channel)?;
-        let limit = self.hub.config().history_per_channel;
-        let frames = self.hub.inner.history.recent(channel, limit);
-        self.outbox.push(encode::history(channel, &frames));
+    fn history(&self, request: HistoryRequest<'_>) -> Result<(), Refusal> {
+        self.joined(request.channel)?;
+        let limit = request.limit.unwrap_or(self.hub.config().history_on_join);
+        let frames = self
+            .hub
+            .inner
+            .history
+            .latest(request.channel, request.before, limit)
+            .map_err(internal)?;
+        self.outbox.push(encode::history(request.channel, &frames));
         Ok(())
     }
 }

@@ -20,11 +20,31 @@ pub enum ClientRequest<'a> {
     },
     /// Send a message to a channel.
     Message(MessageRequest<'a>),
-    /// Ask for a channel's recent messages.
-    History {
-        /// The channel asked about.
-        channel: &'a str,
-    },
+    /// Ask for a channel's stored messages.
+    History(HistoryRequest<'a>),
+}
+
+/// `history`: the latest `limit` messages, or the `limit` before seq `before` (paging back).
+#[derive(Debug)]
+pub struct HistoryRequest<'a> {
+    /// The channel asked about.
+    pub channel: &'a str,
+    /// Only messages with a smaller seq.
+    pub before: Option<u64>,
+    /// How many, at most (1 to [`MAX_HISTORY_LIMIT`]).
+    pub limit: Option<usize>,
+}
+
+/// Largest `options.limit` of a history request.
+pub const MAX_HISTORY_LIMIT: usize = 100;
+
+/// A resume position: the last message a client saw in a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Since<'a> {
+    /// The channel's epoch when the client saw that message.
+    pub epoch: &'a str,
+    /// That message's seq.
+    pub seq: u64,
 }
 
 /// `join`: `payload` = `{presence, history, extras}`, all optional.
@@ -38,6 +58,8 @@ pub struct JoinRequest<'a> {
     pub history: bool,
     /// Public identity shown to others (name, colour) when the socket has no token.
     pub extras: Option<Map<String, Value>>,
+    /// Resume: send what was stored after this position before live messages.
+    pub since: Option<Since<'a>>,
 }
 
 /// `message`: the payload to relay and who should get it.
@@ -49,6 +71,8 @@ pub struct MessageRequest<'a> {
     pub payload: &'a RawValue,
     /// The audience.
     pub target: Target<'a>,
+    /// The sender's id for the message (`options.id`), for de-duplicating resends.
+    pub id: Option<&'a str>,
 }
 
 /// Who receives a message.
@@ -94,7 +118,25 @@ struct Options<'a> {
     authenticated: Option<bool>,
     #[serde(borrow, default, rename = "socketId")]
     socket_id: Option<&'a str>,
+    #[serde(borrow, default)]
+    id: Option<&'a str>,
+    #[serde(borrow, default)]
+    since: Option<SinceOption<'a>>,
+    #[serde(default)]
+    before: Option<u64>,
+    #[serde(default)]
+    limit: Option<usize>,
 }
+
+#[derive(Deserialize)]
+struct SinceOption<'a> {
+    #[serde(borrow)]
+    epoch: &'a str,
+    seq: u64,
+}
+
+/// Longest message id accepted.
+pub const MAX_MESSAGE_ID_LEN: usize = 64;
 
 #[derive(Deserialize, Default)]
 struct JoinPayload {
@@ -200,21 +242,54 @@ fn decode_into<'a>(
                 presence: payload.presence.unwrap_or(false),
                 history: payload.history.unwrap_or(false),
                 extras: payload.extras,
+                since: options.since.map(|since| Since {
+                    epoch: since.epoch,
+                    seq: since.seq,
+                }),
             }))
         }
         "leave" => Ok(ClientRequest::Leave { channel }),
-        "history" => Ok(ClientRequest::History { channel }),
+        "history" => {
+            if options
+                .limit
+                .is_some_and(|limit| limit == 0 || limit > MAX_HISTORY_LIMIT)
+            {
+                return Err((
+                    ErrorCode::InvalidFrame,
+                    format!("options.limit must be from 1 to {MAX_HISTORY_LIMIT}"),
+                ));
+            }
+            Ok(ClientRequest::History(HistoryRequest {
+                channel,
+                before: options.before,
+                limit: options.limit,
+            }))
+        }
         _ => {
             let target = match (options.socket_id, options.authenticated) {
                 (Some(socket), _) => Target::Socket(socket),
                 (None, Some(true)) => Target::Authenticated,
                 (None, _) => Target::Everyone,
             };
+            let valid_id = |id: &str| {
+                !id.is_empty()
+                    && id.len() <= MAX_MESSAGE_ID_LEN
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            };
+            if options.id.is_some_and(|id| !valid_id(id)) {
+                return Err((
+                    ErrorCode::InvalidFrame,
+                    "options.id must be 1 to 64 ASCII letters, digits, - or _".into(),
+                ));
+            }
             let payload = envelope.payload.unwrap_or(RawValue::NULL);
             Ok(ClientRequest::Message(MessageRequest {
                 channel,
                 payload,
                 target,
+                id: options.id,
             }))
         }
     }
@@ -308,6 +383,39 @@ mod tests {
             decode_client_frame(r#"{"action":"dance","options":{"channel":"a","ref":"r1"}}"#);
         assert_eq!(decoded.reference.map(RawValue::get), Some(r#""r1""#));
         assert_eq!(decoded.request.unwrap_err().0, ErrorCode::UnknownAction);
+    }
+
+    #[test]
+    fn resume_position_ids_and_paging_are_read() {
+        let join = r#"{"action":"join","options":{"channel":"c","since":{"epoch":"e1","seq":41}}}"#;
+        match decode_client_frame(join).request.unwrap() {
+            ClientRequest::Join(j) => assert_eq!(
+                j.since,
+                Some(Since {
+                    epoch: "e1",
+                    seq: 41
+                })
+            ),
+            other => panic!("decoded as {other:?}"),
+        }
+        let message = r#"{"action":"message","options":{"channel":"c","id":"m-1"},"payload":1}"#;
+        match decode_client_frame(message).request.unwrap() {
+            ClientRequest::Message(m) => assert_eq!(m.id, Some("m-1")),
+            other => panic!("decoded as {other:?}"),
+        }
+        let page = r#"{"action":"history","options":{"channel":"c","before":10,"limit":5}}"#;
+        match decode_client_frame(page).request.unwrap() {
+            ClientRequest::History(h) => assert_eq!((h.before, h.limit), (Some(10), Some(5))),
+            other => panic!("decoded as {other:?}"),
+        }
+        assert_eq!(
+            code_of(r#"{"action":"history","options":{"channel":"c","limit":1000}}"#),
+            ErrorCode::InvalidFrame
+        );
+        assert_eq!(
+            code_of(r#"{"action":"message","options":{"channel":"c","id":"has space"}}"#),
+            ErrorCode::InvalidFrame
+        );
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub enum ErrorCode {
     AuthRequired,
     /// The rules of the channel refuse this action to this socket.
     Forbidden,
+    /// The server cannot store messages as fast as they arrive; retry shortly.
+    Overloaded,
     /// The server failed; the request may be retried.
     Internal,
 }
@@ -52,6 +54,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::AuthRequired => "auth_required",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Overloaded => "overloaded",
             ErrorCode::Internal => "internal",
         }
     }

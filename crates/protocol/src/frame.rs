@@ -29,6 +29,8 @@ pub enum Action {
     Error,
     /// Server → client (extension): the outcome of a request that carried `options.ref`.
     Reply,
+    /// Server → client (extension): messages a resuming client missed are no longer stored.
+    Gap,
 }
 
 impl Action {
@@ -44,6 +46,7 @@ impl Action {
             Action::Event => "event",
             Action::Error => "error",
             Action::Reply => "reply",
+            Action::Gap => "gap",
         }
     }
 }
@@ -68,6 +71,16 @@ impl Frame {
     /// The frame's `options.channel`, if any.
     pub fn channel(&self) -> Option<&str> {
         self.options.get("channel").and_then(Value::as_str)
+    }
+
+    /// The frame's `options.seq` (stored messages), if any.
+    pub fn seq(&self) -> Option<u64> {
+        self.options.get("seq").and_then(Value::as_u64)
+    }
+
+    /// The frame's `options.epoch` (stored messages), if any.
+    pub fn epoch(&self) -> Option<&str> {
+        self.options.get("epoch").and_then(Value::as_str)
     }
 
     /// The frame's `options.ref`, if any.

@@ -13,7 +13,8 @@ mod frame;
 
 pub use channel::{validate_channel_name, MAX_CHANNEL_NAME_LEN};
 pub use decode::{
-    decode_client_frame, ClientRequest, Decoded, JoinRequest, MessageRequest, Target,
+    decode_client_frame, ClientRequest, Decoded, HistoryRequest, JoinRequest, MessageRequest,
+    Since, Target, MAX_HISTORY_LIMIT, MAX_MESSAGE_ID_LEN,
 };
 pub use error::{CloseCode, ErrorCode};
 pub use frame::{

@@ -5,7 +5,8 @@ const path = require('node:path');
 
 const root = path.resolve(__dirname, '..', '..', '..');
 
-function startServer(port) {
+// A server on `port` keeping history in `historyPath` (restart it on the same path to keep it).
+function startServer(port, historyPath) {
   const binary = path.join(root, 'target', process.env.SWITCHBOARD_PROFILE || 'debug', 'switchboard');
   const child = spawn(binary, [], {
     cwd: root,
@@ -14,6 +15,7 @@ function startServer(port) {
       LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
       LEPTOS_SITE_ROOT: path.join(root, 'target', 'site'),
       LEPTOS_OUTPUT_NAME: process.env.LEPTOS_OUTPUT_NAME || 'switchboard',
+      SWITCHBOARD_HISTORY_PATH: historyPath,
       RUST_LOG: 'warn',
     },
     stdio: ['ignore', 'pipe', 'inherit'],

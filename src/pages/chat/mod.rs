@@ -131,7 +131,11 @@ fn LiveRoom(
         history: true,
         extras,
     };
+    let gap = RwSignal::new(false);
     let channel = use_channel(&room, options, move |frame| {
+        if frame.action == switchboard_protocol::Action::Gap {
+            gap.set(true);
+        }
         let incoming = ChatMessage::all_in(frame);
         if !incoming.is_empty() {
             live.update(|list| merge(list, incoming));
@@ -203,6 +207,11 @@ fn LiveRoom(
                 }}
                 <button type="button" class="link" on:click=move |_| user.set(None)>"Change name"</button>
             </p>
+            {move || gap.get().then(|| view! {
+                <p class="gap-notice" role="status">
+                    "Some messages from while you were away are no longer available."
+                </p>
+            })}
             {move || failure.get().map(|(code, why)| view! {
                 <p class="send-error" role="alert" data-code=code.clone()>
                     <strong>{code.clone()}</strong>": "{why}

@@ -10,7 +10,9 @@ use super::message::ChatMessage;
 pub async fn recent_messages(room: String) -> Result<Vec<ChatMessage>, ServerFnError> {
     use switchboard_protocol::Frame;
     let hub = expect_context::<switchboard_hub::Hub>();
-    let frames = hub.recent(&room, hub.config().history_on_join);
+    let frames = hub
+        .recent(&room, hub.config().history_on_join)
+        .map_err(|err| ServerFnError::new(err.to_string()))?;
     Ok(frames
         .iter()
         .filter_map(|bytes| serde_json::from_slice::<Frame>(bytes).ok())

@@ -1,0 +1,166 @@
+//! History in process memory: the store for tests and for running without a disk. Lost on
+//! restart (a restart is a new epoch), bounded by the retention.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use super::{ChannelHistory, HistoryStore, NewEntry, Retention, StoreError, StoredFrame};
+
+/// In-memory history of every channel.
+#[derive(Debug, Default)]
+pub struct MemoryHistory {
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+#[derive(Debug)]
+struct Channel {
+    epoch: String,
+    last_seq: u64,
+    entries: VecDeque<Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    seq: u64,
+    id: String,
+    at_ms: u64,
+    frame: bytes::Bytes,
+}
+
+fn new_epoch() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..16].to_string()
+}
+
+impl MemoryHistory {
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, Channel>) -> R) -> R {
+        f(&mut self.channels.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl HistoryStore for MemoryHistory {
+    fn open_channel(&self, channel: &str, recent_ids: usize) -> Result<ChannelHistory, StoreError> {
+        Ok(self.with(|channels| {
+            let state = channels
+                .entry(channel.to_string())
+                .or_insert_with(|| Channel {
+                    epoch: new_epoch(),
+                    last_seq: 0,
+                    entries: VecDeque::new(),
+                });
+            let skip = state.entries.len().saturating_sub(recent_ids);
+            ChannelHistory {
+                epoch: state.epoch.clone(),
+                last_seq: state.last_seq,
+                recent_ids: state
+                    .entries
+                    .iter()
+                    .skip(skip)
+                    .map(|e| (e.id.clone(), e.seq))
+                    .collect(),
+            }
+        }))
+    }
+
+    fn append(&self, batch: &[NewEntry]) -> Result<(), StoreError> {
+        self.with(|channels| {
+            // All or nothing, like a transaction: check the whole batch first.
+            let mut last: HashMap<&str, u64> = HashMap::new();
+            for entry in batch {
+                let previous = *last
+                    .entry(entry.channel.as_str())
+                    .or_insert_with(|| channels.get(&entry.channel).map_or(0, |c| c.last_seq));
+                if entry.seq <= previous {
+                    return Err(StoreError(format!(
+                        "seq {} of channel {:?} is already stored",
+                        entry.seq, entry.channel
+                    )));
+                }
+                last.insert(entry.channel.as_str(), entry.seq);
+            }
+            for entry in batch {
+                let state = channels
+                    .entry(entry.channel.clone())
+                    .or_insert_with(|| Channel {
+                        epoch: new_epoch(),
+                        last_seq: 0,
+                        entries: VecDeque::new(),
+                    });
+                state.last_seq = state.last_seq.max(entry.seq);
+                state.entries.push_back(Entry {
+                    seq: entry.seq,
+                    id: entry.id.clone(),
+                    at_ms: entry.at_ms,
+                    frame: entry.frame.clone(),
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn range(
+        &self,
+        channel: &str,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredFrame>, StoreError> {
+        Ok(self.with(|channels| {
+            channels.get(channel).map_or_else(Vec::new, |state| {
+                state
+                    .entries
+                    .iter()
+                    .filter(|e| e.seq > after && e.seq <= up_to)
+                    .take(limit)
+                    .map(|e| StoredFrame {
+                        seq: e.seq,
+                        frame: e.frame.clone(),
+                    })
+                    .collect()
+            })
+        }))
+    }
+
+    fn latest(
+        &self,
+        channel: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredFrame>, StoreError> {
+        Ok(self.with(|channels| {
+            channels.get(channel).map_or_else(Vec::new, |state| {
+                let mut frames: Vec<StoredFrame> = state
+                    .entries
+                    .iter()
+                    .rev()
+                    .filter(|e| before.is_none_or(|before| e.seq < before))
+                    .take(limit)
+                    .map(|e| StoredFrame {
+                        seq: e.seq,
+                        frame: e.frame.clone(),
+                    })
+                    .collect();
+                frames.reverse();
+                frames
+            })
+        }))
+    }
+
+    fn trim(&self, retention: Retention, now_ms: u64) -> Result<u64, StoreError> {
+        let oldest_ms = now_ms.saturating_sub(retention.max_age.as_millis() as u64);
+        Ok(self.with(|channels| {
+            let mut dropped = 0;
+            for state in channels.values_mut() {
+                let floor = state.last_seq.saturating_sub(retention.count);
+                while let Some(front) = state.entries.front() {
+                    if front.seq <= floor || front.at_ms < oldest_ms {
+                        state.entries.pop_front();
+                        dropped += 1;
+                    } else {
+                        break;
+                    }
+                }
+            }
+            dropped
+        }))
+    }
+}

@@ -1,0 +1,155 @@
+//! One test suite that every history store must pass: the in-memory store and SQLite (and the
+//! Redis store, when it lands) keep seq, epoch, ranges and retention the same way.
+
+use bytes::Bytes;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use switchboard_hub::{HistoryStore, MemoryHistory, NewEntry, Retention, SqliteHistory};
+
+fn entry(channel: &str, seq: u64, at_ms: u64) -> NewEntry {
+    NewEntry {
+        channel: channel.into(),
+        seq,
+        id: format!("id-{seq}"),
+        at_ms,
+        frame: Bytes::from(format!("{{\"n\":{seq}}}")),
+    }
+}
+
+fn seqs(frames: Vec<switchboard_hub::StoredFrame>) -> Vec<u64> {
+    frames.into_iter().map(|f| f.seq).collect()
+}
+
+/// A fresh, empty database path under the system's temp folder.
+pub fn temp_db() -> PathBuf {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "switchboard-store-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir.join("history.db")
+}
+
+fn opens_channels_with_an_epoch_and_continues_their_seq(store: &dyn HistoryStore) {
+    let first = store.open_channel("room1", 10).unwrap();
+    assert_eq!(first.last_seq, 0);
+    assert!(!first.epoch.is_empty());
+    store
+        .append(&[entry("room1", 1, 10), entry("room1", 2, 10)])
+        .unwrap();
+    let again = store.open_channel("room1", 10).unwrap();
+    assert_eq!(again.epoch, first.epoch);
+    assert_eq!(again.last_seq, 2);
+    assert_eq!(
+        again.recent_ids,
+        vec![("id-1".to_string(), 1), ("id-2".to_string(), 2)]
+    );
+    assert_ne!(store.open_channel("room2", 10).unwrap().epoch, "");
+}
+
+fn a_batch_with_a_stored_seq_is_refused_whole(store: &dyn HistoryStore) {
+    store.open_channel("c", 10).unwrap();
+    store.append(&[entry("c", 1, 0)]).unwrap();
+    assert!(store.append(&[entry("c", 2, 0), entry("c", 1, 0)]).is_err());
+    assert_eq!(seqs(store.latest("c", None, 10).unwrap()), vec![1]);
+}
+
+fn ranges_and_pages_come_oldest_first(store: &dyn HistoryStore) {
+    store.open_channel("c", 10).unwrap();
+    let batch: Vec<_> = (1..=10).map(|n| entry("c", n, 0)).collect();
+    store.append(&batch).unwrap();
+    assert_eq!(seqs(store.range("c", 3, 7, 100).unwrap()), vec![4, 5, 6, 7]);
+    assert_eq!(seqs(store.range("c", 3, 10, 2).unwrap()), vec![4, 5]);
+    assert_eq!(seqs(store.latest("c", None, 3).unwrap()), vec![8, 9, 10]);
+    assert_eq!(seqs(store.latest("c", Some(8), 3).unwrap()), vec![5, 6, 7]);
+    assert!(store.latest("other", None, 3).unwrap().is_empty());
+}
+
+fn trimming_keeps_the_newest_by_count_and_age(store: &dyn HistoryStore) {
+    store.open_channel("c", 10).unwrap();
+    let batch: Vec<_> = (1..=10).map(|n| entry("c", n, n * 1000)).collect();
+    store.append(&batch).unwrap();
+    let by_count = Retention {
+        count: 4,
+        max_age: Duration::from_secs(3600),
+    };
+    assert_eq!(store.trim(by_count, 10_000).unwrap(), 6);
+    assert_eq!(
+        seqs(store.latest("c", None, 100).unwrap()),
+        vec![7, 8, 9, 10]
+    );
+    let by_age = Retention {
+        count: 100,
+        max_age: Duration::from_secs(2),
+    };
+    store.trim(by_age, 10_500).unwrap();
+    assert_eq!(seqs(store.latest("c", None, 100).unwrap()), vec![9, 10]);
+    // Trimming never rewinds the channel's seq.
+    assert_eq!(store.open_channel("c", 10).unwrap().last_seq, 10);
+}
+
+macro_rules! store_suite {
+    ($module:ident, $make:expr) => {
+        mod $module {
+            use super::*;
+
+            #[test]
+            fn opens_channels_with_an_epoch_and_continues_their_seq() {
+                super::opens_channels_with_an_epoch_and_continues_their_seq(&$make);
+            }
+
+            #[test]
+            fn a_batch_with_a_stored_seq_is_refused_whole() {
+                super::a_batch_with_a_stored_seq_is_refused_whole(&$make);
+            }
+
+            #[test]
+            fn ranges_and_pages_come_oldest_first() {
+                super::ranges_and_pages_come_oldest_first(&$make);
+            }
+
+            #[test]
+            fn trimming_keeps_the_newest_by_count_and_age() {
+                super::trimming_keeps_the_newest_by_count_and_age(&$make);
+            }
+        }
+    };
+}
+
+store_suite!(memory, MemoryHistory::default());
+store_suite!(sqlite, SqliteHistory::open(&temp_db()).unwrap());
+
+#[test]
+fn sqlite_history_survives_reopening_the_file() {
+    let path = temp_db();
+    let epoch = {
+        let store = SqliteHistory::open(&path).unwrap();
+        let epoch = store.open_channel("room1", 10).unwrap().epoch;
+        store
+            .append(&[entry("room1", 1, 0), entry("room1", 2, 0)])
+            .unwrap();
+        epoch
+    };
+    let store = SqliteHistory::open(&path).unwrap();
+    let reopened = store.open_channel("room1", 10).unwrap();
+    assert_eq!((reopened.epoch, reopened.last_seq), (epoch, 2));
+    assert_eq!(seqs(store.latest("room1", None, 10).unwrap()), vec![1, 2]);
+}
+
+#[test]
+fn a_file_that_is_not_a_history_database_is_refused() {
+    let path = temp_db();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, b"this is not a database, but it is someone's data").unwrap();
+    let err = SqliteHistory::open(&path).unwrap_err().to_string();
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    assert!(err.contains("Move the file aside"), "{err}");
+    let untouched = std::fs::read(&path).unwrap();
+    assert_eq!(
+        untouched,
+        b"this is not a database, but it is someone's data"
+    );
+}
