@@ -1,0 +1,59 @@
+//! `switchboard-loadgen`: drives a running Switchboard server over real sockets and prints one
+//! JSON line per run with its parameters and results.
+//!
+//! Scenarios:
+//! - `history`: new connections join a channel at a fixed rate (open loop), each asking for the
+//!   channel's recent messages; reports join→history latency.
+//! - `publish`: publishers send as fast as the server acknowledges (a window of messages in
+//!   flight each); reports acknowledged messages per second and send→ok latency.
+
+mod history;
+mod publish;
+mod report;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "switchboard-loadgen", about = "Load generator for Switchboard")]
+struct Cli {
+    /// Realtime endpoint of the server under test.
+    #[arg(long, default_value = "ws://127.0.0.1:3000/rt/loadgen", global = true)]
+    url: String,
+    /// How long to measure, in seconds.
+    #[arg(long, default_value_t = 10, global = true)]
+    duration: u64,
+    /// Process id of the server, to report its CPU time and memory.
+    #[arg(long, global = true)]
+    server_pid: Option<u32>,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Joins per second, each fetching the channel's latest messages.
+    History(history::Options),
+    /// Durable publish throughput.
+    Publish(publish::Options),
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let run = report::Run::new(&cli.url, cli.duration, cli.server_pid);
+    let outcome = match cli.scenario {
+        Scenario::History(options) => history::run(&run, options).await,
+        Scenario::Publish(options) => publish::run(&run, options).await,
+    };
+    match outcome {
+        Ok(line) => println!("{line}"),
+        Err(err) => {
+            eprintln!("switchboard-loadgen: {err}");
+            eprintln!(
+                "is the server running at {}? start it with scripts/run or pass --url",
+                cli.url
+            );
+            std::process::exit(1);
+        }
+    }
+}

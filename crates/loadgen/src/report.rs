@@ -1,0 +1,96 @@
+//! What every scenario shares: the run's parameters, latency histograms, and the server's CPU
+//! time and memory read from /proc.
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// One measured run.
+pub struct Run {
+    pub url: String,
+    pub duration: Duration,
+    server_pid: Option<u32>,
+}
+
+/// CPU time and resident memory of a process.
+#[derive(Clone, Copy)]
+pub struct ProcessSample {
+    cpu: Duration,
+    rss_kib: u64,
+    at: Instant,
+}
+
+impl Run {
+    pub fn new(url: &str, seconds: u64, server_pid: Option<u32>) -> Self {
+        Self {
+            url: url.to_string(),
+            duration: Duration::from_secs(seconds),
+            server_pid,
+        }
+    }
+
+    /// The server's CPU time and RSS now, if its pid was given and /proc can be read.
+    pub fn sample(&self) -> Option<ProcessSample> {
+        let pid = self.server_pid?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which may contain spaces) start after ") ".
+        let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let rss_kib = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())?;
+        // Linux reports CPU time in clock ticks of 1/100 s on every common configuration.
+        Some(ProcessSample {
+            cpu: Duration::from_millis(ticks * 10),
+            rss_kib,
+            at: Instant::now(),
+        })
+    }
+
+    /// Server CPU use between two samples, as a share of one core, and the RSS at the end.
+    pub fn server_usage(
+        &self,
+        before: Option<ProcessSample>,
+        after: Option<ProcessSample>,
+    ) -> Value {
+        match (before, after) {
+            (Some(before), Some(after)) => {
+                let wall = after.at.duration_since(before.at).as_secs_f64();
+                let cpu = after.cpu.saturating_sub(before.cpu).as_secs_f64();
+                json!({
+                    "cpu_seconds": round(cpu),
+                    "cpu_cores": round(cpu / wall.max(1e-9)),
+                    "rss_mib": round(after.rss_kib as f64 / 1024.0),
+                })
+            }
+            _ => Value::Null,
+        }
+    }
+}
+
+/// A histogram of latencies in microseconds, up to one minute.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Percentiles in milliseconds.
+pub fn latency(histogram: &Histogram<u64>) -> Value {
+    let ms = |q: f64| round(histogram.value_at_quantile(q) as f64 / 1000.0);
+    json!({
+        "count": histogram.len(),
+        "p50_ms": ms(0.50),
+        "p90_ms": ms(0.90),
+        "p99_ms": ms(0.99),
+        "p999_ms": ms(0.999),
+        "max_ms": round(histogram.max() as f64 / 1000.0),
+    })
+}
+
+/// Three decimals are plenty for a report.
+pub fn round(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
