@@ -512,3 +512,58 @@ async fn http_get(addr: &str, path: &str) -> String {
     stream.read_to_string(&mut body).await.unwrap();
     body
 }
+
+#[tokio::test]
+async fn volatile_messages_reach_the_others_are_never_stored_and_coalesce_for_slow_readers() {
+    let server = TestServer::start_with(&[
+        ("SWITCHBOARD_FRAMES_PER_SECOND", "100000"),
+        ("SWITCHBOARD_FRAME_BURST", "100000"),
+    ]);
+    let (mut mover, mut watcher, mut slow) = (server.client().await, server.client().await, server.client().await);
+    for client in [&mut mover, &mut watcher, &mut slow] {
+        client.join("board", false, false).await.unwrap();
+    }
+    let volatile = json!({"channel": "board", "volatile": true});
+    mover.send(Action::Message, volatile.clone(), json!({"x": 0.25, "y": 0.5})).await.unwrap();
+    let seen = next_message(&mut watcher).await;
+    assert_eq!(seen.payload, json!({"x": 0.25, "y": 0.5}));
+    assert_eq!(seen.seq(), None, "volatile messages have no seq: they are not stored");
+    assert_no_message(&mut mover).await;
+
+    // `slow` reads nothing while the mover sends 400 large updates: its outbox keeps only the
+    // newest one waiting, so it gets far fewer frames, ending with the latest position.
+    let filler = "f".repeat(16 * 1024);
+    for n in 0..400 {
+        mover
+            .send(Action::Message, volatile.clone(), json!({"n": n, "fill": filler}))
+            .await
+            .unwrap();
+    }
+    mover.publish("board", json!("chat after the storm")).await.unwrap();
+    // The chat message is never dropped; it may overtake the cursor backlog (chat first).
+    let (mut updates, mut chat_seen) = (Vec::new(), false);
+    while !(chat_seen && updates.last() == Some(&399)) {
+        let frame = next_message(&mut slow).await;
+        match frame.payload.get("n").and_then(Value::as_u64) {
+            Some(n) => updates.push(n),
+            None => chat_seen |= frame.payload == json!("chat after the storm"),
+        }
+    }
+    assert!(updates.windows(2).all(|w| w[0] < w[1]), "updates stay in order");
+    assert!(updates.len() < 400, "a slow reader gets coalesced updates, got {}", updates.len());
+    assert_eq!(updates.last(), Some(&399), "the newest position is never lost");
+    let metrics = http_get(&server.addr, "/metrics").await;
+    let coalesced: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("switchboard_volatile_coalesced_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("metrics report coalescing");
+    assert!(coalesced > 0, "{metrics}");
+
+    let mut late = server.client().await;
+    late.join("board", false, false).await.unwrap();
+    late.request(Action::History, channel_options("board"), Value::Null).await.unwrap();
+    let history = late.expect(Action::History, WAIT).await.unwrap();
+    let stored: Vec<Value> = history.payload["history"].as_array().unwrap().iter().map(|m| m["payload"].clone()).collect();
+    assert_eq!(stored, vec![json!("chat after the storm")]);
+}

@@ -20,6 +20,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/rt/{connection}", get(transport::upgrade))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         // Pages and server functions reach the hub through Leptos context.
         .leptos_routes_with_context(
             &state,
@@ -29,6 +30,38 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state)
+}
+
+/// `GET /metrics`: counts and running totals in the Prometheus text format.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let stats = state.hub.stats();
+    let lines = [
+        ("switchboard_sockets", "gauge", "Sockets connected now.", stats.sockets as u64),
+        ("switchboard_channels", "gauge", "Channels active now.", stats.channels as u64),
+        (
+            "switchboard_volatile_queued_total",
+            "counter",
+            "Volatile frames queued for a socket.",
+            stats.volatile_queued,
+        ),
+        (
+            "switchboard_volatile_coalesced_total",
+            "counter",
+            "Volatile frames that replaced an unsent older one of the same sender.",
+            stats.volatile_coalesced,
+        ),
+        (
+            "switchboard_volatile_dropped_total",
+            "counter",
+            "Volatile frames dropped because a socket had too many senders waiting.",
+            stats.volatile_dropped,
+        ),
+    ];
+    let body: String = lines
+        .iter()
+        .map(|(name, kind, help, value)| format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"))
+        .collect();
+    ([("content-type", "text/plain; version=0.0.4")], body)
 }
 
 /// `GET /healthz`: 200 with live counts while serving, 503 once shutting down.

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::encode;
 use crate::history::ChannelHistory;
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, VolatileKey, VolatileOutcome};
 
 /// A named channel and its state.
 #[derive(Debug)]
@@ -190,6 +190,25 @@ impl Locked<'_> {
                 }
             }
         }
+    }
+
+    /// Sends a volatile frame from `sender` to every other member, coalescing with the unsent
+    /// frame of the same stream; returns (queued, coalesced, dropped) counts.
+    pub(crate) fn deliver_volatile(&self, sender: &Uuid, frame: &Bytes) -> [u64; 3] {
+        let key: VolatileKey = (self.channel.name.clone(), *sender);
+        let mut counts = [0u64; 3];
+        for (id, member) in &self.state.members {
+            if id == sender {
+                continue;
+            }
+            let slot = match member.outbox.push_volatile(&key, frame.clone()) {
+                VolatileOutcome::Queued => 0,
+                VolatileOutcome::Coalesced => 1,
+                VolatileOutcome::Dropped => 2,
+            };
+            counts[slot] += 1;
+        }
+        counts
     }
 
     /// Tells every presence member except `socket` that `client` joined or left.

@@ -5,7 +5,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use switchboard_protocol::{validate_channel_name, CloseCode, ErrorCode};
 use uuid::Uuid;
@@ -30,6 +30,30 @@ pub(crate) struct Inner {
     channels: Mutex<HashMap<Arc<str>, Arc<Channel>>>,
     sockets: Mutex<HashMap<Uuid, Arc<Closer>>>,
     closed: AtomicBool,
+    pub(crate) stats: Counters,
+}
+
+/// Running totals since start, for `/metrics` and benchmarks.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) volatile_queued: AtomicU64,
+    pub(crate) volatile_coalesced: AtomicU64,
+    pub(crate) volatile_dropped: AtomicU64,
+}
+
+/// A snapshot of the hub's totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubStats {
+    /// Sockets connected now.
+    pub sockets: usize,
+    /// Channels active now.
+    pub channels: usize,
+    /// Volatile frames queued for a socket.
+    pub volatile_queued: u64,
+    /// Volatile frames that replaced an unsent older one (saved writes).
+    pub volatile_coalesced: u64,
+    /// Volatile frames dropped because a socket had too many streams waiting.
+    pub volatile_dropped: u64,
 }
 
 /// Who a socket is, as decided by the transport when it connected.
@@ -101,6 +125,7 @@ impl Hub {
                 channels: Mutex::new(HashMap::new()),
                 sockets: Mutex::new(HashMap::new()),
                 closed: AtomicBool::new(false),
+                stats: Counters::default(),
             }
         });
         Self { inner }
@@ -149,6 +174,18 @@ impl Hub {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .len()
+    }
+
+    /// Current counts and running totals.
+    pub fn stats(&self) -> HubStats {
+        let stats = &self.inner.stats;
+        HubStats {
+            sockets: self.socket_count(),
+            channels: self.channel_count(),
+            volatile_queued: stats.volatile_queued.load(Ordering::Relaxed),
+            volatile_coalesced: stats.volatile_coalesced.load(Ordering::Relaxed),
+            volatile_dropped: stats.volatile_dropped.load(Ordering::Relaxed),
+        }
     }
 
     /// Publishes a server-side message: an `event` frame to every member of `channel`, stored

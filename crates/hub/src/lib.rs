@@ -21,6 +21,6 @@ pub use history::{
     ChannelHistory, HistoryStore, MemoryHistory, NewEntry, Retention, SqliteHistory, StoreError,
     StoredFrame,
 };
-pub use hub::{Hub, HubClosed, Identity, PublishError};
+pub use hub::{Hub, HubClosed, HubStats, Identity, PublishError};
 pub use outbox::{CloseSignal, Outbound, OutboxReceiver};
 pub use session::Session;

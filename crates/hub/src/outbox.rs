@@ -5,23 +5,55 @@
 //! the hub marks it for closing with 1013 and the writer hangs up.
 
 use bytes::Bytes;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use switchboard_protocol::CloseCode;
 use tokio::sync::{mpsc, Notify};
+use uuid::Uuid;
 
 /// Sending half, held by the hub for each member of a channel.
 #[derive(Debug, Clone)]
 pub(crate) struct Outbox {
     tx: mpsc::Sender<Bytes>,
     closer: Arc<Closer>,
-    replay: Replay,
+    lanes: Arc<Lanes>,
 }
 
-/// Missed messages for a resuming socket: written before anything in the queue, and not
-/// counted against its capacity (a long resume is not a slow consumer).
-type Replay = Arc<Mutex<VecDeque<Bytes>>>;
+/// Most distinct (channel, sender) volatile streams waiting for one socket.
+const MAX_VOLATILE_STREAMS: usize = 512;
+
+/// Which volatile stream a frame belongs to: one channel, one sender.
+pub(crate) type VolatileKey = (Arc<str>, Uuid);
+
+/// The two lanes beside the bounded queue, and the bell that wakes the writer for them.
+#[derive(Debug, Default)]
+struct Lanes {
+    inner: Mutex<LaneState>,
+    wake: Notify,
+}
+
+#[derive(Debug, Default)]
+struct LaneState {
+    /// Missed messages for a resuming socket: written before anything else, and not counted
+    /// against the queue's capacity (a long resume is not a slow consumer).
+    replay: VecDeque<Bytes>,
+    /// The latest volatile frame per stream: a newer one replaces an unsent older one, so a
+    /// slow reader gets the freshest position, not a backlog.
+    volatile: HashMap<VolatileKey, Bytes>,
+    volatile_order: VecDeque<VolatileKey>,
+}
+
+/// What happened to a volatile frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VolatileOutcome {
+    /// Waiting to be written.
+    Queued,
+    /// Replaced an older unsent frame of the same stream.
+    Coalesced,
+    /// Too many streams waiting for this socket; the frame was dropped.
+    Dropped,
+}
 
 /// What the socket writer should do next.
 #[derive(Debug, PartialEq)]
@@ -37,7 +69,13 @@ pub enum Outbound {
 pub struct OutboxReceiver {
     rx: mpsc::Receiver<Bytes>,
     closer: Arc<Closer>,
-    replay: Replay,
+    lanes: Arc<Lanes>,
+}
+
+impl Lanes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LaneState> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Resolves when the socket is ordered to close.
@@ -97,14 +135,14 @@ impl Closer {
 pub(crate) fn outbox(capacity: usize) -> (Outbox, OutboxReceiver) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let closer = Arc::new(Closer::default());
-    let replay = Replay::default();
+    let lanes = Arc::new(Lanes::default());
     (
         Outbox {
             tx,
             closer: closer.clone(),
-            replay: replay.clone(),
+            lanes: lanes.clone(),
         },
-        OutboxReceiver { rx, closer, replay },
+        OutboxReceiver { rx, closer, lanes },
     )
 }
 
@@ -116,13 +154,27 @@ impl Outbox {
         }
     }
 
-    /// Queues missed messages ahead of the live queue; an empty frame wakes the writer.
+    /// Queues missed messages ahead of the live queue.
     pub(crate) fn replay(&self, frames: impl IntoIterator<Item = Bytes>) {
-        self.replay
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(frames);
-        let _ = self.tx.try_send(Bytes::new());
+        self.lanes.lock().replay.extend(frames);
+        self.lanes.wake.notify_one();
+    }
+
+    /// Queues a volatile frame, replacing the unsent one of the same stream.
+    pub(crate) fn push_volatile(&self, key: &VolatileKey, frame: Bytes) -> VolatileOutcome {
+        let mut lanes = self.lanes.lock();
+        if let Some(waiting) = lanes.volatile.get_mut(key) {
+            *waiting = frame;
+            return VolatileOutcome::Coalesced;
+        }
+        if lanes.volatile.len() >= MAX_VOLATILE_STREAMS {
+            return VolatileOutcome::Dropped;
+        }
+        lanes.volatile.insert(key.clone(), frame);
+        lanes.volatile_order.push_back(key.clone());
+        drop(lanes);
+        self.lanes.wake.notify_one();
+        VolatileOutcome::Queued
     }
 
     pub(crate) fn close(&self, code: CloseCode) {
@@ -139,17 +191,14 @@ impl OutboxReceiver {
     /// queued frames: a socket closed as too slow must not drain its backlog first.
     pub async fn next(&mut self) -> Outbound {
         loop {
-            if self.closer.pending().is_none() {
-                if let Some(frame) = self.take_replay() {
-                    return Outbound::Frame(frame);
-                }
+            if let Some(frame) = self.try_next() {
+                return Outbound::Frame(frame);
             }
             tokio::select! {
                 biased;
                 code = self.closer.requested() => return Outbound::Close(code),
+                () = self.lanes.wake.notified() => continue,
                 frame = self.rx.recv() => match frame {
-                    // The wake-up that follows a replay.
-                    Some(frame) if frame.is_empty() => continue,
                     Some(frame) => return Outbound::Frame(frame),
                     // Every sender is gone only after the session ended; the reader side
                     // decides how the socket closes then.
@@ -157,13 +206,6 @@ impl OutboxReceiver {
                 },
             }
         }
-    }
-
-    fn take_replay(&self) -> Option<Bytes> {
-        self.replay
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop_front()
     }
 
     /// A handle that resolves when a close is ordered; lets the writer abandon a write that
@@ -174,20 +216,20 @@ impl OutboxReceiver {
 
     /// Takes a frame that is already queued, without waiting; lets the writer batch frames
     /// into one flush.
+    /// The order: replayed messages, then the queue, then volatile frames (chat before cursors).
     pub fn try_next(&mut self) -> Option<Bytes> {
         if self.closer.pending().is_some() {
             return None;
         }
-        if let Some(frame) = self.take_replay() {
+        if let Some(frame) = self.lanes.lock().replay.pop_front() {
             return Some(frame);
         }
-        loop {
-            match self.rx.try_recv() {
-                Ok(frame) if frame.is_empty() => continue,
-                Ok(frame) => return Some(frame),
-                Err(_) => return None,
-            }
+        if let Ok(frame) = self.rx.try_recv() {
+            return Some(frame);
         }
+        let mut lanes = self.lanes.lock();
+        let key = lanes.volatile_order.pop_front()?;
+        lanes.volatile.remove(&key)
     }
 }
 
@@ -217,6 +259,31 @@ mod tests {
             Outbound::Frame(Bytes::from_static(b"live"))
         );
         assert_eq!(rx.try_next(), None);
+    }
+
+    #[tokio::test]
+    async fn volatile_frames_keep_only_the_latest_per_stream_and_yield_to_the_queue() {
+        let (outbox, mut rx) = outbox(4);
+        let mover: VolatileKey = (Arc::from("room"), Uuid::new_v4());
+        let other: VolatileKey = (Arc::from("room"), Uuid::new_v4());
+        assert_eq!(outbox.push_volatile(&mover, Bytes::from_static(b"m1")), VolatileOutcome::Queued);
+        assert_eq!(outbox.push_volatile(&other, Bytes::from_static(b"o1")), VolatileOutcome::Queued);
+        assert_eq!(outbox.push_volatile(&mover, Bytes::from_static(b"m2")), VolatileOutcome::Coalesced);
+        outbox.push(Bytes::from_static(b"chat"));
+        assert_eq!(rx.next().await, Outbound::Frame(Bytes::from_static(b"chat")));
+        assert_eq!(rx.next().await, Outbound::Frame(Bytes::from_static(b"m2")));
+        assert_eq!(rx.next().await, Outbound::Frame(Bytes::from_static(b"o1")));
+        assert_eq!(rx.try_next(), None);
+    }
+
+    #[tokio::test]
+    async fn a_volatile_frame_wakes_a_waiting_writer() {
+        let (outbox, mut rx) = outbox(4);
+        let waiting = tokio::spawn(async move { rx.next().await });
+        tokio::task::yield_now().await;
+        let key: VolatileKey = (Arc::from("room"), Uuid::new_v4());
+        outbox.push_volatile(&key, Bytes::from_static(b"cursor"));
+        assert_eq!(waiting.await.unwrap(), Outbound::Frame(Bytes::from_static(b"cursor")));
     }
 
     #[tokio::test]

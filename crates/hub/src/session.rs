@@ -4,6 +4,7 @@
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use switchboard_protocol::{
     decode_client_frame, Action, ClientRequest, CloseCode, ErrorCode, HistoryRequest, JoinRequest,
@@ -296,6 +297,17 @@ impl Session {
                 config.max_payload_bytes
             );
             return Err((ErrorCode::PayloadTooLarge, why));
+        }
+        if request.volatile && request.target == Target::Everyone {
+            // Cursor-style updates: never stored, not echoed to the sender, coalesced per
+            // sender in each member's outbox.
+            let frame = encode::relayed(request.channel, request.payload, &joined.client);
+            let [queued, coalesced, dropped] = joined.channel.lock().deliver_volatile(&self.id, &frame);
+            let stats = &self.hub.inner.stats;
+            stats.volatile_queued.fetch_add(queued, Ordering::Relaxed);
+            stats.volatile_coalesced.fetch_add(coalesced, Ordering::Relaxed);
+            stats.volatile_dropped.fetch_add(dropped, Ordering::Relaxed);
+            return Ok(Answered::Now);
         }
         if request.target != Target::Everyone {
             // Messages to one socket or to authenticated members are not stored.

@@ -73,6 +73,8 @@ pub struct MessageRequest<'a> {
     pub target: Target<'a>,
     /// The sender's id for the message (`options.id`), for de-duplicating resends.
     pub id: Option<&'a str>,
+    /// `options.volatile`: a cursor-style update, never stored, coalesced under load.
+    pub volatile: bool,
 }
 
 /// Who receives a message.
@@ -122,6 +124,8 @@ struct Options<'a> {
     id: Option<&'a str>,
     #[serde(borrow, default)]
     since: Option<SinceOption<'a>>,
+    #[serde(default)]
+    volatile: Option<bool>,
     #[serde(default)]
     before: Option<u64>,
     #[serde(default)]
@@ -290,6 +294,7 @@ fn decode_into<'a>(
                 payload,
                 target,
                 id: options.id,
+                volatile: options.volatile.unwrap_or(false),
             }))
         }
     }
