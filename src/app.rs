@@ -6,6 +6,7 @@ use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{ParamSegment, StaticSegment};
 
 use crate::pages::chat::ChatPage;
+use crate::pages::cursors::CursorsPage;
 use crate::pages::home::HomePage;
 
 /// The HTML document the server renders around the app.
@@ -40,6 +41,7 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
                     <Route path=StaticSegment("") view=HomePage/>
                     <Route path=(StaticSegment("chat"), ParamSegment("room")) view=ChatPage/>
+                    <Route path=(StaticSegment("cursors"), ParamSegment("room")) view=CursorsPage/>
                 </Routes>
             </main>
         </Router>

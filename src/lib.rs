@@ -3,6 +3,7 @@
 
 pub mod app;
 mod browser;
+mod identity;
 mod pages;
 pub mod realtime;
 #[cfg(feature = "ssr")]

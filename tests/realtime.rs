@@ -519,15 +519,30 @@ async fn volatile_messages_reach_the_others_are_never_stored_and_coalesce_for_sl
         ("SWITCHBOARD_FRAMES_PER_SECOND", "100000"),
         ("SWITCHBOARD_FRAME_BURST", "100000"),
     ]);
-    let (mut mover, mut watcher, mut slow) = (server.client().await, server.client().await, server.client().await);
+    let (mut mover, mut watcher, mut slow) = (
+        server.client().await,
+        server.client().await,
+        server.client().await,
+    );
     for client in [&mut mover, &mut watcher, &mut slow] {
         client.join("board", false, false).await.unwrap();
     }
     let volatile = json!({"channel": "board", "volatile": true});
-    mover.send(Action::Message, volatile.clone(), json!({"x": 0.25, "y": 0.5})).await.unwrap();
+    mover
+        .send(
+            Action::Message,
+            volatile.clone(),
+            json!({"x": 0.25, "y": 0.5}),
+        )
+        .await
+        .unwrap();
     let seen = next_message(&mut watcher).await;
     assert_eq!(seen.payload, json!({"x": 0.25, "y": 0.5}));
-    assert_eq!(seen.seq(), None, "volatile messages have no seq: they are not stored");
+    assert_eq!(
+        seen.seq(),
+        None,
+        "volatile messages have no seq: they are not stored"
+    );
     assert_no_message(&mut mover).await;
 
     // `slow` reads nothing while the mover sends 400 large updates: its outbox keeps only the
@@ -535,11 +550,18 @@ async fn volatile_messages_reach_the_others_are_never_stored_and_coalesce_for_sl
     let filler = "f".repeat(16 * 1024);
     for n in 0..400 {
         mover
-            .send(Action::Message, volatile.clone(), json!({"n": n, "fill": filler}))
+            .send(
+                Action::Message,
+                volatile.clone(),
+                json!({"n": n, "fill": filler}),
+            )
             .await
             .unwrap();
     }
-    mover.publish("board", json!("chat after the storm")).await.unwrap();
+    mover
+        .publish("board", json!("chat after the storm"))
+        .await
+        .unwrap();
     // The chat message is never dropped; it may overtake the cursor backlog (chat first).
     let (mut updates, mut chat_seen) = (Vec::new(), false);
     while !(chat_seen && updates.last() == Some(&399)) {
@@ -549,9 +571,20 @@ async fn volatile_messages_reach_the_others_are_never_stored_and_coalesce_for_sl
             None => chat_seen |= frame.payload == json!("chat after the storm"),
         }
     }
-    assert!(updates.windows(2).all(|w| w[0] < w[1]), "updates stay in order");
-    assert!(updates.len() < 400, "a slow reader gets coalesced updates, got {}", updates.len());
-    assert_eq!(updates.last(), Some(&399), "the newest position is never lost");
+    assert!(
+        updates.windows(2).all(|w| w[0] < w[1]),
+        "updates stay in order"
+    );
+    assert!(
+        updates.len() < 400,
+        "a slow reader gets coalesced updates, got {}",
+        updates.len()
+    );
+    assert_eq!(
+        updates.last(),
+        Some(&399),
+        "the newest position is never lost"
+    );
     let metrics = http_get(&server.addr, "/metrics").await;
     let coalesced: u64 = metrics
         .lines()
@@ -562,8 +595,15 @@ async fn volatile_messages_reach_the_others_are_never_stored_and_coalesce_for_sl
 
     let mut late = server.client().await;
     late.join("board", false, false).await.unwrap();
-    late.request(Action::History, channel_options("board"), Value::Null).await.unwrap();
+    late.request(Action::History, channel_options("board"), Value::Null)
+        .await
+        .unwrap();
     let history = late.expect(Action::History, WAIT).await.unwrap();
-    let stored: Vec<Value> = history.payload["history"].as_array().unwrap().iter().map(|m| m["payload"].clone()).collect();
+    let stored: Vec<Value> = history.payload["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["payload"].clone())
+        .collect();
     assert_eq!(stored, vec![json!("chat after the storm")]);
 }

@@ -24,8 +24,9 @@ pub fn HomePage() -> impl IntoView {
                 "A self-hosted realtime channel server. Browsers join named channels, "
                 "send messages to everyone in them and react to each one as it arrives."
             </p>
-            <p>
+            <p class="ctas">
                 <a class="cta" href=format!("/chat/{DEFAULT_ROOM}")>"Open the support chat"</a>
+                <a class="cta secondary" href=format!("/cursors/{DEFAULT_ROOM}")>"Live cursors"</a>
             </p>
             <form class="room-picker" on:submit=open>
                 <label for="room">"Or open any room"</label>

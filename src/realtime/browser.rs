@@ -105,6 +105,18 @@ impl Sender {
         }
     }
 
+    pub(crate) fn send_volatile(&self, payload: Value) {
+        let state = self.state.borrow();
+        if let (true, Some(socket)) = (state.joined, state.socket.as_ref()) {
+            let frame = json!({
+                "action": "message",
+                "options": { "channel": self.channel, "volatile": true },
+                "payload": payload,
+            });
+            let _ = socket.send_with_str(&frame.to_string());
+        }
+    }
+
     /// Leaves the channel and closes the socket for good (the page is going away).
     fn close(&self) {
         let socket = {

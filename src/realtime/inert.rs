@@ -21,4 +21,6 @@ impl Sender {
     }
 
     pub(crate) fn send(&self, _channel: Option<String>, _payload: Value, _on_outcome: OnOutcome) {}
+
+    pub(crate) fn send_volatile(&self, _payload: Value) {}
 }

@@ -85,6 +85,13 @@ impl Channel {
             .with_value(|sender| sender.send(None, payload, Box::new(on_outcome)));
     }
 
+    /// Sends a volatile update (a cursor position): never stored, not queued while offline,
+    /// no outcome; the server may coalesce it with the sender's next one.
+    pub fn send_volatile(&self, payload: Value) {
+        self.sender
+            .with_value(|sender| sender.send_volatile(payload));
+    }
+
     /// Sends on this socket to another channel, joined or not (used to show how the server
     /// answers a send to a channel the page has not joined).
     pub fn send_to(

@@ -36,8 +36,18 @@ pub fn router(state: AppState) -> Router {
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let stats = state.hub.stats();
     let lines = [
-        ("switchboard_sockets", "gauge", "Sockets connected now.", stats.sockets as u64),
-        ("switchboard_channels", "gauge", "Channels active now.", stats.channels as u64),
+        (
+            "switchboard_sockets",
+            "gauge",
+            "Sockets connected now.",
+            stats.sockets as u64,
+        ),
+        (
+            "switchboard_channels",
+            "gauge",
+            "Channels active now.",
+            stats.channels as u64,
+        ),
         (
             "switchboard_volatile_queued_total",
             "counter",
@@ -59,7 +69,9 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ];
     let body: String = lines
         .iter()
-        .map(|(name, kind, help, value)| format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"))
+        .map(|(name, kind, help, value)| {
+            format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n")
+        })
         .collect();
     ([("content-type", "text/plain; version=0.0.4")], body)
 }

@@ -266,11 +266,23 @@ mod tests {
         let (outbox, mut rx) = outbox(4);
         let mover: VolatileKey = (Arc::from("room"), Uuid::new_v4());
         let other: VolatileKey = (Arc::from("room"), Uuid::new_v4());
-        assert_eq!(outbox.push_volatile(&mover, Bytes::from_static(b"m1")), VolatileOutcome::Queued);
-        assert_eq!(outbox.push_volatile(&other, Bytes::from_static(b"o1")), VolatileOutcome::Queued);
-        assert_eq!(outbox.push_volatile(&mover, Bytes::from_static(b"m2")), VolatileOutcome::Coalesced);
+        assert_eq!(
+            outbox.push_volatile(&mover, Bytes::from_static(b"m1")),
+            VolatileOutcome::Queued
+        );
+        assert_eq!(
+            outbox.push_volatile(&other, Bytes::from_static(b"o1")),
+            VolatileOutcome::Queued
+        );
+        assert_eq!(
+            outbox.push_volatile(&mover, Bytes::from_static(b"m2")),
+            VolatileOutcome::Coalesced
+        );
         outbox.push(Bytes::from_static(b"chat"));
-        assert_eq!(rx.next().await, Outbound::Frame(Bytes::from_static(b"chat")));
+        assert_eq!(
+            rx.next().await,
+            Outbound::Frame(Bytes::from_static(b"chat"))
+        );
         assert_eq!(rx.next().await, Outbound::Frame(Bytes::from_static(b"m2")));
         assert_eq!(rx.next().await, Outbound::Frame(Bytes::from_static(b"o1")));
         assert_eq!(rx.try_next(), None);
@@ -283,7 +295,10 @@ mod tests {
         tokio::task::yield_now().await;
         let key: VolatileKey = (Arc::from("room"), Uuid::new_v4());
         outbox.push_volatile(&key, Bytes::from_static(b"cursor"));
-        assert_eq!(waiting.await.unwrap(), Outbound::Frame(Bytes::from_static(b"cursor")));
+        assert_eq!(
+            waiting.await.unwrap(),
+            Outbound::Frame(Bytes::from_static(b"cursor"))
+        );
     }
 
     #[tokio::test]

@@ -302,10 +302,13 @@ impl Session {
             // Cursor-style updates: never stored, not echoed to the sender, coalesced per
             // sender in each member's outbox.
             let frame = encode::relayed(request.channel, request.payload, &joined.client);
-            let [queued, coalesced, dropped] = joined.channel.lock().deliver_volatile(&self.id, &frame);
+            let [queued, coalesced, dropped] =
+                joined.channel.lock().deliver_volatile(&self.id, &frame);
             let stats = &self.hub.inner.stats;
             stats.volatile_queued.fetch_add(queued, Ordering::Relaxed);
-            stats.volatile_coalesced.fetch_add(coalesced, Ordering::Relaxed);
+            stats
+                .volatile_coalesced
+                .fetch_add(coalesced, Ordering::Relaxed);
             stats.volatile_dropped.fetch_add(dropped, Ordering::Relaxed);
             return Ok(Answered::Now);
         }

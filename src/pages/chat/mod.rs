@@ -2,7 +2,6 @@
 //! who is here, the connection state, and a composer. A page-level listener feeds every
 //! `message`, `event` and `history` frame into one reactive list that the view is bound to.
 
-mod identity;
 pub mod message;
 mod server;
 
@@ -10,11 +9,11 @@ use leptos::html::Ol;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::{use_params_map, use_query_map};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::browser;
+use crate::identity::{self, NameForm};
 use crate::realtime::{use_channel, Channel, ChannelOptions, ConnectionStatus};
-use identity::NameForm;
 use message::{merge, ChatMessage, ChatUser};
 use server::{recent_messages, send_message};
 
@@ -122,14 +121,10 @@ fn LiveRoom(
     user: RwSignal<Option<ChatUser>>,
     debug: bool,
 ) -> impl IntoView {
-    let mut extras = Map::new();
-    extras.insert("id".into(), Value::from(me.id.clone()));
-    extras.insert("name".into(), Value::from(me.name.clone()));
-    extras.insert("colour".into(), Value::from(me.colour.clone()));
     let options = ChannelOptions {
         presence: true,
         history: true,
-        extras,
+        extras: identity::extras(&me),
     };
     let gap = RwSignal::new(false);
     let channel = use_channel(&room, options, move |frame| {

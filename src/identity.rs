@@ -1,10 +1,11 @@
 //! Who the person at this browser is: a name and colour chosen once and remembered in
 //! `localStorage`, with a stable id so several tabs of one person count once in presence.
+//! Shared by the chat and the cursors pages.
 
 use leptos::prelude::*;
 
-use super::message::{ChatUser, MAX_NAME_CHARS};
 use crate::browser;
+use crate::pages::chat::message::{ChatUser, MAX_NAME_CHARS};
 
 const STORAGE_KEY: &str = "switchboard.user";
 const PALETTE: [&str; 8] = [
@@ -23,6 +24,15 @@ fn save(user: &ChatUser) {
     if let Ok(json) = serde_json::to_string(user) {
         browser::local_set(STORAGE_KEY, &json);
     }
+}
+
+/// The extras a page joins with, so the others see this person's name and colour.
+pub fn extras(user: &ChatUser) -> serde_json::Map<String, serde_json::Value> {
+    let mut extras = serde_json::Map::new();
+    extras.insert("id".into(), user.id.clone().into());
+    extras.insert("name".into(), user.name.clone().into());
+    extras.insert("colour".into(), user.colour.clone().into());
+    extras
 }
 
 /// Asks for a name and colour, remembers them, and hands the identity to `on_save`.
