@@ -20,6 +20,8 @@ use super::AppState;
 
 /// Frames written before one flush, so a burst costs one syscall rather than one per frame.
 const MAX_FRAMES_PER_FLUSH: usize = 64;
+/// Bytes of frames gathered before they must be written out.
+const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 /// How long a close frame may take to go out before the connection is simply dropped. Long
 /// enough for a merely slow client to read its 1013.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,7 +57,9 @@ pub async fn upgrade(
     let config = &state.config;
     let ws = ws
         .read_buffer_size(config.read_buffer_bytes)
-        .write_buffer_size(0)
+        // Frames are gathered up to this size and written with one syscall per batch (0 would
+        // mean a syscall per frame).
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_message_size(config.max_frame_bytes)
         .max_frame_size(config.max_frame_bytes)
         .protocols(offered);

@@ -42,7 +42,14 @@ struct LaneState {
     /// slow reader gets the freshest position, not a backlog.
     volatile: HashMap<VolatileKey, Bytes>,
     volatile_order: VecDeque<VolatileKey>,
+    /// When the oldest waiting volatile frame arrived.
+    volatile_since: Option<tokio::time::Instant>,
 }
+
+/// How long a volatile frame may wait for others to share its write. Cursor updates arrive
+/// tens of milliseconds apart per sender; batching a few milliseconds of them into one write
+/// cuts the server's per-delivery cost several times for an imperceptible delay.
+const VOLATILE_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// What happened to a volatile frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +82,16 @@ pub struct OutboxReceiver {
 impl Lanes {
     fn lock(&self) -> std::sync::MutexGuard<'_, LaneState> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl LaneState {
+    fn pop_volatile(&mut self) -> Option<Bytes> {
+        let key = self.volatile_order.pop_front()?;
+        if self.volatile_order.is_empty() {
+            self.volatile_since = None;
+        }
+        self.volatile.remove(&key)
     }
 }
 
@@ -172,6 +189,9 @@ impl Outbox {
         }
         lanes.volatile.insert(key.clone(), frame);
         lanes.volatile_order.push_back(key.clone());
+        lanes
+            .volatile_since
+            .get_or_insert_with(tokio::time::Instant::now);
         drop(lanes);
         self.lanes.wake.notify_one();
         VolatileOutcome::Queued
@@ -191,9 +211,28 @@ impl OutboxReceiver {
     /// queued frames: a socket closed as too slow must not drain its backlog first.
     pub async fn next(&mut self) -> Outbound {
         loop {
-            if let Some(frame) = self.try_next() {
+            if let Some(frame) = self.try_next_urgent() {
                 return Outbound::Frame(frame);
             }
+            let linger_until = self
+                .lanes
+                .lock()
+                .volatile_since
+                .map(|since| since + VOLATILE_LINGER);
+            if let Some(until) = linger_until {
+                if tokio::time::Instant::now() >= until {
+                    if let Some(frame) = self.lanes.lock().pop_volatile() {
+                        return Outbound::Frame(frame);
+                    }
+                    continue;
+                }
+            }
+            let linger = async {
+                match linger_until {
+                    Some(until) => tokio::time::sleep_until(until).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 code = self.closer.requested() => return Outbound::Close(code),
@@ -204,8 +243,20 @@ impl OutboxReceiver {
                     // decides how the socket closes then.
                     None => return Outbound::Close(self.closer.requested().await),
                 },
+                () = linger => continue,
             }
         }
+    }
+
+    /// A replayed or queued frame, if one is waiting (never a volatile one).
+    fn try_next_urgent(&mut self) -> Option<Bytes> {
+        if self.closer.pending().is_some() {
+            return None;
+        }
+        if let Some(frame) = self.lanes.lock().replay.pop_front() {
+            return Some(frame);
+        }
+        self.rx.try_recv().ok()
     }
 
     /// A handle that resolves when a close is ordered; lets the writer abandon a write that
@@ -221,15 +272,8 @@ impl OutboxReceiver {
         if self.closer.pending().is_some() {
             return None;
         }
-        if let Some(frame) = self.lanes.lock().replay.pop_front() {
-            return Some(frame);
-        }
-        if let Ok(frame) = self.rx.try_recv() {
-            return Some(frame);
-        }
-        let mut lanes = self.lanes.lock();
-        let key = lanes.volatile_order.pop_front()?;
-        lanes.volatile.remove(&key)
+        self.try_next_urgent()
+            .or_else(|| self.lanes.lock().pop_volatile())
     }
 }
 

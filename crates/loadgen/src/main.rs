@@ -6,7 +6,11 @@
 //!   channel's recent messages; reports join→history latency.
 //! - `publish`: publishers send as fast as the server acknowledges (a window of messages in
 //!   flight each); reports acknowledged messages per second and send→ok latency.
+//! - `cursors`: rooms of users that all send volatile cursor updates at a fixed rate and
+//!   receive each other's; reports deliveries per second, send→receive latency and how many
+//!   updates the server coalesced.
 
+mod cursors;
 mod history;
 mod publish;
 mod report;
@@ -35,6 +39,8 @@ enum Scenario {
     History(history::Options),
     /// Durable publish throughput.
     Publish(publish::Options),
+    /// Every member of every room sending cursor updates.
+    Cursors(cursors::Options),
 }
 
 #[tokio::main]
@@ -44,6 +50,7 @@ async fn main() {
     let outcome = match cli.scenario {
         Scenario::History(options) => history::run(&run, options).await,
         Scenario::Publish(options) => publish::run(&run, options).await,
+        Scenario::Cursors(options) => cursors::run(&run, options).await,
     };
     match outcome {
         Ok(line) => println!("{line}"),
