@@ -3,7 +3,8 @@
 //! One socket per open channel. Sends carry an `options.ref`; their outcome arrives as a
 //! `reply`. Sends made before the channel is joined wait in a queue and go out, in order, right
 //! after the (re)join succeeds. A send that was on the wire when the socket dropped is queued
-//! again, since its outcome is unknown.
+//! again, since its outcome is unknown; it keeps its `options.id`, so the server stores and
+//! delivers it once even if the first attempt had arrived.
 
 use leptos::prelude::*;
 use serde_json::{json, Value};
@@ -58,6 +59,8 @@ struct State {
 
 struct Outgoing {
     reference: String,
+    /// `options.id`: the same on every attempt, so a re-send after a drop is stored once.
+    id: String,
     channel: Option<String>,
     payload: Value,
     on_outcome: OnOutcome,
@@ -92,6 +95,7 @@ impl Sender {
         };
         let outgoing = Outgoing {
             reference,
+            id: crate::browser::random_id(),
             channel,
             payload,
             on_outcome,
@@ -322,7 +326,7 @@ impl Sender {
         let channel = outgoing.channel.as_deref().unwrap_or(&self.channel);
         let frame = json!({
             "action": "message",
-            "options": { "channel": channel, "ref": outgoing.reference },
+            "options": { "channel": channel, "ref": outgoing.reference, "id": outgoing.id },
             "payload": outgoing.payload,
         });
         let mut state = self.state.borrow_mut();

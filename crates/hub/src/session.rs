@@ -207,12 +207,11 @@ impl Session {
                 let first = missed.first().map_or(delivered + 1, |f| f.seq);
                 let keep_from = missed.len().saturating_sub(config.max_resume);
                 let first_sent = missed.get(keep_from).map_or(first, |f| f.seq);
-                if first_sent > seq + 1 {
-                    self.outbox
-                        .push(encode::gap(channel, epoch, seq, first_sent - 1));
-                }
-                self.outbox
-                    .replay(missed.into_iter().skip(keep_from).map(|f| f.frame));
+                // The gap (if any) goes on the replay lane too, ahead of what is replayed.
+                let gap = (first_sent > seq + 1)
+                    .then(|| encode::gap(channel, epoch, seq, first_sent - 1));
+                let replayed = missed.into_iter().skip(keep_from).map(|f| f.frame);
+                self.outbox.replay(gap.into_iter().chain(replayed));
             }
             Some(Since { seq, .. }) => {
                 // Another epoch: everything the client had may be gone; say so, then send
