@@ -26,6 +26,18 @@ fn save(user: &ChatUser) {
     }
 }
 
+/// This browser's identity once the page is interactive, and whether it is: both start empty
+/// so the server render and the first browser render agree.
+pub fn use_identity() -> (RwSignal<Option<ChatUser>>, RwSignal<bool>) {
+    let user = RwSignal::new(None::<ChatUser>);
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| {
+        user.set(load());
+        hydrated.set(true);
+    });
+    (user, hydrated)
+}
+
 /// The extras a page joins with, so the others see this person's name and colour.
 pub fn extras(user: &ChatUser) -> serde_json::Map<String, serde_json::Value> {
     let mut extras = serde_json::Map::new();

@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
 
-use super::chat::DEFAULT_ROOM;
+use super::DEFAULT_ROOM;
 
 /// `/`: introduction and a room picker.
 #[component]

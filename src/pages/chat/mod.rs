@@ -8,7 +8,7 @@ mod server;
 use leptos::html::Ol;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use leptos_router::hooks::{use_params_map, use_query_map};
+use leptos_router::hooks::use_query_map;
 use serde_json::Value;
 
 use crate::browser;
@@ -17,21 +17,13 @@ use crate::realtime::{use_channel, Channel, ChannelOptions, ConnectionStatus};
 use message::{merge, ChatMessage, ChatUser};
 use server::{recent_messages, send_message};
 
-/// The room used when none is named.
-pub const DEFAULT_ROOM: &str = "room1";
 /// Channel the debug control sends to without joining it.
 const UNJOINED_ROOM: &str = "not-joined";
 
 /// `/chat/{room}`: one [`ChatRoom`] per room; changing rooms leaves the old one.
 #[component]
 pub fn ChatPage() -> impl IntoView {
-    let params = use_params_map();
-    let room = Memo::new(move |_| {
-        params
-            .read()
-            .get("room")
-            .unwrap_or_else(|| DEFAULT_ROOM.to_string())
-    });
+    let room = super::use_room();
     move || view! { <ChatRoom room=room.get()/> }
 }
 
@@ -47,12 +39,7 @@ fn ChatRoom(room: String) -> impl IntoView {
         recent_messages,
     );
     let live = RwSignal::new(Vec::<ChatMessage>::new());
-    let hydrated = RwSignal::new(false);
-    let user = RwSignal::new(None::<ChatUser>);
-    Effect::new(move |_| {
-        user.set(identity::load());
-        hydrated.set(true);
-    });
+    let (user, hydrated) = identity::use_identity();
     let messages = move || {
         let mut all = history.get().and_then(Result::ok).unwrap_or_default();
         merge(&mut all, live.get());

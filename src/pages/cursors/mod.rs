@@ -10,7 +10,6 @@
 
 use leptos::html::Div;
 use leptos::prelude::*;
-use leptos_router::hooks::use_params_map;
 use serde_json::{json, Value};
 use std::time::Duration;
 use switchboard_protocol::{Action, Frame};
@@ -23,8 +22,6 @@ use crate::realtime::{use_channel, Channel, ChannelOptions};
 const MIN_SEND_INTERVAL_MS: f64 = 33.0;
 /// A cursor not updated for this long fades out.
 const STALE_AFTER_MS: f64 = 3000.0;
-/// The room used when none is named.
-const DEFAULT_ROOM: &str = "room1";
 
 /// One remote pointer.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,24 +43,13 @@ pub struct Cursor {
 /// `/cursors/{room}`.
 #[component]
 pub fn CursorsPage() -> impl IntoView {
-    let params = use_params_map();
-    let room = Memo::new(move |_| {
-        params
-            .read()
-            .get("room")
-            .unwrap_or_else(|| DEFAULT_ROOM.to_string())
-    });
+    let room = super::use_room();
     move || view! { <CursorRoom room=room.get()/> }
 }
 
 #[component]
 fn CursorRoom(room: String) -> impl IntoView {
-    let hydrated = RwSignal::new(false);
-    let user = RwSignal::new(None::<ChatUser>);
-    Effect::new(move |_| {
-        user.set(identity::load());
-        hydrated.set(true);
-    });
+    let (user, hydrated) = identity::use_identity();
     let title = room.clone();
     view! {
         <div class="cursors-page">
