@@ -17,7 +17,19 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    if let Err(message) = switchboard::server::run(leptos_options).await {
+    // `--config PATH` (or SWITCHBOARD_CONFIG) names the TOML settings file.
+    let mut args = std::env::args().skip(1);
+    let mut config = std::env::var_os("SWITCHBOARD_CONFIG").map(std::path::PathBuf::from);
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--config", Some(path)) => config = Some(path.into()),
+            _ => {
+                eprintln!("usage: switchboard [--config PATH]");
+                std::process::exit(2);
+            }
+        }
+    }
+    if let Err(message) = switchboard::server::run(leptos_options, config).await {
         eprintln!("switchboard: {message}");
         std::process::exit(1);
     }

@@ -1,7 +1,8 @@
-//! Server settings, read from `SWITCHBOARD_*` environment variables with embedded defaults.
-//! A bad value stops start-up with the variable's name and what is wrong with it.
+//! Server settings: embedded defaults, then a TOML file (if given), then `SWITCHBOARD_*`
+//! environment variables, each overriding the one before. A bad value stops start-up with the
+//! variable (or the file, line and key) and what is wrong with it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use switchboard_hub::HubConfig;
 
@@ -31,6 +32,13 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Where history is kept.
     pub history: HistoryEngine,
+    /// Keys accepted by the HTTP publish API; empty turns the API off.
+    pub api_keys: Vec<String>,
+    /// Origins (e.g. `https://app.example.com`) whose pages may open sockets besides the
+    /// server's own; `*` allows any.
+    pub allowed_origins: Vec<String>,
+    /// Most open sockets from one IP address.
+    pub connections_per_ip: usize,
 }
 
 /// A setting that could not be read.
@@ -52,14 +60,29 @@ impl Default for ServerConfig {
             jwt_secret: None,
             shutdown_grace: Duration::from_secs(5),
             history: HistoryEngine::Sqlite(PathBuf::from("data/switchboard.db")),
+            api_keys: Vec::new(),
+            allowed_origins: Vec::new(),
+            connections_per_ip: 1000,
         }
     }
 }
 
 impl ServerConfig {
-    /// Defaults, overridden by whichever `SWITCHBOARD_*` variables are set.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+    /// Defaults, then the file at `path` (if any), then the `SWITCHBOARD_*` variables.
+    pub fn load(path: Option<&Path>) -> Result<Self, String> {
+        let file = match path {
+            Some(path) => super::config_file::FileSettings::read(path)?,
+            None => Default::default(),
+        };
+        let env = |name: &str| std::env::var(name).ok();
+        Self::from_lookup(|name| env(name).or_else(|| file.get(name))).map_err(|err| {
+            match (env(err.variable), file.origin(err.variable)) {
+                (None, Some(origin)) => {
+                    format!("config file {origin} = {:?}: {}", err.value, err.reason)
+                }
+                _ => format!("invalid setting {err}"),
+            }
+        })
     }
 
     /// Defaults overridden by `lookup(name)` for each setting.
@@ -140,6 +163,24 @@ impl ServerConfig {
             }
         };
         config.jwt_secret = lookup("SWITCHBOARD_JWT_SECRET").filter(|s| !s.is_empty());
+        let list = |variable: &str| -> Vec<String> {
+            lookup(variable)
+                .map(|value| {
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|item| !item.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        config.api_keys = list("SWITCHBOARD_API_KEYS");
+        config.allowed_origins = list("SWITCHBOARD_ALLOWED_ORIGINS");
+        read(
+            "SWITCHBOARD_CONNECTIONS_PER_IP",
+            &mut config.connections_per_ip,
+        )?;
         Ok(config)
     }
 }

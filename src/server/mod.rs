@@ -2,6 +2,8 @@
 
 pub mod auth;
 pub mod config;
+mod config_file;
+mod publish_api;
 mod routes;
 mod shutdown;
 mod transport;
@@ -26,6 +28,8 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     /// Open WebSocket connections, awaited on shutdown.
     pub connections: TaskTracker,
+    /// Open sockets per client IP address.
+    pub per_ip: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
 }
 
 impl axum::extract::FromRef<AppState> for LeptosOptions {

@@ -3,13 +3,13 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use serde_json::json;
 
-use super::{transport, AppState};
+use super::{publish_api, transport, AppState};
 use crate::app::{shell, App};
 
 /// Every route of the server.
@@ -21,6 +21,10 @@ pub fn router(state: AppState) -> Router {
         .route("/rt/{connection}", get(transport::upgrade))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route(
+            "/api/channels/{channel}/messages",
+            post(publish_api::publish),
+        )
         // Pages and server functions reach the hub through Leptos context.
         .leptos_routes_with_context(
             &state,

@@ -5,6 +5,7 @@
 use axum::serve::ListenerExt;
 use leptos::config::LeptosOptions;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use switchboard_hub::{HistoryStore, Hub, MemoryHistory, SqliteHistory};
@@ -42,6 +43,7 @@ impl Server {
                 config: Arc::new(config),
                 leptos_options,
                 connections: TaskTracker::new(),
+                per_ip: Default::default(),
             },
             stop: CancellationToken::new(),
         })
@@ -72,6 +74,7 @@ impl Server {
         let stopping = stop.clone();
         let hub = state.hub.clone();
         let connections = state.connections.clone();
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             stopping.cancelled().await;
             connections.close();
@@ -95,10 +98,18 @@ impl Server {
     }
 }
 
-/// Runs the server process: settings from the environment, stop on SIGINT or SIGTERM.
-pub async fn run(leptos_options: LeptosOptions) -> Result<(), String> {
-    let config = ServerConfig::from_env()
-        .map_err(|err| format!("invalid setting {err}; fix or unset it and start again"))?;
+/// Runs the server process: settings from `config_path` and the environment, stop on SIGINT
+/// or SIGTERM.
+pub async fn run(
+    leptos_options: LeptosOptions,
+    config_path: Option<PathBuf>,
+) -> Result<(), String> {
+    let config = ServerConfig::load(config_path.as_deref())
+        .map_err(|err| format!("{err}; fix it and start again"))?;
+    let loaded = match &config_path {
+        Some(path) => format!("config {}", path.display()),
+        None => "built-in defaults and SWITCHBOARD_* variables".to_string(),
+    };
     let history = match &config.history {
         HistoryEngine::Sqlite(path) => format!("history in {}", path.display()),
         HistoryEngine::Memory => "history in memory (lost on restart)".to_string(),
@@ -106,7 +117,10 @@ pub async fn run(leptos_options: LeptosOptions) -> Result<(), String> {
     let server = Server::bind(config, leptos_options).await?;
     let local = server.local_addr().map_err(|err| err.to_string())?;
     // Tests and scripts read this line to find the port.
-    println!("switchboard listening on {} ({history})", describe(local));
+    println!(
+        "switchboard listening on {} ({history}; {loaded})",
+        describe(local)
+    );
     let stop = server.shutdown_handle();
     tokio::spawn(async move {
         wait_for_signal().await;

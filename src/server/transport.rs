@@ -2,14 +2,17 @@
 //! that feeds the socket's frames to its hub session and writes out its outbox.
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
-use axum::http::header::SEC_WEBSOCKET_PROTOCOL;
-use axum::http::HeaderMap;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::header::{HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchboard_hub::{Outbound, OutboxReceiver, Session};
 use switchboard_protocol::CloseCode;
@@ -32,14 +35,93 @@ pub struct TokenQuery {
     token: Option<String>,
 }
 
-/// `GET /rt/{connection}`: authenticates, then upgrades to a WebSocket.
+/// Why an upgrade was refused before it began (besides auth).
+fn refuse(status: StatusCode, code: &str, message: String) -> Response {
+    let body = serde_json::json!({ "error": { "code": code, "message": message } });
+    (status, axum::Json(body)).into_response()
+}
+
+/// Browser pages may open sockets from the server's own origin and from the configured ones;
+/// clients that send no Origin (native apps, servers) are not browsers and are let through.
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+}
+
+/// One open socket counted against its IP address; released when dropped.
+struct IpSlot {
+    ip: IpAddr,
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl IpSlot {
+    fn take(state: &AppState, ip: IpAddr) -> Option<Self> {
+        let mut counts = state.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let open = counts.entry(ip).or_default();
+        if *open >= state.config.connections_per_ip {
+            return None;
+        }
+        *open += 1;
+        Some(Self {
+            ip,
+            counts: state.per_ip.clone(),
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(open) = counts.get_mut(&self.ip) {
+            *open -= 1;
+            if *open == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// `GET /rt/{connection}`: checks origin, per-IP limit and token, then upgrades.
 pub async fn upgrade(
     State(state): State<AppState>,
     Path(_connection): Path<String>,
     Query(query): Query<TokenQuery>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if !origin_allowed(&headers, &state.config.allowed_origins) {
+        let origin = headers
+            .get(ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            format!("pages from {origin} may not open sockets here; add it to allowed_origins (SWITCHBOARD_ALLOWED_ORIGINS)"),
+        );
+    }
+    let Some(slot) = IpSlot::take(&state, peer.ip()) else {
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections",
+            format!(
+                "{} already has {} sockets open, the most allowed (connections_per_ip)",
+                peer.ip(),
+                state.config.connections_per_ip
+            ),
+        );
+    };
     // Xano's SDK passes its token as the only requested subprotocol; the browser demands that
     // the server echo it back.
     let offered = headers
@@ -66,6 +148,7 @@ pub async fn upgrade(
     let tracker = state.connections.clone();
     ws.on_upgrade(move |socket| {
         tracker.track_future(async move {
+            let _slot = slot;
             match state.hub.connect(identity) {
                 Ok((session, outbox)) => {
                     let connection = Connection {

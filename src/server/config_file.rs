@@ -1,0 +1,203 @@
+//! The TOML configuration file: each key stands for one `SWITCHBOARD_*` setting, so the file
+//! and the environment share one list of settings, one parser and one set of messages. A
+//! variable that is set wins over the file.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Every key a file may hold: section, key, and the variable it stands for.
+const KEYS: &[(&str, &str, &str)] = &[
+    (
+        "limits",
+        "max_payload_bytes",
+        "SWITCHBOARD_MAX_PAYLOAD_BYTES",
+    ),
+    ("limits", "max_frame_bytes", "SWITCHBOARD_MAX_FRAME_BYTES"),
+    (
+        "limits",
+        "read_buffer_bytes",
+        "SWITCHBOARD_READ_BUFFER_BYTES",
+    ),
+    (
+        "limits",
+        "max_channels_per_socket",
+        "SWITCHBOARD_MAX_CHANNELS_PER_SOCKET",
+    ),
+    ("limits", "outbox_capacity", "SWITCHBOARD_OUTBOX_CAPACITY"),
+    (
+        "limits",
+        "frames_per_second",
+        "SWITCHBOARD_FRAMES_PER_SECOND",
+    ),
+    ("limits", "frame_burst", "SWITCHBOARD_FRAME_BURST"),
+    (
+        "limits",
+        "rate_violation_burst",
+        "SWITCHBOARD_RATE_VIOLATION_BURST",
+    ),
+    ("limits", "ping_interval_ms", "SWITCHBOARD_PING_INTERVAL_MS"),
+    (
+        "limits",
+        "shutdown_grace_ms",
+        "SWITCHBOARD_SHUTDOWN_GRACE_MS",
+    ),
+    ("limits", "store_queue", "SWITCHBOARD_STORE_QUEUE"),
+    (
+        "limits",
+        "connections_per_ip",
+        "SWITCHBOARD_CONNECTIONS_PER_IP",
+    ),
+    ("history", "engine", "SWITCHBOARD_HISTORY"),
+    ("history", "path", "SWITCHBOARD_HISTORY_PATH"),
+    ("history", "keep", "SWITCHBOARD_HISTORY_KEEP"),
+    ("history", "max_age_ms", "SWITCHBOARD_HISTORY_MAX_AGE_MS"),
+    (
+        "history",
+        "trim_interval_ms",
+        "SWITCHBOARD_HISTORY_TRIM_INTERVAL_MS",
+    ),
+    ("history", "on_join", "SWITCHBOARD_HISTORY_ON_JOIN"),
+    ("history", "max_resume", "SWITCHBOARD_MAX_RESUME"),
+    ("auth", "jwt_secret", "SWITCHBOARD_JWT_SECRET"),
+    ("auth", "api_keys", "SWITCHBOARD_API_KEYS"),
+    ("auth", "allowed_origins", "SWITCHBOARD_ALLOWED_ORIGINS"),
+];
+
+/// Values read from a file, by variable, with where each was written.
+#[derive(Debug, Default)]
+pub struct FileSettings {
+    values: HashMap<&'static str, (String, String)>,
+}
+
+impl FileSettings {
+    /// Reads and checks `path`: TOML syntax, known sections and keys, value types.
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| format!("cannot read the config file {}: {err}", path.display()))?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|err| format!("config file {}: {err}", path.display()))?;
+        let mut values = HashMap::new();
+        for (section, entries) in &table {
+            let entries = entries.as_table().ok_or_else(|| {
+                format!(
+                    "config file {}{}: `{section}` must be a [section]",
+                    path.display(),
+                    line_of(&text, section, None)
+                )
+            })?;
+            for (key, value) in entries {
+                let at = line_of(&text, section, Some(key));
+                let (_, _, variable) = KEYS
+                    .iter()
+                    .find(|(s, k, _)| s == section && k == key)
+                    .ok_or_else(|| {
+                        format!(
+                            "config file {}{at}: unknown setting [{section}] {key}; see config/switchboard.example.toml",
+                            path.display()
+                        )
+                    })?;
+                let text_value = match value {
+                    toml::Value::String(s) => s.clone(),
+                    toml::Value::Integer(n) => n.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    toml::Value::Array(items) => items
+                        .iter()
+                        .map(|item| item.as_str().map(str::to_string).ok_or(()))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|()| {
+                            format!(
+                                "config file {}{at}: [{section}] {key} must be a list of strings",
+                                path.display()
+                            )
+                        })?
+                        .join(","),
+                    other => {
+                        return Err(format!(
+                            "config file {}{at}: [{section}] {key} cannot be a {}",
+                            path.display(),
+                            other.type_str()
+                        ))
+                    }
+                };
+                let origin = format!("{}{at} [{section}] {key}", path.display());
+                values.insert(*variable, (text_value, origin));
+            }
+        }
+        Ok(Self { values })
+    }
+
+    /// The value the file gives `variable`.
+    pub fn get(&self, variable: &str) -> Option<String> {
+        self.values.get(variable).map(|(value, _)| value.clone())
+    }
+
+    /// Where the file sets `variable` ("path:line [section] key").
+    pub fn origin(&self, variable: &str) -> Option<&str> {
+        self.values.get(variable).map(|(_, origin)| origin.as_str())
+    }
+}
+
+/// `:N` for the line where `[section]` (or `key` inside it) is written, if it can be found.
+fn line_of(text: &str, section: &str, key: Option<&str>) -> String {
+    let mut in_section = false;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_section = line.trim_matches(|c| c == '[' || c == ']').trim() == section;
+            if in_section && key.is_none() {
+                return format!(":{}", n + 1);
+            }
+            continue;
+        }
+        if let (true, Some(key)) = (in_section, key) {
+            if line.split('=').next().map(str::trim) == Some(key) {
+                return format!(":{}", n + 1);
+            }
+        }
+    }
+    String::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "switchboard-config-{}-{}.toml",
+            std::process::id(),
+            text.len()
+        ));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn keys_map_to_their_variables_and_remember_their_line() {
+        let path = write(
+            "# comment\n[limits]\nmax_payload_bytes = 1024\n\n[auth]\napi_keys = [\"a\", \"b\"]\n",
+        );
+        let file = FileSettings::read(&path).unwrap();
+        assert_eq!(
+            file.get("SWITCHBOARD_MAX_PAYLOAD_BYTES").as_deref(),
+            Some("1024")
+        );
+        assert_eq!(file.get("SWITCHBOARD_API_KEYS").as_deref(), Some("a,b"));
+        assert!(file
+            .origin("SWITCHBOARD_MAX_PAYLOAD_BYTES")
+            .unwrap()
+            .contains(":3 [limits] max_payload_bytes"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_syntax_name_the_line() {
+        let unknown = FileSettings::read(&write("[limits]\nmax_paylod_bytes = 1\n")).unwrap_err();
+        assert!(
+            unknown.contains(":2: unknown setting [limits] max_paylod_bytes"),
+            "{unknown}"
+        );
+        let syntax = FileSettings::read(&write("[limits\nx = 1\n")).unwrap_err();
+        assert!(syntax.contains("line 1"), "{syntax}");
+    }
+}

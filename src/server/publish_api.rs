@@ -1,0 +1,104 @@
+//! `POST /api/channels/{channel}/messages`: back-end code publishes into a channel with an API
+//! key. The JSON body is the payload, delivered as an `event` frame to everyone in the channel
+//! and stored like any message — the same path the chat page's server function takes.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use serde_json::value::RawValue;
+use switchboard_hub::PublishError;
+
+use super::AppState;
+
+/// Why a publish request was refused; each maps to a status and a stable code.
+#[derive(Debug)]
+pub enum ApiError {
+    /// No key, a wrong key, or the API is off.
+    Unauthorized(&'static str),
+    /// The body is not JSON.
+    BadJson(String),
+    /// The hub refused the message.
+    Refused(PublishError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match self {
+            ApiError::Unauthorized(why) => {
+                (StatusCode::UNAUTHORIZED, "unauthorized", why.to_string())
+            }
+            ApiError::BadJson(why) => (
+                StatusCode::BAD_REQUEST,
+                "bad_json",
+                format!("the body must be JSON: {why}"),
+            ),
+            ApiError::Refused(err) => {
+                let (status, code) = match &err {
+                    PublishError::InvalidChannel(_) => (StatusCode::BAD_REQUEST, "invalid_channel"),
+                    PublishError::PayloadTooLarge { .. } => {
+                        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+                    }
+                    PublishError::Unavailable(code, _) => {
+                        (StatusCode::SERVICE_UNAVAILABLE, code.as_str())
+                    }
+                };
+                (status, code, err.to_string())
+            }
+        };
+        (
+            status,
+            Json(json!({ "error": { "code": code, "message": message } })),
+        )
+            .into_response()
+    }
+}
+
+/// The key a request presents: `Authorization: Bearer KEY` or `X-Api-Key: KEY`.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+}
+
+/// Compares without stopping at the first difference, so timing does not leak the key.
+fn same_key(presented: &str, configured: &str) -> bool {
+    presented.len() == configured.len()
+        && presented
+            .bytes()
+            .zip(configured.bytes())
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+}
+
+/// Publishes the body to the channel.
+pub async fn publish(
+    State(state): State<AppState>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    if state.config.api_keys.is_empty() {
+        return Err(ApiError::Unauthorized(
+            "publishing over HTTP is off: configure api_keys (SWITCHBOARD_API_KEYS)",
+        ));
+    }
+    let key = presented_key(&headers).ok_or(ApiError::Unauthorized(
+        "send the API key as `Authorization: Bearer KEY` or `X-Api-Key: KEY`",
+    ))?;
+    if !state.config.api_keys.iter().any(|k| same_key(key, k)) {
+        return Err(ApiError::Unauthorized("the API key is not valid"));
+    }
+    let text = std::str::from_utf8(&body).map_err(|err| ApiError::BadJson(err.to_string()))?;
+    let payload: &RawValue =
+        serde_json::from_str(text.trim()).map_err(|err| ApiError::BadJson(err.to_string()))?;
+    state
+        .hub
+        .publish_event(&channel, payload)
+        .map_err(ApiError::Refused)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "status": "accepted" }))))
+}
