@@ -75,14 +75,16 @@ impl ServerConfig {
             None => Default::default(),
         };
         let env = |name: &str| std::env::var(name).ok();
-        Self::from_lookup(|name| env(name).or_else(|| file.get(name))).map_err(|err| {
-            match (env(err.variable), file.origin(err.variable)) {
+        let mut config = Self::from_lookup(|name| env(name).or_else(|| file.get(name))).map_err(
+            |err| match (env(err.variable), file.origin(err.variable)) {
                 (None, Some(origin)) => {
                     format!("config file {origin} = {:?}: {}", err.value, err.reason)
                 }
                 _ => format!("invalid setting {err}"),
-            }
-        })
+            },
+        )?;
+        config.hub.rules = switchboard_hub::ChannelRules::new(file.rules);
+        Ok(config)
     }
 
     /// Defaults overridden by `lookup(name)` for each setting.

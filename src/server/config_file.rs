@@ -2,8 +2,10 @@
 //! and the environment share one list of settings, one parser and one set of messages. A
 //! variable that is set wins over the file.
 
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::Path;
+use switchboard_hub::{ChannelRule, JoinPolicy, SendPolicy};
 
 /// Every key a file may hold: section, key, and the variable it stands for.
 const KEYS: &[(&str, &str, &str)] = &[
@@ -63,10 +65,64 @@ const KEYS: &[(&str, &str, &str)] = &[
     ("auth", "allowed_origins", "SWITCHBOARD_ALLOWED_ORIGINS"),
 ];
 
-/// Values read from a file, by variable, with where each was written.
+/// Values read from a file, by variable, with where each was written, and the channel rules.
 #[derive(Debug, Default)]
 pub struct FileSettings {
     values: HashMap<&'static str, (String, String)>,
+    /// `[[channels]]` entries, in order (they exist only in the file).
+    pub rules: Vec<ChannelRule>,
+}
+
+/// One `[[channels]]` entry as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleEntry {
+    pattern: String,
+    join: Option<String>,
+    send: Option<String>,
+    presence: Option<bool>,
+    history_keep: Option<u64>,
+    max_payload_bytes: Option<usize>,
+    messages_per_second: Option<u32>,
+}
+
+impl RuleEntry {
+    fn into_rule(self) -> Result<ChannelRule, String> {
+        let mut rule = ChannelRule::open(&self.pattern);
+        if self.pattern.is_empty()
+            || self.pattern[..self.pattern.len() - usize::from(self.pattern.ends_with('*'))]
+                .contains('*')
+        {
+            return Err(format!(
+                "pattern {:?}: use an exact name or a prefix ending in *",
+                self.pattern
+            ));
+        }
+        rule.join = match self.join.as_deref() {
+            None | Some("anyone") => JoinPolicy::Anyone,
+            Some("authenticated") => JoinPolicy::Authenticated,
+            Some(other) => {
+                return Err(format!(
+                    "join = {other:?}: expected \"anyone\" or \"authenticated\""
+                ))
+            }
+        };
+        rule.send = match self.send.as_deref() {
+            None | Some("anyone") => SendPolicy::Anyone,
+            Some("authenticated") => SendPolicy::Authenticated,
+            Some("nobody") => SendPolicy::Nobody,
+            Some(other) => {
+                return Err(format!(
+                    "send = {other:?}: expected \"anyone\", \"authenticated\" or \"nobody\" (server only)"
+                ))
+            }
+        };
+        rule.presence = self.presence.unwrap_or(true);
+        rule.history_keep = self.history_keep;
+        rule.max_payload_bytes = self.max_payload_bytes;
+        rule.messages_per_second = self.messages_per_second.filter(|n| *n > 0);
+        Ok(rule)
+    }
 }
 
 impl FileSettings {
@@ -78,7 +134,33 @@ impl FileSettings {
             .parse()
             .map_err(|err| format!("config file {}: {err}", path.display()))?;
         let mut values = HashMap::new();
+        let mut rules = Vec::new();
         for (section, entries) in &table {
+            if section == "channels" {
+                let list = entries.as_array().ok_or_else(|| {
+                    format!(
+                        "config file {}: channel rules are written as [[channels]] entries",
+                        path.display()
+                    )
+                })?;
+                for (n, entry) in list.iter().enumerate() {
+                    let at = nth_line(&text, "[[channels]]", n);
+                    let rule = entry
+                        .clone()
+                        .try_into::<RuleEntry>()
+                        .map_err(|err| err.to_string())
+                        .and_then(RuleEntry::into_rule)
+                        .map_err(|why| {
+                            format!(
+                                "config file {}{at} [[channels]] #{}: {why}",
+                                path.display(),
+                                n + 1
+                            )
+                        })?;
+                    rules.push(rule);
+                }
+                continue;
+            }
             let entries = entries.as_table().ok_or_else(|| {
                 format!(
                     "config file {}{}: `{section}` must be a [section]",
@@ -124,7 +206,7 @@ impl FileSettings {
                 values.insert(*variable, (text_value, origin));
             }
         }
-        Ok(Self { values })
+        Ok(Self { values, rules })
     }
 
     /// The value the file gives `variable`.
@@ -136,6 +218,15 @@ impl FileSettings {
     pub fn origin(&self, variable: &str) -> Option<&str> {
         self.values.get(variable).map(|(_, origin)| origin.as_str())
     }
+}
+
+/// `:N` for the line of the `n`th (from 0) line that reads `marker`.
+fn nth_line(text: &str, marker: &str, n: usize) -> String {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| line.trim() == marker)
+        .nth(n)
+        .map_or_else(String::new, |(at, _)| format!(":{}", at + 1))
 }
 
 /// `:N` for the line where `[section]` (or `key` inside it) is written, if it can be found.
@@ -188,6 +279,29 @@ mod tests {
             .origin("SWITCHBOARD_MAX_PAYLOAD_BYTES")
             .unwrap()
             .contains(":3 [limits] max_payload_bytes"));
+    }
+
+    #[test]
+    fn channel_rules_are_read_in_order_and_checked() {
+        let path = write("[[channels]]\npattern = \"support/*\"\njoin = \"authenticated\"\n\n[[channels]]\npattern = \"news\"\nsend = \"nobody\"\npresence = false\n");
+        let rules = FileSettings::read(&path).unwrap().rules;
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].join, JoinPolicy::Authenticated);
+        assert_eq!(
+            (rules[1].send, rules[1].presence),
+            (SendPolicy::Nobody, false)
+        );
+        let bad = FileSettings::read(&write("[[channels]]\npattern = \"a\"\n\n[[channels]]\npattern = \"b\"\nsend = \"everybody\"\n")).unwrap_err();
+        assert!(
+            bad.contains(":4 [[channels]] #2: send = \"everybody\""),
+            "{bad}"
+        );
+        let unknown =
+            FileSettings::read(&write("[[channels]]\npattern = \"a\"\nwho = 1\n")).unwrap_err();
+        assert!(
+            unknown.contains("[[channels]] #1") && unknown.contains("who"),
+            "{unknown}"
+        );
     }
 
     #[test]

@@ -13,11 +13,14 @@ use uuid::Uuid;
 use crate::encode;
 use crate::history::ChannelHistory;
 use crate::outbox::{Outbox, VolatileKey, VolatileOutcome};
+use crate::ChannelRule;
 
 /// A named channel and its state.
 #[derive(Debug)]
 pub(crate) struct Channel {
     pub(crate) name: Arc<str>,
+    /// The rule that applies to this channel.
+    pub(crate) rule: ChannelRule,
     state: Mutex<ChannelState>,
 }
 
@@ -75,7 +78,12 @@ pub(crate) struct Locked<'a> {
 }
 
 impl Channel {
-    pub(crate) fn new(name: Arc<str>, history: ChannelHistory, recent_ids: usize) -> Self {
+    pub(crate) fn new(
+        name: Arc<str>,
+        rule: ChannelRule,
+        history: ChannelHistory,
+        recent_ids: usize,
+    ) -> Self {
         let mut ids = RecentIds {
             seqs: HashMap::new(),
             order: VecDeque::new(),
@@ -86,6 +94,7 @@ impl Channel {
         }
         Self {
             name,
+            rule,
             state: Mutex::new(ChannelState {
                 members: HashMap::new(),
                 epoch: Arc::from(history.epoch),

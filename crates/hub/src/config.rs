@@ -32,6 +32,8 @@ pub struct HubConfig {
     pub max_resume: usize,
     /// Messages waiting to be stored before senders get `overloaded`.
     pub store_queue: usize,
+    /// Who may do what in which channels.
+    pub rules: crate::ChannelRules,
 }
 
 impl Default for HubConfig {
@@ -50,16 +52,15 @@ impl Default for HubConfig {
             history_on_join: 50,
             max_resume: 10_000,
             store_queue: 65_536,
+            rules: crate::ChannelRules::default(),
         }
     }
 }
 
 impl HubConfig {
-    /// The retention the background trimming applies.
-    pub fn retention(&self) -> crate::Retention {
-        crate::Retention {
-            count: self.history_keep,
-            max_age: self.history_max_age,
-        }
+    /// The retention of `channel`: its rule's count, or the server-wide one.
+    pub fn retention(&self, channel: &str) -> crate::Retention {
+        self.rules
+            .retention(channel, self.history_keep, self.history_max_age)
     }
 }

@@ -115,7 +115,10 @@ impl Hub {
                 hub.clone(),
                 history.clone(),
                 config.store_queue,
-                config.retention(),
+                {
+                    let config = config.clone();
+                    Box::new(move |channel: &str| config.retention(channel))
+                },
                 config.history_trim_interval,
             );
             Inner {
@@ -266,7 +269,8 @@ impl Hub {
         let recent_ids = self.inner.config.history_keep.min(10_000) as usize;
         let history = self.inner.history.open_channel(name, recent_ids)?;
         let name: Arc<str> = Arc::from(name);
-        let channel = Arc::new(Channel::new(name.clone(), history, recent_ids));
+        let rule = self.inner.config.rules.for_channel(&name).clone();
+        let channel = Arc::new(Channel::new(name.clone(), rule, history, recent_ids));
         channels.insert(name, channel.clone());
         Ok(channel)
     }

@@ -14,6 +14,7 @@ mod hub;
 mod outbox;
 mod persister;
 mod rate;
+mod rules;
 mod session;
 
 pub use config::HubConfig;
@@ -23,4 +24,5 @@ pub use history::{
 };
 pub use hub::{Hub, HubClosed, HubStats, Identity, PublishError};
 pub use outbox::{CloseSignal, Outbound, OutboxReceiver};
+pub use rules::{ChannelRule, ChannelRules, JoinPolicy, SendPolicy};
 pub use session::Session;

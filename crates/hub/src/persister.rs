@@ -48,7 +48,7 @@ impl Persister {
         hub: Weak<Inner>,
         store: Arc<dyn HistoryStore>,
         queue: usize,
-        retention: Retention,
+        retention: Box<dyn Fn(&str) -> Retention + Send>,
         trim_every: Duration,
     ) -> Self {
         let (tx, rx) = mpsc::sync_channel::<Pending>(queue.max(1));
@@ -87,7 +87,7 @@ fn run(
     rx: mpsc::Receiver<Pending>,
     hub: &Weak<Inner>,
     store: &dyn HistoryStore,
-    retention: Retention,
+    retention: Box<dyn Fn(&str) -> Retention + Send>,
     trim_every: Duration,
 ) {
     let mut failed = false;
@@ -141,7 +141,7 @@ fn run(
         }
         if Instant::now() >= next_trim {
             next_trim = Instant::now() + trim_every;
-            match store.trim(retention, now_ms()) {
+            match store.trim(&*retention, now_ms()) {
                 Ok(0) => {}
                 Ok(dropped) => tracing::debug!("trimmed {dropped} messages beyond the retention"),
                 Err(err) => tracing::warn!("trimming history failed: {err}"),

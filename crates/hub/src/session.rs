@@ -19,6 +19,7 @@ use crate::hub::{Hub, Identity};
 use crate::outbox::Outbox;
 use crate::persister::{now_ms, Pending};
 use crate::rate::TokenBucket;
+use crate::{JoinPolicy, SendPolicy};
 
 /// A refusal: the code and the human-readable reason.
 type Refusal = (ErrorCode, String);
@@ -46,6 +47,8 @@ pub struct Session {
 struct Joined {
     channel: Arc<Channel>,
     client: Arc<str>,
+    /// The channel rule's per-socket message rate, if it sets one.
+    rate: Option<TokenBucket>,
 }
 
 fn internal(err: impl std::fmt::Display) -> Refusal {
@@ -168,6 +171,17 @@ impl Session {
         }
         let client = self.client_json(request.extras.as_ref(), &config)?;
         let channel = self.hub.channel(request.channel).map_err(internal)?;
+        if channel.rule.join == JoinPolicy::Authenticated && !self.identity.authenticated {
+            let why = format!(
+                "channel {:?} is for signed-in sockets: connect with a token",
+                request.channel
+            );
+            return Err((ErrorCode::AuthRequired, why));
+        }
+        let request = JoinRequest {
+            presence: request.presence && channel.rule.presence,
+            ..request
+        };
         let mut locked = channel.lock();
         locked.insert(
             self.id,
@@ -184,8 +198,18 @@ impl Session {
         }
         let caught_up = self.catch_up(&locked, &request);
         drop(locked);
-        self.joined
-            .insert(channel.name.clone(), Joined { channel, client });
+        let rate = channel
+            .rule
+            .messages_per_second
+            .map(|n| TokenBucket::new(f64::from(n), f64::from(n.max(1))));
+        self.joined.insert(
+            channel.name.clone(),
+            Joined {
+                channel,
+                client,
+                rate,
+            },
+        );
         caught_up
     }
 
@@ -287,16 +311,47 @@ impl Session {
         request: MessageRequest<'_>,
         reference: Option<&RawValue>,
     ) -> Result<Answered, Refusal> {
-        let joined = self.joined(request.channel)?;
+        self.joined(request.channel)?;
+        let identity_authenticated = self.identity.authenticated;
+        let Some(joined) = self.joined.get_mut(request.channel) else {
+            return Err((ErrorCode::NotSubscribed, String::new()));
+        };
+        let rule = &joined.channel.rule;
+        match (rule.send, identity_authenticated) {
+            (SendPolicy::Nobody, _) => {
+                let why = format!("only the server publishes to channel {:?}", request.channel);
+                return Err((ErrorCode::Forbidden, why));
+            }
+            (SendPolicy::Authenticated, false) => {
+                let why = format!(
+                    "sending to channel {:?} needs a signed-in socket",
+                    request.channel
+                );
+                return Err((ErrorCode::AuthRequired, why));
+            }
+            _ => {}
+        }
         let config = self.hub.config();
+        let limit = rule
+            .max_payload_bytes
+            .map_or(config.max_payload_bytes, |max| {
+                max.min(config.max_payload_bytes)
+            });
         let size = request.payload.get().len();
-        if size > config.max_payload_bytes {
-            let why = format!(
-                "payload is {size} bytes; at most {} are allowed",
-                config.max_payload_bytes
-            );
+        if size > limit {
+            let why =
+                format!("payload is {size} bytes; at most {limit} are allowed in this channel");
             return Err((ErrorCode::PayloadTooLarge, why));
         }
+        if joined.rate.as_mut().is_some_and(|rate| !rate.take()) {
+            let why = format!(
+                "more than {} messages per second to channel {:?}: slow down",
+                rule.messages_per_second.unwrap_or_default(),
+                request.channel
+            );
+            return Err((ErrorCode::RateLimited, why));
+        }
+        let joined = &self.joined[request.channel];
         if request.volatile && request.target == Target::Everyone {
             // Cursor-style updates: never stored, not echoed to the sender, coalesced per
             // sender in each member's outbox.

@@ -76,7 +76,7 @@ fn trimming_keeps_the_newest_by_count_and_age(store: &dyn HistoryStore) {
         count: 4,
         max_age: Duration::from_secs(3600),
     };
-    assert_eq!(store.trim(by_count, 10_000).unwrap(), 6);
+    assert_eq!(store.trim(&|_| by_count, 10_000).unwrap(), 6);
     assert_eq!(
         seqs(store.latest("c", None, 100).unwrap()),
         vec![7, 8, 9, 10]
@@ -85,10 +85,25 @@ fn trimming_keeps_the_newest_by_count_and_age(store: &dyn HistoryStore) {
         count: 100,
         max_age: Duration::from_secs(2),
     };
-    store.trim(by_age, 10_500).unwrap();
+    store.trim(&|_| by_age, 10_500).unwrap();
     assert_eq!(seqs(store.latest("c", None, 100).unwrap()), vec![9, 10]);
     // Trimming never rewinds the channel's seq.
     assert_eq!(store.open_channel("c", 10).unwrap().last_seq, 10);
+}
+
+fn each_channel_is_trimmed_to_its_own_retention(store: &dyn HistoryStore) {
+    for channel in ["small", "large"] {
+        store.open_channel(channel, 10).unwrap();
+        let batch: Vec<_> = (1..=10).map(|n| entry(channel, n, 0)).collect();
+        store.append(&batch).unwrap();
+    }
+    let retention = |channel: &str| Retention {
+        count: if channel == "small" { 2 } else { 8 },
+        max_age: Duration::from_secs(3600),
+    };
+    assert_eq!(store.trim(&retention, 0).unwrap(), 8 + 2);
+    assert_eq!(seqs(store.latest("small", None, 100).unwrap()), vec![9, 10]);
+    assert_eq!(store.latest("large", None, 100).unwrap().len(), 8);
 }
 
 macro_rules! store_suite {
@@ -114,6 +129,11 @@ macro_rules! store_suite {
             #[test]
             fn trimming_keeps_the_newest_by_count_and_age() {
                 super::trimming_keeps_the_newest_by_count_and_age(&$make);
+            }
+
+            #[test]
+            fn each_channel_is_trimmed_to_its_own_retention() {
+                super::each_channel_is_trimmed_to_its_own_retention(&$make);
             }
         }
     };

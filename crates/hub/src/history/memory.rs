@@ -145,11 +145,12 @@ impl HistoryStore for MemoryHistory {
         }))
     }
 
-    fn trim(&self, retention: Retention, now_ms: u64) -> Result<u64, StoreError> {
-        let oldest_ms = now_ms.saturating_sub(retention.max_age.as_millis() as u64);
+    fn trim(&self, retention: &dyn Fn(&str) -> Retention, now_ms: u64) -> Result<u64, StoreError> {
         Ok(self.with(|channels| {
             let mut dropped = 0;
-            for state in channels.values_mut() {
+            for (name, state) in channels.iter_mut() {
+                let retention = retention(name);
+                let oldest_ms = now_ms.saturating_sub(retention.max_age.as_millis() as u64);
                 let floor = state.last_seq.saturating_sub(retention.count);
                 while let Some(front) = state.entries.front() {
                     if front.seq <= floor || front.at_ms < oldest_ms {

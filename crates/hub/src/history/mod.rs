@@ -94,6 +94,6 @@ pub trait HistoryStore: Send + Sync + 'static {
         before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<StoredFrame>, StoreError>;
-    /// Drops messages beyond the retention; returns how many were dropped.
-    fn trim(&self, retention: Retention, now_ms: u64) -> Result<u64, StoreError>;
+    /// Drops messages beyond each channel's retention; returns how many were dropped.
+    fn trim(&self, retention: &dyn Fn(&str) -> Retention, now_ms: u64) -> Result<u64, StoreError>;
 }

@@ -266,18 +266,31 @@ impl HistoryStore for SqliteHistory {
         Ok(frames(rows))
     }
 
-    fn trim(&self, retention: Retention, now_ms: u64) -> Result<u64, StoreError> {
-        let oldest_ms = now_ms.saturating_sub(retention.max_age.as_millis() as u64) as i64;
+    fn trim(&self, retention: &dyn Fn(&str) -> Retention, now_ms: u64) -> Result<u64, StoreError> {
         let db = self.writer();
-        let by_age = db
-            .execute("DELETE FROM messages WHERE at_ms < ?1", [oldest_ms])
+        let channels: Vec<(String, i64)> = {
+            let mut statement = db
+                .prepare_cached("SELECT name, last_seq FROM channels")
+                .map_err(store_error)?;
+            let rows = statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .map_err(store_error)?
+                .collect::<Result<_, _>>()
+                .map_err(store_error)?;
+            rows
+        };
+        let mut delete = db
+            .prepare_cached("DELETE FROM messages WHERE channel = ?1 AND (seq <= ?2 OR at_ms < ?3)")
             .map_err(store_error)?;
-        let by_count = db
-            .execute(
-                "DELETE FROM messages WHERE seq <= (SELECT last_seq FROM channels WHERE name = messages.channel) - ?1",
-                [retention.count as i64],
-            )
-            .map_err(store_error)?;
-        Ok((by_age + by_count) as u64)
+        let mut dropped = 0;
+        for (channel, last_seq) in channels {
+            let retention = retention(&channel);
+            let floor = last_seq - retention.count.min(i64::MAX as u64) as i64;
+            let oldest_ms = now_ms.saturating_sub(retention.max_age.as_millis() as u64) as i64;
+            dropped += delete
+                .execute(params![channel, floor, oldest_ms])
+                .map_err(store_error)? as u64;
+        }
+        Ok(dropped)
     }
 }
