@@ -269,12 +269,12 @@ fn an_unreadable_history_file_stops_start_up_with_a_clear_message() {
     let db = temp_db();
     std::fs::create_dir_all(db.parent().unwrap()).unwrap();
     std::fs::write(&db, vec![0x42u8; 8192]).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .env("SWITCHBOARD_HISTORY_PATH", &db)
-        .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
-        .env("LEPTOS_OUTPUT_NAME", "switchboard")
-        .output()
-        .unwrap();
+    let output = support::run_expecting_exit(
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .env("SWITCHBOARD_HISTORY_PATH", &db)
+            .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
+            .env("LEPTOS_OUTPUT_NAME", "switchboard"),
+    );
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&db.display().to_string()), "{stderr}");

@@ -216,13 +216,13 @@ fn an_invalid_config_file_stops_start_up_with_the_line_and_the_reason() {
         ("[limits\n", "line 1"),
     ] {
         let path = config_file(text);
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["--config", path.to_str().unwrap()])
-            .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
-            .env("LEPTOS_OUTPUT_NAME", "switchboard")
-            .env("SWITCHBOARD_HISTORY", "memory")
-            .output()
-            .unwrap();
+        let output = support::run_expecting_exit(
+            std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+                .args(["--config", path.to_str().unwrap()])
+                .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
+                .env("LEPTOS_OUTPUT_NAME", "switchboard")
+                .env("SWITCHBOARD_HISTORY", "memory"),
+        );
         assert!(!output.status.success());
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(expected), "{expected:?} not in {stderr}");

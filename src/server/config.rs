@@ -39,6 +39,12 @@ pub struct ServerConfig {
     pub allowed_origins: Vec<String>,
     /// Most open sockets from one IP address.
     pub connections_per_ip: usize,
+    /// Most open sockets of one signed-in user (token `sub`).
+    pub sockets_per_user: usize,
+    /// PEM file of the RSA public key that checks RS256 tokens.
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// JWKS file whose keys check RS256 tokens (matched by `kid`).
+    pub jwks_file: Option<PathBuf>,
 }
 
 /// A setting that could not be read.
@@ -63,6 +69,9 @@ impl Default for ServerConfig {
             api_keys: Vec::new(),
             allowed_origins: Vec::new(),
             connections_per_ip: 1000,
+            sockets_per_user: 100,
+            jwt_public_key_file: None,
+            jwks_file: None,
         }
     }
 }
@@ -183,6 +192,14 @@ impl ServerConfig {
             "SWITCHBOARD_CONNECTIONS_PER_IP",
             &mut config.connections_per_ip,
         )?;
+        read("SWITCHBOARD_SOCKETS_PER_USER", &mut config.sockets_per_user)?;
+        let path = |variable: &str| {
+            lookup(variable)
+                .filter(|p| !p.trim().is_empty())
+                .map(PathBuf::from)
+        };
+        config.jwt_public_key_file = path("SWITCHBOARD_JWT_PUBLIC_KEY_FILE");
+        config.jwks_file = path("SWITCHBOARD_JWKS_FILE");
         Ok(config)
     }
 }

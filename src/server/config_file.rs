@@ -61,6 +61,12 @@ const KEYS: &[(&str, &str, &str)] = &[
     ("history", "on_join", "SWITCHBOARD_HISTORY_ON_JOIN"),
     ("history", "max_resume", "SWITCHBOARD_MAX_RESUME"),
     ("auth", "jwt_secret", "SWITCHBOARD_JWT_SECRET"),
+    (
+        "auth",
+        "jwt_public_key_file",
+        "SWITCHBOARD_JWT_PUBLIC_KEY_FILE",
+    ),
+    ("auth", "jwks_file", "SWITCHBOARD_JWKS_FILE"),
     ("auth", "api_keys", "SWITCHBOARD_API_KEYS"),
     ("auth", "allowed_origins", "SWITCHBOARD_ALLOWED_ORIGINS"),
 ];

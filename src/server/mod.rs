@@ -30,6 +30,10 @@ pub struct AppState {
     pub connections: TaskTracker,
     /// Open sockets per client IP address.
     pub per_ip: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    /// Open sockets per signed-in user id.
+    pub per_user: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    /// Checks socket tokens.
+    pub verifier: auth::Verifier,
 }
 
 impl axum::extract::FromRef<AppState> for LeptosOptions {

@@ -35,6 +35,11 @@ impl Server {
         let listener = TcpListener::bind(addr).await.map_err(|err| {
             format!("cannot listen on {addr}: {err}; is another server running there? set LEPTOS_SITE_ADDR to another address")
         })?;
+        let verifier = super::auth::Verifier::load(
+            config.jwt_secret.as_deref(),
+            config.jwt_public_key_file.as_deref(),
+            config.jwks_file.as_deref(),
+        )?;
         let hub = Hub::new(config.hub.clone(), store);
         Ok(Self {
             listener,
@@ -44,6 +49,8 @@ impl Server {
                 leptos_options,
                 connections: TaskTracker::new(),
                 per_ip: Default::default(),
+                per_user: Default::default(),
+                verifier,
             },
             stop: CancellationToken::new(),
         })

@@ -10,7 +10,8 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::hash::Hash;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,7 +19,6 @@ use switchboard_hub::{Outbound, OutboxReceiver, Session};
 use switchboard_protocol::CloseCode;
 use tokio::time::MissedTickBehavior;
 
-use super::auth::identify;
 use super::AppState;
 
 /// Frames written before one flush, so a burst costs one syscall rather than one per frame.
@@ -58,34 +58,35 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
-/// One open socket counted against its IP address; released when dropped.
-struct IpSlot {
-    ip: IpAddr,
-    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+/// One open socket counted against a limit per key (an IP address, a user); released when
+/// dropped.
+struct Slot<K: Eq + Hash + Clone> {
+    key: K,
+    counts: Arc<Mutex<HashMap<K, usize>>>,
 }
 
-impl IpSlot {
-    fn take(state: &AppState, ip: IpAddr) -> Option<Self> {
-        let mut counts = state.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        let open = counts.entry(ip).or_default();
-        if *open >= state.config.connections_per_ip {
+impl<K: Eq + Hash + Clone> Slot<K> {
+    fn take(counts: &Arc<Mutex<HashMap<K, usize>>>, key: K, limit: usize) -> Option<Self> {
+        let mut map = counts.lock().unwrap_or_else(|e| e.into_inner());
+        let open = map.entry(key.clone()).or_default();
+        if *open >= limit {
             return None;
         }
         *open += 1;
         Some(Self {
-            ip,
-            counts: state.per_ip.clone(),
+            key,
+            counts: counts.clone(),
         })
     }
 }
 
-impl Drop for IpSlot {
+impl<K: Eq + Hash + Clone> Drop for Slot<K> {
     fn drop(&mut self) {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(open) = counts.get_mut(&self.ip) {
+        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(open) = map.get_mut(&self.key) {
             *open -= 1;
             if *open == 0 {
-                counts.remove(&self.ip);
+                map.remove(&self.key);
             }
         }
     }
@@ -111,7 +112,8 @@ pub async fn upgrade(
             format!("pages from {origin} may not open sockets here; add it to allowed_origins (SWITCHBOARD_ALLOWED_ORIGINS)"),
         );
     }
-    let Some(slot) = IpSlot::take(&state, peer.ip()) else {
+    let Some(ip_slot) = Slot::take(&state.per_ip, peer.ip(), state.config.connections_per_ip)
+    else {
         return refuse(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_connections",
@@ -132,9 +134,31 @@ pub async fn upgrade(
         .filter(|token| !token.is_empty())
         .map(str::to_owned);
     let token = offered.clone().or(query.token);
-    let identity = match identify(token.as_deref(), state.config.jwt_secret.as_deref()) {
+    let identity = match state.verifier.identify(token.as_deref()) {
         Ok(identity) => identity,
         Err(err) => return err.into_response(),
+    };
+    let user = identity
+        .extras
+        .get("id")
+        .and_then(serde_json::Value::as_str)
+        .filter(|_| identity.authenticated)
+        .map(str::to_string);
+    let user_slot = match user {
+        Some(user) => match Slot::take(&state.per_user, user.clone(), state.config.sockets_per_user) {
+            Some(slot) => Some(slot),
+            None => {
+                return refuse(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_sockets",
+                    format!(
+                        "user {user:?} already has {} sockets open, the most allowed (sockets_per_user)",
+                        state.config.sockets_per_user
+                    ),
+                )
+            }
+        },
+        None => None,
     };
     let config = &state.config;
     let ws = ws
@@ -148,7 +172,7 @@ pub async fn upgrade(
     let tracker = state.connections.clone();
     ws.on_upgrade(move |socket| {
         tracker.track_future(async move {
-            let _slot = slot;
+            let _slots = (ip_slot, user_slot);
             match state.hub.connect(identity) {
                 Ok((session, outbox)) => {
                     let connection = Connection {

@@ -132,3 +132,27 @@ pub fn token(id: &str, name: &str, ttl_seconds: i64) -> String {
     )
     .expect("token encodes")
 }
+
+/// Runs the server binary as `command` describes and returns its output once it exits; a server
+/// that is still running after 10 s (it should have refused to start) is killed and the test
+/// fails.
+pub fn run_expecting_exit(command: &mut Command) -> std::process::Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the switchboard binary starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child
+        .try_wait()
+        .expect("the process can be polled")
+        .is_none()
+    {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server kept running instead of refusing to start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("the output can be read")
+}
