@@ -8,6 +8,7 @@ use crate::browser;
 use crate::pages::chat::message::{ChatUser, MAX_NAME_CHARS};
 
 const STORAGE_KEY: &str = "switchboard.user";
+const TOKEN_KEY: &str = "switchboard.token";
 const PALETTE: [&str; 8] = [
     "#e5484d", "#f76b15", "#ffc53d", "#30a46c", "#12a594", "#0090ff", "#6e56cf", "#d6409f",
 ];
@@ -18,6 +19,29 @@ pub fn load() -> Option<ChatUser> {
     serde_json::from_str::<ChatUser>(&stored)
         .ok()
         .filter(|user| !user.name.trim().is_empty())
+}
+
+/// The token this browser signed in with, if it did.
+pub fn load_token() -> Option<String> {
+    browser::local_get(TOKEN_KEY).filter(|t| !t.is_empty())
+}
+
+/// A signed-in session: the token and the identity it carries.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DemoSession {
+    /// HS256 token for the socket.
+    pub token: String,
+    /// The identity inside it.
+    pub user: ChatUser,
+}
+
+/// Issues a demo token for `name` (only where the server's `demo_tokens` setting is on).
+#[server]
+pub async fn demo_sign_in(name: String, colour: String) -> Result<DemoSession, ServerFnError> {
+    let config = expect_context::<std::sync::Arc<crate::server::ServerConfig>>();
+    let (token, user) =
+        crate::server::auth::demo_token(&config, &name, &colour).map_err(ServerFnError::new)?;
+    Ok(DemoSession { token, user })
 }
 
 fn save(user: &ChatUser) {
@@ -67,6 +91,24 @@ pub fn NameForm(on_save: Callback<ChatUser>) -> impl IntoView {
             }),
     );
     let id = previous.map(|u| u.id).unwrap_or_else(browser::random_id);
+    let sign_in_error = RwSignal::new(None::<String>);
+    let sign_in = move |_| {
+        let chosen = name.get_untracked().trim().to_string();
+        if chosen.is_empty() {
+            sign_in_error.set(Some("type your name first".into()));
+            return;
+        }
+        leptos::task::spawn_local(async move {
+            match demo_sign_in(chosen, colour.get_untracked()).await {
+                Ok(session) => {
+                    browser::local_set(TOKEN_KEY, &session.token);
+                    save(&session.user);
+                    on_save.run(session.user);
+                }
+                Err(err) => sign_in_error.set(Some(err.to_string())),
+            }
+        });
+    };
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let chosen = name.get_untracked().trim().to_string();
@@ -78,6 +120,7 @@ pub fn NameForm(on_save: Callback<ChatUser>) -> impl IntoView {
             name: chosen.chars().take(MAX_NAME_CHARS).collect(),
             colour: colour.get_untracked(),
         };
+        browser::local_set(TOKEN_KEY, "");
         save(&user);
         on_save.run(user);
     };
@@ -100,7 +143,9 @@ pub fn NameForm(on_save: Callback<ChatUser>) -> impl IntoView {
                 prop:value=move || colour.get()
                 on:input=move |ev| colour.set(event_target_value(&ev))
             />
-            <button type="submit">"Join the chat"</button>
+            <button type="submit">"Join as a guest"</button>
+            <button type="button" class="sign-in" on:click=sign_in>"Sign in (demo account)"</button>
+            {move || sign_in_error.get().map(|why| view! { <p class="send-error" role="alert">{why}</p> })}
         </form>
     }
 }

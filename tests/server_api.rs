@@ -253,5 +253,5 @@ fn the_example_config_file_is_valid() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(line.contains("listening on"), "{line}");
-    assert!(line.contains("switchboard.example.toml"), "{line}");
+    assert!(line.contains(example), "{line}");
 }

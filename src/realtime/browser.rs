@@ -144,7 +144,11 @@ impl Sender {
             self.signals.status.set(ConnectionStatus::Offline);
             return;
         };
-        let socket = match WebSocket::new(&url) {
+        let opened = match &self.options.token {
+            Some(token) => WebSocket::new_with_str(&url, token),
+            None => WebSocket::new(&url),
+        };
+        let socket = match opened {
             Ok(socket) => socket,
             Err(_) => return self.schedule_reconnect(),
         };

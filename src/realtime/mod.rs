@@ -53,8 +53,10 @@ pub struct ChannelOptions {
     pub presence: bool,
     /// Receive recent messages after each join.
     pub history: bool,
-    /// Public identity shown to the others (name, colour, id).
+    /// Public identity shown to the others (name, colour, id); a token's claims win over it.
     pub extras: Map<String, Value>,
+    /// A token that signs the socket in (sent as the WebSocket subprotocol).
+    pub token: Option<String>,
 }
 
 /// The outcome of one send: ok, or the server's error (code and message).

@@ -133,3 +133,49 @@ impl Verifier {
         })
     }
 }
+
+/// How long a demo token is valid.
+const DEMO_TOKEN_HOURS: u64 = 12;
+
+/// A demo HS256 token for `name`, where the `demo_tokens` setting is on: anyone can sign in
+/// under any name, so it is for trying the product, never for a real deployment.
+pub fn demo_token(
+    config: &super::ServerConfig,
+    name: &str,
+    colour: &str,
+) -> Result<(String, crate::pages::chat::message::ChatUser), String> {
+    if !config.demo_tokens {
+        return Err("sign-in is off on this server (demo_tokens)".into());
+    }
+    let secret = config
+        .jwt_secret
+        .as_deref()
+        .ok_or("demo tokens need jwt_secret")?;
+    let name: String = name
+        .trim()
+        .chars()
+        .take(crate::pages::chat::message::MAX_NAME_CHARS)
+        .collect();
+    if name.is_empty() {
+        return Err("type your name first".into());
+    }
+    let id = format!("demo-{}", uuid::Uuid::new_v4().simple());
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|err| err.to_string())?
+        .as_secs()
+        + DEMO_TOKEN_HOURS * 3600;
+    let claims = json!({ "sub": id, "name": name, "colour": colour, "exp": exp });
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .map_err(|err| err.to_string())?;
+    let user = crate::pages::chat::message::ChatUser {
+        id,
+        name,
+        colour: colour.to_string(),
+    };
+    Ok((token, user))
+}

@@ -45,6 +45,8 @@ pub struct ServerConfig {
     pub jwt_public_key_file: Option<PathBuf>,
     /// JWKS file whose keys check RS256 tokens (matched by `kid`).
     pub jwks_file: Option<PathBuf>,
+    /// Let the chat page's "Sign in (demo account)" issue tokens for any name.
+    pub demo_tokens: bool,
 }
 
 /// A setting that could not be read.
@@ -72,6 +74,7 @@ impl Default for ServerConfig {
             sockets_per_user: 100,
             jwt_public_key_file: None,
             jwks_file: None,
+            demo_tokens: false,
         }
     }
 }
@@ -200,6 +203,26 @@ impl ServerConfig {
         };
         config.jwt_public_key_file = path("SWITCHBOARD_JWT_PUBLIC_KEY_FILE");
         config.jwks_file = path("SWITCHBOARD_JWKS_FILE");
+        config.demo_tokens = match lookup("SWITCHBOARD_DEMO_TOKENS").as_deref().map(str::trim) {
+            None | Some("false") | Some("0") | Some("") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "SWITCHBOARD_DEMO_TOKENS",
+                    value: other.to_string(),
+                    reason: "expected true or false".into(),
+                })
+            }
+        };
+        if config.demo_tokens && config.jwt_secret.is_none() {
+            return Err(ConfigError {
+                variable: "SWITCHBOARD_DEMO_TOKENS",
+                value: "true".into(),
+                reason:
+                    "demo tokens are signed with jwt_secret (SWITCHBOARD_JWT_SECRET): set it too"
+                        .into(),
+            });
+        }
         Ok(config)
     }
 }

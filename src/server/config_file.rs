@@ -67,6 +67,7 @@ const KEYS: &[(&str, &str, &str)] = &[
         "SWITCHBOARD_JWT_PUBLIC_KEY_FILE",
     ),
     ("auth", "jwks_file", "SWITCHBOARD_JWKS_FILE"),
+    ("auth", "demo_tokens", "SWITCHBOARD_DEMO_TOKENS"),
     ("auth", "api_keys", "SWITCHBOARD_API_KEYS"),
     ("auth", "allowed_origins", "SWITCHBOARD_ALLOWED_ORIGINS"),
 ];

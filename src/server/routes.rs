@@ -17,6 +17,7 @@ pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
     let hub = state.hub.clone();
+    let config = state.config.clone();
     Router::new()
         .route("/rt/{connection}", get(transport::upgrade))
         .route("/healthz", get(healthz))
@@ -29,7 +30,10 @@ pub fn router(state: AppState) -> Router {
         .leptos_routes_with_context(
             &state,
             routes,
-            move || provide_context(hub.clone()),
+            move || {
+                provide_context(hub.clone());
+                provide_context(config.clone());
+            },
             move || shell(options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))

@@ -5,8 +5,9 @@ const path = require('node:path');
 
 const root = path.resolve(__dirname, '..', '..', '..');
 
-// A server on `port` keeping history in `historyPath` (restart it on the same path to keep it).
-function startServer(port, historyPath) {
+// A server on `port` keeping history in `historyPath` (restart it on the same path to keep it),
+// with extra environment variables (e.g. SWITCHBOARD_CONFIG).
+function startServer(port, historyPath, extraEnv = {}) {
   const binary = path.join(root, 'target', process.env.SWITCHBOARD_PROFILE || 'debug', 'switchboard');
   const child = spawn(binary, [], {
     cwd: root,
@@ -17,6 +18,7 @@ function startServer(port, historyPath) {
       LEPTOS_OUTPUT_NAME: process.env.LEPTOS_OUTPUT_NAME || 'switchboard',
       SWITCHBOARD_HISTORY_PATH: historyPath,
       RUST_LOG: 'warn',
+      ...extraEnv,
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

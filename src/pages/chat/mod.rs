@@ -112,6 +112,7 @@ fn LiveRoom(
         presence: true,
         history: true,
         extras: identity::extras(&me),
+        token: identity::load_token(),
     };
     let gap = RwSignal::new(false);
     let channel = use_channel(&room, options, move |frame| {

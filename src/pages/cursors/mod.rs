@@ -131,6 +131,7 @@ fn LiveCursors(room: String, me: ChatUser) -> impl IntoView {
         presence: true,
         history: false,
         extras: identity::extras(&me),
+        token: identity::load_token(),
     };
     let channel = use_channel(&room, options, move |frame| {
         cursors.update(|list| apply(list, frame, js_sys::Date::now()));

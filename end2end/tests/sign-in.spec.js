@@ -1,0 +1,43 @@
+// The optional demo sign-in: off by default, on with config/demo.toml, where members-* rooms
+// are for signed-in people only.
+const { test, expect } = require('@playwright/test');
+const os = require('node:os');
+const path = require('node:path');
+const { personContext, say, texts } = require('./support/chat');
+const { startServer } = require('./support/server');
+
+test('sign-in is off by default', async ({ page, baseURL }) => {
+  await page.goto(`${baseURL}/chat/room1`);
+  await page.fill('#chat-name', 'Kim');
+  await page.click('button.sign-in');
+  await expect(page.locator('.name-form .send-error')).toContainText('sign-in is off');
+});
+
+test('with the demo config, signed-in people may enter members rooms and guests may not', async ({ browser }) => {
+  const port = Number(process.env.SWITCHBOARD_E2E_DEMO_PORT || 3102);
+  const history = path.join(os.tmpdir(), `switchboard-demo-${process.pid}-${Date.now()}`, 'history.db');
+  const config = path.resolve(__dirname, '..', '..', 'config', 'demo.toml');
+  const server = startServer(port, history, { SWITCHBOARD_CONFIG: config });
+  await server.ready;
+  try {
+    const member = await browser.newContext();
+    const page = await member.newPage();
+    await page.goto(`${server.url}/chat/members-lounge`);
+    await page.fill('#chat-name', 'Zoe');
+    await page.click('button.sign-in');
+    await expect(page.locator('.connection')).toHaveAttribute('data-status', 'connected');
+    await expect(page.locator('.person')).toHaveText(['Zoe']);
+    await say(page, 'members only in here');
+    await expect.poll(() => texts(page, 'members only')).toEqual(['members only in here']);
+
+    const guest = await personContext(browser, 'Gil', '#888888');
+    const outside = await guest.newPage();
+    await outside.goto(`${server.url}/chat/members-lounge`);
+    await expect(outside.locator('.send-error')).toHaveAttribute('data-code', 'auth_required');
+    await expect(outside.locator('.connection')).not.toHaveAttribute('data-status', 'connected');
+    await member.close();
+    await guest.close();
+  } finally {
+    await server.stop();
+  }
+});
