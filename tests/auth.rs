@@ -123,3 +123,27 @@ fn an_unreadable_key_file_stops_start_up() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("is not a JWKS document"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_token_may_also_come_as_a_query_parameter() {
+    let server = TestServer::start();
+    let url = format!(
+        "{}?token={}",
+        server.url(),
+        support::token("u7", "Quinn", 60)
+    );
+    let client = Client::connect(&url).await.unwrap();
+    assert_signed_in_as(client, "Quinn").await;
+    let expired = format!(
+        "{}?token={}",
+        server.url(),
+        support::token("u7", "Quinn", -120)
+    );
+    match Client::connect(&expired).await {
+        Err(ClientError::WebSocket(tokio_tungstenite::tungstenite::Error::Http(r))) => {
+            assert_eq!(r.status(), 401)
+        }
+        Err(other) => panic!("expected 401, got {other}"),
+        Ok(_) => panic!("an expired token was accepted"),
+    }
+}
