@@ -473,7 +473,7 @@ async fn healthz_reports_live_counts() {
     let server = TestServer::start();
     let mut a = server.client().await;
     a.join("room1", false, false).await.unwrap();
-    let body = http_get(&server.addr, "/healthz").await;
+    let body = support::http_get(&server.addr, "/healthz").await;
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     assert!(body.contains(r#""status":"ok""#), "{body}");
     assert!(body.contains(r#""sockets":1"#), "{body}");
@@ -482,7 +482,7 @@ async fn healthz_reports_live_counts() {
 #[tokio::test]
 async fn the_home_page_is_rendered_on_the_server() {
     let server = TestServer::start();
-    let body = http_get(&server.addr, "/").await;
+    let body = support::http_get(&server.addr, "/").await;
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     assert!(body.contains("<h1>Switchboard</h1>"), "{body}");
     assert!(
@@ -501,16 +501,6 @@ async fn shutdown_closes_every_socket_with_1012() {
     assert_eq!(closed_code(&mut a).await, Some(1012));
     assert_eq!(closed_code(&mut b).await, Some(1012));
     assert!(waiter.await.unwrap(), "the server exits with status 0");
-}
-
-async fn http_get(addr: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.unwrap();
-    body
 }
 
 #[tokio::test]
@@ -585,7 +575,7 @@ async fn volatile_messages_reach_the_others_are_never_stored_and_coalesce_for_sl
         Some(&399),
         "the newest position is never lost"
     );
-    let metrics = http_get(&server.addr, "/metrics").await;
+    let metrics = support::http_get(&server.addr, "/metrics").await;
     let coalesced: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("switchboard_volatile_coalesced_total "))

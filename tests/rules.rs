@@ -93,10 +93,10 @@ async fn a_server_only_channel_refuses_client_sends_but_takes_the_api() {
             .unwrap(),
         None
     );
-    let response = post_event(
+    let response = support::http_post(
         &server.addr,
-        "announcements",
-        "k",
+        "/api/channels/announcements/messages",
+        "X-Api-Key: k\r\n",
         r#"{"text":"from the server"}"#,
     )
     .await;
@@ -181,17 +181,4 @@ async fn a_channel_can_have_its_own_payload_rate_and_history_limits() {
     let kept = history.payload["history"].as_array().unwrap();
     assert_eq!(kept.len(), 3, "history_keep = 3 for this channel");
     assert_eq!(kept[2]["payload"], "after a second");
-}
-
-async fn post_event(addr: &str, channel: &str, key: &str, body: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "POST /api/channels/{channel}/messages HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nX-Api-Key: {key}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
 }

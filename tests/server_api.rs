@@ -7,24 +7,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use support::{TestServer, WAIT};
 use switchboard_protocol::Action;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-async fn http(addr: &str, request: String) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
-}
-
-async fn post(addr: &str, path: &str, headers: &str, body: &str) -> String {
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    http(addr, request).await
-}
 
 #[tokio::test]
 async fn the_publish_api_needs_a_key_and_delivers_an_event_that_is_stored() {
@@ -33,10 +16,10 @@ async fn the_publish_api_needs_a_key_and_delivers_an_event_that_is_stored() {
     member.join("news", false, false).await.unwrap();
     let path = "/api/channels/news/messages";
 
-    let missing = post(&server.addr, path, "", r#"{"headline":"x"}"#).await;
+    let missing = support::http_post(&server.addr, path, "", r#"{"headline":"x"}"#).await;
     assert!(missing.starts_with("HTTP/1.1 401"), "{missing}");
     assert!(missing.contains(r#""code":"unauthorized""#), "{missing}");
-    let wrong = post(
+    let wrong = support::http_post(
         &server.addr,
         path,
         "X-Api-Key: nope\r\n",
@@ -44,10 +27,11 @@ async fn the_publish_api_needs_a_key_and_delivers_an_event_that_is_stored() {
     )
     .await;
     assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
-    let not_json = post(&server.addr, path, "X-Api-Key: key-two\r\n", "headline: x").await;
+    let not_json =
+        support::http_post(&server.addr, path, "X-Api-Key: key-two\r\n", "headline: x").await;
     assert!(not_json.starts_with("HTTP/1.1 400"), "{not_json}");
     assert!(not_json.contains(r#""code":"bad_json""#), "{not_json}");
-    let bad_channel = post(
+    let bad_channel = support::http_post(
         &server.addr,
         "/api/channels/no%20spaces/messages",
         "X-Api-Key: key-two\r\n",
@@ -61,7 +45,7 @@ async fn the_publish_api_needs_a_key_and_delivers_an_event_that_is_stored() {
         .unwrap()
         .is_none());
 
-    let ok = post(
+    let ok = support::http_post(
         &server.addr,
         path,
         "Authorization: Bearer key-one\r\n",
@@ -90,7 +74,7 @@ async fn the_publish_api_needs_a_key_and_delivers_an_event_that_is_stored() {
 #[tokio::test]
 async fn without_keys_the_publish_api_is_off() {
     let server = TestServer::start();
-    let response = post(
+    let response = support::http_post(
         &server.addr,
         "/api/channels/news/messages",
         "X-Api-Key: anything\r\n",
@@ -182,7 +166,7 @@ async fn settings_come_from_the_config_file_and_variables_override_them() {
         refused,
         Err(switchboard_client::ClientError::Refused { .. })
     ));
-    let ok = post(
+    let ok = support::http_post(
         &server.addr,
         "/api/channels/c/messages",
         "X-Api-Key: from-file\r\n",

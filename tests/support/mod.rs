@@ -156,3 +156,40 @@ pub fn run_expecting_exit(command: &mut Command) -> std::process::Output {
     }
     child.wait_with_output().expect("the output can be read")
 }
+
+/// A plain HTTP/1.1 exchange with the server; returns the whole response (status line,
+/// headers and body).
+pub async fn http(addr: &str, request: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("server reachable");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("request sent");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("response read");
+    response
+}
+
+/// `GET path`.
+pub async fn http_get(addr: &str, path: &str) -> String {
+    http(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+/// `POST path` with extra header lines (each ending in `\r\n`) and a JSON body.
+pub async fn http_post(addr: &str, path: &str, headers: &str, body: &str) -> String {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    http(addr, request).await
+}
