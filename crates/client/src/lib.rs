@@ -4,6 +4,8 @@
 //! the browser: [`Client::request`] sends a frame with a fresh `options.ref` and waits for the
 //! server's `reply`, keeping every other frame that arrives meanwhile for [`Client::next_frame`].
 
+pub mod cli;
+
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Map, Value};
 use std::collections::VecDeque;

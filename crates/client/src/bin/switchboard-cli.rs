@@ -1,0 +1,82 @@
+//! `switchboard-cli`: listen to a channel or send to it from a terminal or a script.
+//!
+//!   switchboard-cli listen room1                 # every event as a JSON line
+//!   switchboard-cli send room1 '{"text":"hi"}'   # prints the outcome; exit 1 if refused
+
+use clap::{Parser, Subcommand};
+use switchboard_client::cli;
+
+#[derive(Parser)]
+#[command(
+    name = "switchboard-cli",
+    about = "Listen to and send to Switchboard channels"
+)]
+struct Cli {
+    /// Realtime endpoint of the server.
+    #[arg(long, default_value = "ws://127.0.0.1:3000/rt/cli", global = true)]
+    url: String,
+    /// Token that signs the socket in.
+    #[arg(long, global = true, env = "SWITCHBOARD_TOKEN")]
+    token: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Join a channel and print every event as a JSON line.
+    Listen {
+        channel: String,
+        /// Also take part in presence.
+        #[arg(long)]
+        presence: bool,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<usize>,
+    },
+    /// Send one JSON message to a channel and print the outcome.
+    Send { channel: String, message: String },
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let cli = Cli::parse();
+    let token = cli.token.as_deref();
+    let result = match cli.command {
+        Command::Listen {
+            channel,
+            presence,
+            count,
+        } => {
+            cli::listen(
+                &cli.url,
+                token,
+                &channel,
+                presence,
+                count,
+                &mut std::io::stdout().lock(),
+            )
+            .await
+        }
+        Command::Send { channel, message } => {
+            match cli::send(&cli.url, token, &channel, &message).await {
+                Ok(outcome) => {
+                    println!("{outcome}");
+                    if outcome["status"] != "ok" {
+                        std::process::exit(1);
+                    }
+                    Ok(())
+                }
+                Err(err) => Err(err),
+            }
+        }
+    };
+    if let Err(err) = result {
+        eprintln!("switchboard-cli: {err}");
+        eprintln!(
+            "is the server running at {}? pass --url to point elsewhere",
+            cli.url
+        );
+        std::process::exit(2);
+    }
+}
