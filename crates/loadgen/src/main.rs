@@ -9,9 +9,14 @@
 //! - `cursors`: rooms of users that all send volatile cursor updates at a fixed rate and
 //!   receive each other's; reports deliveries per second, send→receive latency and how many
 //!   updates the server coalesced.
+//! - `fanout`: rooms of subscribers with one publisher each, against Switchboard, a plain
+//!   WebSocket broadcast server or Socket.IO; latency, loss, duplicates, order, CPU per 1,000
+//!   deliveries and memory per connection.
 
 mod cursors;
+mod fanout;
 mod history;
+mod peer;
 mod publish;
 mod report;
 
@@ -41,6 +46,8 @@ enum Scenario {
     Publish(publish::Options),
     /// Every member of every room sending cursor updates.
     Cursors(cursors::Options),
+    /// Rooms of subscribers, one publisher each, against Switchboard or a peer server.
+    Fanout(fanout::Options),
 }
 
 #[tokio::main]
@@ -51,6 +58,7 @@ async fn main() {
         Scenario::History(options) => history::run(&run, options).await,
         Scenario::Publish(options) => publish::run(&run, options).await,
         Scenario::Cursors(options) => cursors::run(&run, options).await,
+        Scenario::Fanout(options) => fanout::run(&run, options).await,
     };
     match outcome {
         Ok(line) => println!("{line}"),

@@ -20,6 +20,13 @@ pub struct ProcessSample {
     at: Instant,
 }
 
+impl ProcessSample {
+    /// Resident memory, KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.rss_kib
+    }
+}
+
 impl Run {
     pub fn new(url: &str, seconds: u64, server_pid: Option<u32>) -> Self {
         Self {

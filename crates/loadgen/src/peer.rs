@@ -1,0 +1,87 @@
+//! The servers the load generator can drive, behind one small adapter each: Switchboard's own
+//! protocol, a plain WebSocket room-broadcast server (Node `ws`) and Socket.IO. Each adapter
+//! says how to join a room, how to publish to it, and where a delivered payload is.
+
+use clap::ValueEnum;
+
+/// Which protocol the server under test speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Peer {
+    /// Switchboard (Xano realtime frames).
+    Switchboard,
+    /// `bench/peers/ws-server.js`: `{"join": room}`, `{"room": room, "data": payload}`.
+    Ws,
+    /// `bench/peers/socketio-server.js`: Socket.IO v4 over its WebSocket transport.
+    Socketio,
+}
+
+impl Peer {
+    /// The WebSocket URL to dial for a server at `base` (`ws://host:port`).
+    pub fn url(self, base: &str) -> String {
+        let base = base.trim_end_matches('/');
+        match self {
+            Peer::Switchboard => format!("{base}/rt/loadgen"),
+            Peer::Ws => base.to_string(),
+            Peer::Socketio => format!("{base}/socket.io/?EIO=4&transport=websocket"),
+        }
+    }
+
+    /// Frames to send right after connecting (Socket.IO's namespace connect).
+    pub fn hello(self) -> Option<&'static str> {
+        match self {
+            Peer::Socketio => Some("40"),
+            _ => None,
+        }
+    }
+
+    /// The frame that joins `room`.
+    pub fn join(self, room: &str) -> String {
+        match self {
+            Peer::Switchboard => format!(r#"{{"action":"join","options":{{"channel":"{room}"}},"payload":{{}}}}"#),
+            Peer::Ws => format!(r#"{{"join":"{room}"}}"#),
+            Peer::Socketio => format!(r#"42["join","{room}"]"#),
+        }
+    }
+
+    /// The frame that publishes the JSON `payload` to `room`.
+    pub fn publish(self, room: &str, payload: &str) -> String {
+        match self {
+            Peer::Switchboard => {
+                format!(r#"{{"action":"message","options":{{"channel":"{room}"}},"payload":{payload}}}"#)
+            }
+            Peer::Ws => format!(r#"{{"room":"{room}","data":{payload}}}"#),
+            Peer::Socketio => format!(r#"42["msg","{room}",{payload}]"#),
+        }
+    }
+
+    /// The answer a frame needs from the client, if any (Socket.IO's pong).
+    pub fn answer(self, text: &str) -> Option<&'static str> {
+        (self == Peer::Socketio && text == "2").then_some("3")
+    }
+}
+
+/// The publish stamp in a delivered frame: (sequence number, send time in µs).
+pub fn stamp(text: &str) -> Option<(u64, u64)> {
+    let number = |key: &str| -> Option<u64> {
+        let at = text.find(key)? + key.len();
+        text[at..]
+            .bytes()
+            .take_while(u8::is_ascii_digit)
+            .fold(None, |n, b| Some(n.unwrap_or(0) * 10 + u64::from(b - b'0')))
+    };
+    Some((number("\"s\":")?, number("\"t\":")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_are_found_in_every_peers_frames() {
+        let payload = r#"{"s":42,"t":1700000000123456,"f":"xx"}"#;
+        for peer in [Peer::Switchboard, Peer::Ws, Peer::Socketio] {
+            assert_eq!(stamp(&peer.publish("r", payload)), Some((42, 1_700_000_000_123_456)));
+        }
+        assert_eq!(stamp(r#"{"action":"reply"}"#), None);
+    }
+}
