@@ -347,7 +347,7 @@ async fn a_frame_over_the_hard_limit_closes_with_1009() {
 #[tokio::test]
 async fn a_slow_consumer_is_cut_off_while_others_keep_receiving() {
     let server = TestServer::start_with(&[
-        ("SWITCHBOARD_OUTBOX_CAPACITY", "16"),
+        ("SWITCHBOARD_OUTBOX_CAPACITY", "64"),
         ("SWITCHBOARD_FRAMES_PER_SECOND", "100000"),
         ("SWITCHBOARD_FRAME_BURST", "100000"),
     ]);
@@ -386,13 +386,18 @@ async fn a_slow_consumer_is_cut_off_while_others_keep_receiving() {
             .await
             .unwrap();
         publish_options = json!({"channel": "room1"});
-        // The publisher reads its own echoes so that it is not the slow one.
+        // The publisher reads its own echoes so that it is not the slow one, and pauses now
+        // and then so that a healthy reader on a busy machine keeps up (the slow one never
+        // reads, so it fills up regardless).
         while publisher
             .next_frame_within(Duration::ZERO)
             .await
             .unwrap()
             .is_some()
         {}
+        if n % 50 == 49 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
     assert_eq!(reader.await.unwrap(), COUNT);
     assert_eq!(closed_code(&mut slow).await, Some(1013));

@@ -52,12 +52,17 @@ fn now_micros() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn open(peer: Peer, url: &str, room: &str) -> Result<Socket, String> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| e.to_string())?;
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .map_err(|e| e.to_string())?;
     if let Some(hello) = peer.hello() {
-        ws.send(Message::text(hello)).await.map_err(|e| e.to_string())?;
+        ws.send(Message::text(hello))
+            .await
+            .map_err(|e| e.to_string())?;
         // Socket.IO drops events sent before the namespace connect is acknowledged.
         loop {
             match ws.next().await {
@@ -67,7 +72,9 @@ async fn open(peer: Peer, url: &str, room: &str) -> Result<Socket, String> {
             }
         }
     }
-    ws.send(Message::text(peer.join(room))).await.map_err(|e| e.to_string())?;
+    ws.send(Message::text(peer.join(room)))
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(ws)
 }
 
@@ -77,11 +84,17 @@ pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
     let baseline = run.sample();
     let room_name = |room: usize| format!("fanout-{room}");
     let total = options.rooms * options.subscribers;
-    let slow_every = if options.slow > 0.0 { (1.0 / options.slow).round().max(1.0) as usize } else { 0 };
+    let slow_every = if options.slow > 0.0 {
+        (1.0 / options.slow).round().max(1.0) as usize
+    } else {
+        0
+    };
     let mut subscribers = Vec::with_capacity(total);
     for index in 0..total {
         let room = index % options.rooms;
-        let socket = open(peer, &url, &room_name(room)).await.map_err(|e| format!("subscriber {index}: {e}"))?;
+        let socket = open(peer, &url, &room_name(room))
+            .await
+            .map_err(|e| format!("subscriber {index}: {e}"))?;
         let slow = slow_every > 0 && index % slow_every == slow_every - 1;
         subscribers.push((room, slow, socket));
     }
@@ -111,12 +124,16 @@ pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
             let mut last: Option<u64> = None;
             let until = tokio::time::Instant::from_std(stop_reading);
             while let Ok(Some(Ok(message))) = tokio::time::timeout_at(until, stream.next()).await {
-                let Message::Text(text) = message else { continue };
+                let Message::Text(text) = message else {
+                    continue;
+                };
                 if let Some(answer) = peer.answer(text.as_str()) {
                     let _ = sink.send(Message::text(answer)).await;
                     continue;
                 }
-                let Some((seq, sent)) = stamp(text.as_str()) else { continue };
+                let Some((seq, sent)) = stamp(text.as_str()) else {
+                    continue;
+                };
                 match last {
                     Some(previous) if seq == previous => counts.duplicates += 1,
                     Some(previous) if seq < previous => counts.out_of_order += 1,

@@ -37,7 +37,9 @@ impl Peer {
     /// The frame that joins `room`.
     pub fn join(self, room: &str) -> String {
         match self {
-            Peer::Switchboard => format!(r#"{{"action":"join","options":{{"channel":"{room}"}},"payload":{{}}}}"#),
+            Peer::Switchboard => {
+                format!(r#"{{"action":"join","options":{{"channel":"{room}"}},"payload":{{}}}}"#)
+            }
             Peer::Ws => format!(r#"{{"join":"{room}"}}"#),
             Peer::Socketio => format!(r#"42["join","{room}"]"#),
         }
@@ -47,7 +49,9 @@ impl Peer {
     pub fn publish(self, room: &str, payload: &str) -> String {
         match self {
             Peer::Switchboard => {
-                format!(r#"{{"action":"message","options":{{"channel":"{room}"}},"payload":{payload}}}"#)
+                format!(
+                    r#"{{"action":"message","options":{{"channel":"{room}"}},"payload":{payload}}}"#
+                )
             }
             Peer::Ws => format!(r#"{{"room":"{room}","data":{payload}}}"#),
             Peer::Socketio => format!(r#"42["msg","{room}",{payload}]"#),
@@ -80,7 +84,10 @@ mod tests {
     fn stamps_are_found_in_every_peers_frames() {
         let payload = r#"{"s":42,"t":1700000000123456,"f":"xx"}"#;
         for peer in [Peer::Switchboard, Peer::Ws, Peer::Socketio] {
-            assert_eq!(stamp(&peer.publish("r", payload)), Some((42, 1_700_000_000_123_456)));
+            assert_eq!(
+                stamp(&peer.publish("r", payload)),
+                Some((42, 1_700_000_000_123_456))
+            );
         }
         assert_eq!(stamp(r#"{"action":"reply"}"#), None);
     }
