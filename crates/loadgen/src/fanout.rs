@@ -108,12 +108,15 @@ pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
     let tally = Arc::new(Mutex::new(Tally::default()));
     let mut readers = Vec::new();
     let mut held = Vec::new();
-    let mut slow_count = 0;
-    for (_, slow, socket) in subscribers {
+    // Subscribers that read, per room: what each room's publications should reach.
+    let mut reading = vec![0u64; options.rooms];
+    for (room, slow, socket) in subscribers {
+        if !slow {
+            reading[room] += 1;
+        }
         if slow {
             // Never read: the server must cope without growing memory or slowing others.
             held.push(socket);
-            slow_count += 1;
             continue;
         }
         let (latencies, tally) = (latencies.clone(), tally.clone());
@@ -152,6 +155,7 @@ pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
         }));
     }
     let mut published = 0u64;
+    let mut expected = 0u64;
     if options.rate > 0.0 {
         let mut publishers = Vec::new();
         for room in 0..options.rooms {
@@ -190,8 +194,10 @@ pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
                 seq
             }));
         }
-        for publisher in publishers {
-            published += publisher.await.map_err(|e| e.to_string())?;
+        for (room, publisher) in publishers.into_iter().enumerate() {
+            let sent = publisher.await.map_err(|e| e.to_string())?;
+            published += sent;
+            expected += sent * reading[room];
         }
     } else {
         tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await;
@@ -202,8 +208,6 @@ pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
     }
     drop(held);
     let tally = tally.lock().unwrap();
-    let healthy = (total - slow_count) as u64;
-    let expected = published / options.rooms.max(1) as u64 * healthy;
     let elapsed = run.duration.as_secs_f64();
     let usage = run.server_usage(connected, after);
     let cpu_ms_per_1000 = usage
