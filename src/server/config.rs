@@ -64,7 +64,7 @@ impl Default for ServerConfig {
             hub: HubConfig::default(),
             ping_interval: Duration::from_secs(25),
             max_frame_bytes: 2 * 1024 * 1024,
-            read_buffer_bytes: 4 * 1024,
+            read_buffer_bytes: 1024,
             jwt_secret: None,
             shutdown_grace: Duration::from_secs(5),
             history: HistoryEngine::Sqlite(PathBuf::from("data/switchboard.db")),
