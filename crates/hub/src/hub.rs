@@ -231,11 +231,11 @@ impl Hub {
             sender: None,
             reference: None,
         };
-        locked.assign_seq(id);
+        // The seq is taken only once the persister accepted the message, so a refusal
+        // leaves no hole.
         let submitted = self.inner.persister.submit(pending);
-        if submitted.is_err() {
-            locked.abandon_pending();
-            locked.next_seq -= 1;
+        if submitted.is_ok() {
+            locked.assign_seq(id);
         }
         drop(locked);
         self.inner.prune_if_idle(&handle);

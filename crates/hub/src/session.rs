@@ -75,11 +75,6 @@ impl Session {
         }
     }
 
-    /// The socket's id, as others see it in `client.socketId`.
-    pub fn socket_id(&self) -> Uuid {
-        self.id
-    }
-
     /// Tells the socket's writer to close with `code` (e.g. a frame over the hard limit).
     pub fn close(&self, code: CloseCode) {
         self.outbox.close(code);
@@ -311,13 +306,16 @@ impl Session {
         request: MessageRequest<'_>,
         reference: Option<&RawValue>,
     ) -> Result<Answered, Refusal> {
-        self.joined(request.channel)?;
-        let identity_authenticated = self.identity.authenticated;
-        let Some(joined) = self.joined.get_mut(request.channel) else {
-            return Err((ErrorCode::NotSubscribed, String::new()));
-        };
+        let authenticated = self.identity.authenticated;
+        let joined = self.joined.get_mut(request.channel).ok_or_else(|| {
+            let why = format!(
+                "this socket has not joined channel {:?}: join it first",
+                request.channel
+            );
+            (ErrorCode::NotSubscribed, why)
+        })?;
         let rule = &joined.channel.rule;
-        match (rule.send, identity_authenticated) {
+        match (rule.send, authenticated) {
             (SendPolicy::Nobody, _) => {
                 let why = format!("only the server publishes to channel {:?}", request.channel);
                 return Err((ErrorCode::Forbidden, why));
@@ -343,15 +341,17 @@ impl Session {
                 format!("payload is {size} bytes; at most {limit} are allowed in this channel");
             return Err((ErrorCode::PayloadTooLarge, why));
         }
+        let per_second = rule.messages_per_second;
         if joined.rate.as_mut().is_some_and(|rate| !rate.take()) {
             let why = format!(
                 "more than {} messages per second to channel {:?}: slow down",
-                rule.messages_per_second.unwrap_or_default(),
+                per_second.unwrap_or_default(),
                 request.channel
             );
             return Err((ErrorCode::RateLimited, why));
         }
-        let joined = &self.joined[request.channel];
+        let joined = &*joined;
+
         if request.volatile && request.target == Target::Everyone {
             // Cursor-style updates: never stored, not echoed to the sender, coalesced per
             // sender in each member's outbox.
