@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use switchboard_hub::HubConfig;
+use switchboard_hub::{ClusterConfig, HubConfig};
 
 /// Where message history is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,8 +30,11 @@ pub struct ServerConfig {
     pub jwt_secret: Option<String>,
     /// How long a graceful shutdown waits for sockets to close.
     pub shutdown_grace: Duration,
-    /// Where history is kept.
+    /// Where history is kept (when the node runs alone).
     pub history: HistoryEngine,
+    /// Set when the engine is Redis: this node shares fan-out, presence and history with
+    /// every node on the same Redis and prefix (and `history` is not used).
+    pub cluster: Option<ClusterConfig>,
     /// Keys accepted by the HTTP publish API; empty turns the API off.
     pub api_keys: Vec<String>,
     /// Origins (e.g. `https://app.example.com`) whose pages may open sockets besides the
@@ -68,6 +71,7 @@ impl Default for ServerConfig {
             jwt_secret: None,
             shutdown_grace: Duration::from_secs(5),
             history: HistoryEngine::Sqlite(PathBuf::from("data/switchboard.db")),
+            cluster: None,
             api_keys: Vec::new(),
             allowed_origins: Vec::new(),
             connections_per_ip: 1000,
@@ -176,6 +180,46 @@ impl ServerConfig {
                 })
             }
         };
+        config.cluster = match lookup("SWITCHBOARD_ENGINE").as_deref().map(str::trim) {
+            None | Some("memory") => None,
+            Some("redis") => {
+                let mut cluster = ClusterConfig::default();
+                if let Some(url) = lookup("SWITCHBOARD_REDIS_URL").filter(|u| !u.trim().is_empty())
+                {
+                    cluster.redis_url = url.trim().to_string();
+                }
+                if let Some(prefix) = lookup("SWITCHBOARD_REDIS_PREFIX") {
+                    let prefix = prefix.trim().to_string();
+                    if prefix.is_empty() || prefix.contains(char::is_whitespace) {
+                        return Err(ConfigError {
+                            variable: "SWITCHBOARD_REDIS_PREFIX",
+                            value: prefix,
+                            reason: "expected a word without spaces, e.g. switchboard".into(),
+                        });
+                    }
+                    cluster.prefix = prefix;
+                }
+                let mut ttl = cluster.node_ttl.as_millis() as usize;
+                read("SWITCHBOARD_NODE_TTL_MS", &mut ttl)?;
+                if ttl < 300 {
+                    return Err(ConfigError {
+                        variable: "SWITCHBOARD_NODE_TTL_MS",
+                        value: ttl.to_string(),
+                        reason: "expected at least 300 (the node beats every third of it)".into(),
+                    });
+                }
+                cluster.node_ttl = Duration::from_millis(ttl as u64);
+                Some(cluster)
+            }
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "SWITCHBOARD_ENGINE",
+                    value: other.to_string(),
+                    reason: "expected memory (one node) or redis (several nodes sharing a Redis)"
+                        .into(),
+                })
+            }
+        };
         config.jwt_secret = lookup("SWITCHBOARD_JWT_SECRET").filter(|s| !s.is_empty());
         let list = |variable: &str| -> Vec<String> {
             lookup(variable)
@@ -249,6 +293,23 @@ mod tests {
         })
         .unwrap();
         assert_eq!(config.hub.outbox_capacity, 8);
+        let clustered = ServerConfig::from_lookup(|name| match name {
+            "SWITCHBOARD_ENGINE" => Some("redis".into()),
+            "SWITCHBOARD_REDIS_URL" => Some("redis://10.0.0.5:6380/2".into()),
+            "SWITCHBOARD_NODE_TTL_MS" => Some("3000".into()),
+            _ => None,
+        })
+        .unwrap()
+        .cluster
+        .unwrap();
+        assert_eq!(clustered.redis_url, "redis://10.0.0.5:6380/2");
+        assert_eq!(clustered.prefix, "switchboard");
+        assert_eq!(clustered.node_ttl, Duration::from_secs(3));
+        let engine = ServerConfig::from_lookup(|name| {
+            (name == "SWITCHBOARD_ENGINE").then(|| "etcd".to_string())
+        })
+        .unwrap_err();
+        assert!(engine.to_string().contains("expected memory"), "{engine}");
         let err = ServerConfig::from_lookup(|name| {
             (name == "SWITCHBOARD_FRAMES_PER_SECOND").then(|| "fast".to_string())
         })

@@ -60,6 +60,10 @@ const KEYS: &[(&str, &str, &str)] = &[
     ),
     ("history", "on_join", "SWITCHBOARD_HISTORY_ON_JOIN"),
     ("history", "max_resume", "SWITCHBOARD_MAX_RESUME"),
+    ("cluster", "engine", "SWITCHBOARD_ENGINE"),
+    ("cluster", "redis_url", "SWITCHBOARD_REDIS_URL"),
+    ("cluster", "prefix", "SWITCHBOARD_REDIS_PREFIX"),
+    ("cluster", "node_ttl_ms", "SWITCHBOARD_NODE_TTL_MS"),
     ("auth", "jwt_secret", "SWITCHBOARD_JWT_SECRET"),
     (
         "auth",

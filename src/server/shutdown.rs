@@ -25,11 +25,19 @@ pub struct Server {
 impl Server {
     /// Opens the history store, binds `leptos_options.site_addr` and builds the hub.
     pub async fn bind(config: ServerConfig, leptos_options: LeptosOptions) -> Result<Self, String> {
-        let store: Arc<dyn HistoryStore> = match &config.history {
-            HistoryEngine::Sqlite(path) => {
-                Arc::new(SqliteHistory::open(path).map_err(|err| err.to_string())?)
+        let hub = match &config.cluster {
+            Some(cluster) => Hub::clustered(config.hub.clone(), cluster).map_err(|err| {
+                format!("{err}; start Redis there or point [cluster] redis_url (SWITCHBOARD_REDIS_URL) at one")
+            })?,
+            None => {
+                let store: Arc<dyn HistoryStore> = match &config.history {
+                    HistoryEngine::Sqlite(path) => {
+                        Arc::new(SqliteHistory::open(path).map_err(|err| err.to_string())?)
+                    }
+                    HistoryEngine::Memory => Arc::new(MemoryHistory::default()),
+                };
+                Hub::new(config.hub.clone(), store)
             }
-            HistoryEngine::Memory => Arc::new(MemoryHistory::default()),
         };
         let addr = leptos_options.site_addr;
         let listener = TcpListener::bind(addr).await.map_err(|err| {
@@ -40,7 +48,6 @@ impl Server {
             config.jwt_public_key_file.as_deref(),
             config.jwks_file.as_deref(),
         )?;
-        let hub = Hub::new(config.hub.clone(), store);
         Ok(Self {
             listener,
             state: AppState {
@@ -101,6 +108,7 @@ impl Server {
             );
         }
         tracing::info!("closed {open} sockets with 1012 in {:?}", started.elapsed());
+        state.hub.depart();
         Ok(())
     }
 }
@@ -117,11 +125,20 @@ pub async fn run(
         Some(path) => format!("config {}", path.display()),
         None => "built-in defaults and SWITCHBOARD_* variables".to_string(),
     };
-    let history = match &config.history {
+    let cluster = config.cluster.clone();
+    let mut history = match &config.history {
         HistoryEngine::Sqlite(path) => format!("history in {}", path.display()),
         HistoryEngine::Memory => "history in memory (lost on restart)".to_string(),
     };
     let server = Server::bind(config, leptos_options).await?;
+    if let Some(cluster) = cluster {
+        history = format!(
+            "node {} of cluster {:?}; fan-out, presence and history in Redis at {}",
+            server.state.hub.node_id().unwrap_or("?"),
+            cluster.prefix,
+            switchboard_hub::RedisHistory::shown_url(&cluster.redis_url)
+        );
+    }
     let local = server.local_addr().map_err(|err| err.to_string())?;
     // Tests and scripts read this line to find the port.
     println!(

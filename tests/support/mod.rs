@@ -35,8 +35,39 @@ impl TestServer {
     }
 
     /// Starts a server on the history file `db` (to restart a server on the same file).
+    ///
+    /// With `SWITCHBOARD_TEST_ENGINE=redis` the same tests run against the Redis engine: the
+    /// server gets this test binary's redis-server and a key prefix named after `db`, so a
+    /// restart on the same `db` finds the same history.
     pub fn start_on(db: &std::path::Path, env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        if redis_engine() {
+            let prefix = db
+                .parent()
+                .and_then(|dir| dir.file_name())
+                .map_or_else(|| "test".into(), |name| name.to_string_lossy().into_owned());
+            command
+                .env("SWITCHBOARD_ENGINE", "redis")
+                .env(
+                    "SWITCHBOARD_REDIS_URL",
+                    switchboard_testkit::RedisServer::shared().url(),
+                )
+                .env("SWITCHBOARD_REDIS_PREFIX", prefix);
+        }
+        Self::spawn(command, db, env)
+    }
+
+    /// Starts one node of a cluster on the Redis at `redis_url`, under `prefix`.
+    pub fn start_node(redis_url: &str, prefix: &str, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        command
+            .env("SWITCHBOARD_ENGINE", "redis")
+            .env("SWITCHBOARD_REDIS_URL", redis_url)
+            .env("SWITCHBOARD_REDIS_PREFIX", prefix);
+        Self::spawn(command, &temp_db(), env)
+    }
+
+    fn spawn(mut command: Command, db: &std::path::Path, env: &[(&str, &str)]) -> Self {
         command
             .env("SWITCHBOARD_HISTORY_PATH", db)
             .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
@@ -103,6 +134,11 @@ impl Drop for TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether this run tests the Redis engine (`SWITCHBOARD_TEST_ENGINE=redis`).
+pub fn redis_engine() -> bool {
+    std::env::var("SWITCHBOARD_TEST_ENGINE").is_ok_and(|engine| engine == "redis")
 }
 
 /// A fresh history file path under the system's temp folder.

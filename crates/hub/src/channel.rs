@@ -233,6 +233,28 @@ impl Locked<'_> {
         }
     }
 
+    /// Sends a presence frame that `socket` caused to every other presence member.
+    pub(crate) fn announce_frame(&self, socket: &Uuid, frame: &Bytes) {
+        for (id, member) in self.state.members.iter() {
+            if id != socket && member.presence {
+                member.outbox.push(frame.clone());
+            }
+        }
+    }
+
+    /// Every member here: socket, listed in presence, client object.
+    pub(crate) fn member_list(&self) -> Vec<(Uuid, bool, Arc<str>)> {
+        let members = self.state.members.iter();
+        members
+            .map(|(id, m)| (*id, m.presence, m.client.clone()))
+            .collect()
+    }
+
+    /// Whether `socket` is a member here.
+    pub(crate) fn has_member(&self, socket: &Uuid) -> bool {
+        self.state.members.contains_key(socket)
+    }
+
     /// The `presence_full` frame: every presence member's client object.
     pub(crate) fn presence_full(&self) -> Bytes {
         let listed = self.state.members.values().filter(|m| m.presence);

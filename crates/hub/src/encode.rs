@@ -70,6 +70,18 @@ fn stored(
     out
 }
 
+/// Where the seq digits start in a stored frame of `action` in `channel` (see [`stored`]);
+/// a frame encoded with seq 0 is split there so Redis can splice in the seq it hands out.
+pub(crate) fn seq_offset(action: Action, channel: &str) -> usize {
+    let mut head = String::with_capacity(64);
+    head.push_str(r#"{"action":""#);
+    head.push_str(action.as_str());
+    head.push_str(r#"","options":{"channel":"#);
+    push_json_str(&mut head, channel);
+    head.push_str(r#","seq":"#);
+    head.len()
+}
+
 /// Stored `message` frame: payload verbatim, its position, the sender's client object.
 pub(crate) fn stored_message(
     channel: &str,
@@ -278,5 +290,25 @@ mod tests {
         );
         let event = decode(&stored_event("c", &at, &payload));
         assert_eq!((event.action, event.client), (Action::Event, None));
+    }
+
+    #[test]
+    fn a_frame_with_seq_zero_splits_around_its_seq() {
+        let payload = RawValue::from_string(r#"{"seq":0}"#.into()).unwrap();
+        let at = Position {
+            seq: 0,
+            id: "m\"1",
+            epoch: "e",
+        };
+        let frame = stored_message("r\"1", &at, &payload, "{}");
+        let offset = seq_offset(Action::Message, "r\"1");
+        assert_eq!(frame[offset], b'0');
+        let spliced = [&frame[..offset], b"12345", &frame[offset + 1..]].concat();
+        let decoded: Frame = serde_json::from_slice(&spliced).unwrap();
+        assert_eq!(
+            (decoded.seq(), decoded.channel()),
+            (Some(12345), Some("r\"1"))
+        );
+        assert_eq!(decoded.payload["seq"], 0);
     }
 }

@@ -7,15 +7,16 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use switchboard_protocol::{validate_channel_name, CloseCode, ErrorCode};
+use switchboard_protocol::{validate_channel_name, Action, CloseCode, ErrorCode};
 use uuid::Uuid;
 
 use crate::channel::Channel;
+use crate::cluster::{Cluster, ClusterConfig};
 use crate::encode::{self, Position};
 use crate::history::{NewEntry, StoreError};
 use crate::outbox::{outbox, Closer};
 use crate::persister::{now_ms, Pending, Persister};
-use crate::{HistoryStore, HubConfig, OutboxReceiver, Session};
+use crate::{HistoryStore, HubConfig, OutboxReceiver, RedisHistory, Session};
 
 /// The realtime engine, cheap to clone; every clone is the same hub.
 #[derive(Clone)]
@@ -27,6 +28,8 @@ pub(crate) struct Inner {
     pub(crate) config: HubConfig,
     pub(crate) history: Arc<dyn HistoryStore>,
     pub(crate) persister: Persister,
+    /// Set when this node is one of several sharing Redis.
+    pub(crate) cluster: Option<Arc<Cluster>>,
     channels: Mutex<HashMap<Arc<str>, Arc<Channel>>>,
     sockets: Mutex<HashMap<Uuid, Arc<Closer>>>,
     closed: AtomicBool,
@@ -110,28 +113,42 @@ impl std::error::Error for PublishError {}
 impl Hub {
     /// A hub with these limits and this history store; starts the persister thread.
     pub fn new(config: HubConfig, history: Arc<dyn HistoryStore>) -> Self {
-        let inner = Arc::new_cyclic(|hub| {
-            let persister = Persister::start(
-                hub.clone(),
-                history.clone(),
-                config.store_queue,
-                {
-                    let config = config.clone();
-                    Box::new(move |channel: &str| config.retention(channel))
-                },
-                config.history_trim_interval,
-            );
-            Inner {
-                config,
-                history,
-                persister,
-                channels: Mutex::new(HashMap::new()),
-                sockets: Mutex::new(HashMap::new()),
-                closed: AtomicBool::new(false),
-                stats: Counters::default(),
-            }
-        });
+        let inner = Arc::new_cyclic(|hub| Inner::new(hub, config, history, None));
         Self { inner }
+    }
+
+    /// A hub that is one node of a cluster: history, seq, fan-out and presence live in the
+    /// Redis at `cluster.redis_url`, shared with every node using the same prefix.
+    pub fn clustered(config: HubConfig, cluster: &ClusterConfig) -> Result<Self, StoreError> {
+        let store = Arc::new(RedisHistory::connect(&cluster.redis_url, &cluster.prefix)?);
+        let mut failure = None;
+        let inner = Arc::new_cyclic(|hub| {
+            let joined = match Cluster::start(cluster, store.clone(), hub.clone()) {
+                Ok(joined) => Some(joined),
+                Err(err) => {
+                    failure = Some(err);
+                    None
+                }
+            };
+            Inner::new(hub, config, store, joined)
+        });
+        match failure {
+            Some(err) => Err(err),
+            None => Ok(Self { inner }),
+        }
+    }
+
+    /// The id of this node in its cluster (none when it runs alone).
+    pub fn node_id(&self) -> Option<&str> {
+        self.inner.cluster.as_deref().map(Cluster::node)
+    }
+
+    /// Leaves the cluster after a clean shutdown: this node's remaining members are removed
+    /// from presence at once rather than when its heartbeat expires.
+    pub fn depart(&self) {
+        if let Some(cluster) = &self.inner.cluster {
+            cluster.depart();
+        }
     }
 
     /// The hub's limits.
@@ -206,8 +223,33 @@ impl Hub {
         let handle = self
             .channel(channel)
             .map_err(|err| PublishError::Unavailable(ErrorCode::Internal, err.to_string()))?;
-        let mut locked = handle.lock();
         let id = Uuid::new_v4().simple().to_string();
+        if self.inner.cluster.is_some() {
+            // Redis hands out the seq; the frame goes with seq 0 and is split there.
+            let epoch = handle.lock().epoch.clone();
+            let at = Position {
+                seq: 0,
+                id: &id,
+                epoch: &epoch,
+            };
+            let pending = Pending {
+                channel: handle.clone(),
+                entry: NewEntry {
+                    channel: channel.to_string(),
+                    seq: 0,
+                    id: id.clone(),
+                    at_ms: now_ms(),
+                    frame: encode::stored_event(channel, &at, payload),
+                },
+                sender: None,
+                reference: None,
+                seq_at: Some(encode::seq_offset(Action::Event, channel)),
+            };
+            let submitted = self.inner.persister.submit(pending);
+            self.inner.prune_if_idle(&handle);
+            return submitted.map_err(unavailable);
+        }
+        let mut locked = handle.lock();
         let seq = locked.next_seq;
         let epoch = locked.epoch.clone();
         let frame = encode::stored_event(
@@ -230,6 +272,7 @@ impl Hub {
             },
             sender: None,
             reference: None,
+            seq_at: None,
         };
         // The seq is taken only once the persister accepted the message, so a refusal
         // leaves no hole.
@@ -266,6 +309,10 @@ impl Hub {
         if let Some(channel) = channels.get(name) {
             return Ok(channel.clone());
         }
+        if let Some(cluster) = &self.inner.cluster {
+            // Subscribed before the seq is read, so no message falls between the two.
+            cluster.subscribe(name)?;
+        }
         let recent_ids = self.inner.config.history_keep.min(10_000) as usize;
         let history = self.inner.history.open_channel(name, recent_ids)?;
         let name: Arc<str> = Arc::from(name);
@@ -281,6 +328,57 @@ impl Hub {
 }
 
 impl Inner {
+    fn new(
+        hub: &std::sync::Weak<Inner>,
+        config: HubConfig,
+        history: Arc<dyn HistoryStore>,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Self {
+        let persister = Persister::start(
+            hub.clone(),
+            history.clone(),
+            config.store_queue,
+            {
+                let config = config.clone();
+                Box::new(move |channel: &str| config.retention(channel))
+            },
+            config.history_trim_interval,
+            cluster.clone(),
+        );
+        Inner {
+            config,
+            history,
+            persister,
+            cluster,
+            channels: Mutex::new(HashMap::new()),
+            sockets: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+            stats: Counters::default(),
+        }
+    }
+
+    /// The channel if it is active on this node (never activates it).
+    pub(crate) fn active(&self, name: &str) -> Option<Arc<Channel>> {
+        let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        channels.get(name).cloned()
+    }
+
+    /// Every channel active on this node.
+    pub(crate) fn active_channels(&self) -> Vec<Arc<Channel>> {
+        let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        channels.values().cloned().collect()
+    }
+
+    /// Adds the (queued, coalesced, dropped) counts of a volatile delivery.
+    pub(crate) fn count_volatile(&self, [queued, coalesced, dropped]: [u64; 3]) {
+        let stats = &self.stats;
+        stats.volatile_queued.fetch_add(queued, Ordering::Relaxed);
+        stats
+            .volatile_coalesced
+            .fetch_add(coalesced, Ordering::Relaxed);
+        stats.volatile_dropped.fetch_add(dropped, Ordering::Relaxed);
+    }
+
     /// Drops the channel from the registry when it has no members and nothing pending; it is
     /// re-activated from the store on next use. Taking the registry lock first keeps this
     /// exclusive with [`Hub::channel`].
@@ -292,6 +390,9 @@ impl Inner {
             .is_some_and(|c| Arc::ptr_eq(c, channel));
         if current && idle {
             channels.remove(&channel.name);
+            if let Some(cluster) = &self.cluster {
+                cluster.unsubscribe(&channel.name);
+            }
         }
     }
 }

@@ -4,9 +4,12 @@
 //! [`Session`] and writes out whatever arrives on the socket's [`OutboxReceiver`]. Nothing
 //! here knows about axum or Leptos, so the same engine runs behind any WebSocket stack and is
 //! tested without one. Storage sits behind [`HistoryStore`]: [`SqliteHistory`] is the
-//! embedded default, [`MemoryHistory`] keeps nothing on disk.
+//! embedded default, [`MemoryHistory`] keeps nothing on disk. Several nodes share one channel
+//! space through Redis ([`Hub::clustered`], [`RedisHistory`]): fan-out by pub/sub, history and
+//! seq in streams, presence with node heartbeats.
 
 mod channel;
+mod cluster;
 mod config;
 mod encode;
 mod history;
@@ -17,10 +20,11 @@ mod rate;
 mod rules;
 mod session;
 
+pub use cluster::ClusterConfig;
 pub use config::HubConfig;
 pub use history::{
-    ChannelHistory, HistoryStore, MemoryHistory, NewEntry, Retention, SqliteHistory, StoreError,
-    StoredFrame,
+    ChannelHistory, HistoryStore, MemoryHistory, NewEntry, RedisHistory, Retention, SqliteHistory,
+    StoreError, StoredFrame,
 };
 pub use hub::{Hub, HubClosed, HubStats, Identity, PublishError};
 pub use outbox::{CloseSignal, Outbound, OutboxReceiver};

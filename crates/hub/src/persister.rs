@@ -18,8 +18,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchboard_protocol::ErrorCode;
 
 use crate::channel::Channel;
+use crate::cluster::Cluster;
 use crate::encode;
-use crate::history::{HistoryStore, NewEntry, Retention};
+use crate::history::{HistoryStore, NewEntry, Publish, Retention};
 use crate::hub::Inner;
 use crate::outbox::Outbox;
 
@@ -34,6 +35,8 @@ pub(crate) struct Pending {
     pub(crate) sender: Option<Outbox>,
     /// The sender's `options.ref`, when it asked for a reply.
     pub(crate) reference: Option<Box<RawValue>>,
+    /// On a cluster: where the seq (encoded as `0`) sits in the frame; Redis assigns it.
+    pub(crate) seq_at: Option<usize>,
 }
 
 /// Handle to the persister thread.
@@ -50,11 +53,21 @@ impl Persister {
         queue: usize,
         retention: Box<dyn Fn(&str) -> Retention + Send>,
         trim_every: Duration,
+        cluster: Option<Arc<Cluster>>,
     ) -> Self {
         let (tx, rx) = mpsc::sync_channel::<Pending>(queue.max(1));
         let spawned = std::thread::Builder::new()
             .name("switchboard-persister".into())
-            .spawn(move || run(rx, &hub, store.as_ref(), retention, trim_every));
+            .spawn(move || {
+                let context = Context {
+                    hub,
+                    store,
+                    retention,
+                    trim_every,
+                    cluster,
+                };
+                run(rx, &context);
+            });
         if let Err(err) = spawned {
             tracing::error!("cannot start the persister thread: {err}");
         }
@@ -83,13 +96,24 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn run(
-    rx: mpsc::Receiver<Pending>,
-    hub: &Weak<Inner>,
-    store: &dyn HistoryStore,
+/// What the persister thread works with.
+struct Context {
+    hub: Weak<Inner>,
+    store: Arc<dyn HistoryStore>,
     retention: Box<dyn Fn(&str) -> Retention + Send>,
     trim_every: Duration,
-) {
+    cluster: Option<Arc<Cluster>>,
+}
+
+fn run(rx: mpsc::Receiver<Pending>, context: &Context) {
+    let Context {
+        hub,
+        store,
+        retention,
+        trim_every,
+        ..
+    } = context;
+    let (store, trim_every) = (store.as_ref(), *trim_every);
     let mut failed = false;
     let mut next_trim = Instant::now() + trim_every;
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
@@ -106,6 +130,11 @@ fn run(
                 Ok(more) => batch.push(more),
                 Err(_) => break,
             }
+        }
+        if let (Some(cluster), false) = (&context.cluster, batch.is_empty()) {
+            // Redis assigns seqs and publishes; delivery comes back through the subscription.
+            // A failure refuses this batch only: Redis hands out seqs, so no hole can follow.
+            publish(cluster, &mut batch, retention.as_ref());
         }
         if !batch.is_empty() {
             entries.clear();
@@ -146,6 +175,43 @@ fn run(
                 Ok(dropped) => tracing::debug!("trimmed {dropped} messages beyond the retention"),
                 Err(err) => tracing::warn!("trimming history failed: {err}"),
             }
+        }
+    }
+}
+
+fn publish(cluster: &Cluster, batch: &mut Vec<Pending>, retention: &dyn Fn(&str) -> Retention) {
+    let messages: Vec<Publish<'_>> = batch
+        .iter()
+        .map(|pending| {
+            let frame = &pending.entry.frame;
+            let at = pending.seq_at.unwrap_or(0).min(frame.len());
+            Publish {
+                channel: &pending.entry.channel,
+                id: &pending.entry.id,
+                at_ms: pending.entry.at_ms,
+                head: &frame[..at],
+                tail: &frame[(at + 1).min(frame.len())..],
+                keep: retention(&pending.entry.channel).count,
+            }
+        })
+        .collect();
+    match cluster.store.publish_batch(&messages) {
+        Ok(seqs) => {
+            drop(messages);
+            for (pending, (seq, _)) in batch.drain(..).zip(seqs) {
+                if let (Some(outbox), Some(reference)) = (pending.sender, pending.reference) {
+                    outbox.push(encode::reply_stored(
+                        &pending.entry.channel,
+                        &reference,
+                        seq,
+                    ));
+                }
+            }
+        }
+        Err(err) => {
+            drop(messages);
+            tracing::warn!("publishing {} messages failed: {err}", batch.len());
+            refuse(batch.drain(..), &err.to_string());
         }
     }
 }

@@ -4,7 +4,6 @@
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use switchboard_protocol::{
     decode_client_frame, Action, ClientRequest, CloseCode, ErrorCode, HistoryRequest, JoinRequest,
@@ -143,6 +142,30 @@ impl Session {
         let config = self.hub.config().clone();
         if let Some(joined) = self.joined.get(request.channel) {
             let (channel, client) = (joined.channel.clone(), joined.client.clone());
+            if let Some(cluster) = self.hub.inner.cluster.clone() {
+                let was_listed = channel
+                    .lock()
+                    .member_mut(&self.id)
+                    .map(|m| std::mem::replace(&mut m.presence, request.presence))
+                    .unwrap_or(false);
+                let socket = self.id.to_string();
+                let listed = cluster
+                    .join(
+                        request.channel,
+                        &socket,
+                        request.presence,
+                        was_listed,
+                        &client,
+                    )
+                    .map_err(internal)?;
+                let locked = channel.lock();
+                if request.presence {
+                    let listed = listed.iter().map(String::as_str);
+                    self.outbox
+                        .push(encode::presence_full(&channel.name, listed));
+                }
+                return self.catch_up(&locked, &request);
+            }
             let mut locked = channel.lock();
             if let Some(member) = locked.member_mut(&self.id) {
                 let was_listed = std::mem::replace(&mut member.presence, request.presence);
@@ -177,6 +200,22 @@ impl Session {
             presence: request.presence && channel.rule.presence,
             ..request
         };
+        // On a cluster the member is listed in Redis first; the presence list spans nodes.
+        let listed = match &self.hub.inner.cluster {
+            Some(cluster) => {
+                let socket = self.id.to_string();
+                let listed =
+                    cluster.join(request.channel, &socket, request.presence, false, &client);
+                match listed {
+                    Ok(listed) => Some(listed),
+                    Err(err) => {
+                        self.hub.prune_if_idle(&channel);
+                        return Err(internal(err));
+                    }
+                }
+            }
+            None => None,
+        };
         let mut locked = channel.lock();
         locked.insert(
             self.id,
@@ -187,9 +226,17 @@ impl Session {
                 presence: request.presence,
             },
         );
-        if request.presence {
-            locked.announce(&self.id, Action::Join, &client);
-            self.outbox.push(locked.presence_full());
+        match (request.presence, listed) {
+            (false, _) => {}
+            (true, Some(listed)) => {
+                let listed = listed.iter().map(String::as_str);
+                self.outbox
+                    .push(encode::presence_full(&channel.name, listed));
+            }
+            (true, None) => {
+                locked.announce(&self.id, Action::Join, &client);
+                self.outbox.push(locked.presence_full());
+            }
         }
         let caught_up = self.catch_up(&locked, &request);
         drop(locked);
@@ -293,8 +340,17 @@ impl Session {
         {
             let mut locked = joined.channel.lock();
             if let Some(member) = locked.remove(&self.id) {
-                if member.presence {
-                    locked.announce(&self.id, Action::Leave, &joined.client);
+                match &self.hub.inner.cluster {
+                    Some(cluster) => cluster.leave(
+                        &joined.channel.name,
+                        &self.id.to_string(),
+                        member.presence,
+                        &joined.client,
+                    ),
+                    None if member.presence => {
+                        locked.announce(&self.id, Action::Leave, &joined.client);
+                    }
+                    None => {}
                 }
             }
         }
@@ -356,19 +412,21 @@ impl Session {
             // Cursor-style updates: never stored, not echoed to the sender, coalesced per
             // sender in each member's outbox.
             let frame = encode::relayed(request.channel, request.payload, &joined.client);
-            let [queued, coalesced, dropped] =
-                joined.channel.lock().deliver_volatile(&self.id, &frame);
-            let stats = &self.hub.inner.stats;
-            stats.volatile_queued.fetch_add(queued, Ordering::Relaxed);
-            stats
-                .volatile_coalesced
-                .fetch_add(coalesced, Ordering::Relaxed);
-            stats.volatile_dropped.fetch_add(dropped, Ordering::Relaxed);
+            if let Some(cluster) = &self.hub.inner.cluster {
+                let socket = self.id.to_string();
+                cluster.publish(request.channel, b'v', Some(&socket), &frame);
+                return Ok(Answered::Now);
+            }
+            let counts = joined.channel.lock().deliver_volatile(&self.id, &frame);
+            self.hub.inner.count_volatile(counts);
             return Ok(Answered::Now);
         }
         if request.target != Target::Everyone {
             // Messages to one socket or to authenticated members are not stored.
             let frame = encode::relayed(request.channel, request.payload, &joined.client);
+            if let Some(cluster) = &self.hub.inner.cluster {
+                return relay_across(cluster, joined, &request, &frame);
+            }
             let delivered = joined.channel.lock().deliver(request.target, &frame);
             return match (delivered, request.target) {
                 (true, _) => Ok(Answered::Now),
@@ -379,10 +437,37 @@ impl Session {
                 (false, _) => Ok(Answered::Now),
             };
         }
-        let mut locked = joined.channel.lock();
         let id = request
             .id
             .map_or_else(|| Uuid::new_v4().simple().to_string(), str::to_string);
+        if self.hub.inner.cluster.is_some() {
+            // Redis hands out the seq (and recognises a resent id); the frame goes with seq 0
+            // and is split there.
+            let epoch = joined.channel.lock().epoch.clone();
+            let at = Position {
+                seq: 0,
+                id: &id,
+                epoch: &epoch,
+            };
+            let frame =
+                encode::stored_message(request.channel, &at, request.payload, &joined.client);
+            let pending = Pending {
+                channel: joined.channel.clone(),
+                entry: NewEntry {
+                    channel: request.channel.to_string(),
+                    seq: 0,
+                    id,
+                    at_ms: now_ms(),
+                    frame,
+                },
+                sender: Some(self.outbox.clone()),
+                reference: reference.map(ToOwned::to_owned),
+                seq_at: Some(encode::seq_offset(Action::Message, request.channel)),
+            };
+            self.hub.inner.persister.submit(pending)?;
+            return Ok(Answered::WhenStored);
+        }
+        let mut locked = joined.channel.lock();
         if let Some(seq) = locked.seq_of(&id) {
             // A resend of a message already stored (or being stored): same ok, no delivery.
             if let Some(reference) = reference {
@@ -410,6 +495,7 @@ impl Session {
             },
             sender: Some(self.outbox.clone()),
             reference: reference.map(ToOwned::to_owned),
+            seq_at: None,
         };
         self.hub.inner.persister.submit(pending)?;
         locked.assign_seq(id);
@@ -428,6 +514,40 @@ impl Session {
         self.outbox.push(encode::history(request.channel, &frames));
         Ok(())
     }
+}
+
+/// On a cluster: a message for authenticated members or one socket, through Redis so it
+/// reaches members on every node.
+fn relay_across(
+    cluster: &crate::cluster::Cluster,
+    joined: &Joined,
+    request: &MessageRequest<'_>,
+    frame: &bytes::Bytes,
+) -> Result<Answered, Refusal> {
+    let Target::Socket(id) = request.target else {
+        cluster.publish(request.channel, b'a', None, frame);
+        return Ok(Answered::Now);
+    };
+    let unknown = || {
+        let why = format!("no socket {id:?} in channel {:?}", request.channel);
+        (ErrorCode::UnknownSocket, why)
+    };
+    let socket = Uuid::try_parse(id).map_err(|_| unknown())?;
+    let locked = joined.channel.lock();
+    if locked.has_member(&socket) {
+        locked.deliver(request.target, frame);
+        return Ok(Answered::Now);
+    }
+    drop(locked);
+    let socket = socket.to_string();
+    if !cluster
+        .is_member(request.channel, &socket)
+        .map_err(internal)?
+    {
+        return Err(unknown());
+    }
+    cluster.publish(request.channel, b's', Some(&socket), frame);
+    Ok(Answered::Now)
 }
 
 impl Drop for Session {

@@ -1,11 +1,14 @@
-//! One test suite that every history store must pass: the in-memory store and SQLite (and the
-//! Redis store, when it lands) keep seq, epoch, ranges and retention the same way.
+//! One test suite that every history store must pass: the in-memory store, SQLite and Redis
+//! keep seq, epoch, ranges and retention the same way.
 
 use bytes::Bytes;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
-use switchboard_hub::{HistoryStore, MemoryHistory, NewEntry, Retention, SqliteHistory};
+use switchboard_hub::{
+    HistoryStore, MemoryHistory, NewEntry, RedisHistory, Retention, SqliteHistory,
+};
+use switchboard_testkit::{unique, RedisServer};
 
 fn entry(channel: &str, seq: u64, at_ms: u64) -> NewEntry {
     NewEntry {
@@ -141,6 +144,12 @@ macro_rules! store_suite {
 
 store_suite!(memory, MemoryHistory::default());
 store_suite!(sqlite, SqliteHistory::open(&temp_db()).unwrap());
+store_suite!(redis, redis_store());
+
+/// A store on this test binary's own redis-server, under a prefix no other test uses.
+fn redis_store() -> RedisHistory {
+    RedisHistory::connect(&RedisServer::shared().url(), &unique("suite")).unwrap()
+}
 
 #[test]
 fn sqlite_history_survives_reopening_the_file() {

@@ -6,9 +6,12 @@
 //! (stored and replayed as bytes), so replay never re-serializes.
 
 mod memory;
+mod redis;
 mod sqlite;
 
 pub use memory::MemoryHistory;
+pub(crate) use redis::Publish;
+pub use redis::RedisHistory;
 pub use sqlite::SqliteHistory;
 
 use bytes::Bytes;

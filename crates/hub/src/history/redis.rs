@@ -1,0 +1,571 @@
+//! History in Redis: one stream per channel, so several nodes share one history.
+//!
+//! Keys, under a prefix (default `switchboard`) so several deployments can share a Redis:
+//! - `{prefix}:c:{channel}:meta` — hash: `seq` (the last seq handed out) and `epoch`;
+//! - `{prefix}:c:{channel}:log` — stream: one entry per message, entry id `{seq}-0`, fields
+//!   `f` (the frame), `id` (the message id) and `at` (accepted at, ms since the Unix epoch);
+//! - `{prefix}:c:{channel}:ids` — sorted set of the ids of retained messages, scored by seq,
+//!   so a resend is recognised by every node;
+//! - `{prefix}:channels` — set of channel names, walked by trimming.
+//!
+//! Entry ids are the seq itself, so a resume is one `XRANGE` and paging one `XREVRANGE`.
+//! On a cluster the seq is handed out by a Lua script that also stores and publishes the
+//! message (see [`RedisHistory::publish_batch`]): one atomic step, so every node sees a
+//! channel's messages in seq order and no seq is ever used twice.
+
+use bytes::Bytes;
+use redis::{Connection, RedisResult, Value};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::{ChannelHistory, HistoryStore, NewEntry, Retention, StoreError, StoredFrame};
+
+/// Stores entries whose seq the caller chose, all or none (the [`HistoryStore`] contract).
+const APPEND: &str = r"
+local last = {}
+local n = #KEYS / 3
+for i = 1, n do
+  local meta = KEYS[i * 3 - 2]
+  local seq = tonumber(ARGV[i * 4 - 3])
+  local current = last[meta] or tonumber(redis.call('HGET', meta, 'seq') or '0')
+  if seq <= current then
+    return redis.error_reply('seq ' .. seq .. ' is already stored in ' .. meta)
+  end
+  last[meta] = seq
+end
+for i = 1, n do
+  local seq = ARGV[i * 4 - 3]
+  redis.call('XADD', KEYS[i * 3 - 1], seq .. '-0', 'f', ARGV[i * 4], 'id', ARGV[i * 4 - 2],
+    'at', ARGV[i * 4 - 1])
+  redis.call('ZADD', KEYS[i * 3], seq, ARGV[i * 4 - 2])
+end
+for meta, seq in pairs(last) do
+  redis.call('HSET', meta, 'seq', seq)
+end
+return n
+";
+
+/// Takes the channel's next seq, stores the message and publishes it, unless a message with
+/// the same id is retained (then answers with that one's seq). Returns `{seq, duplicate}`.
+/// KEYS: meta, log, ids. ARGV: id, at, frame head, frame tail, keep, topic.
+const PUBLISH: &str = r"
+local known = redis.call('ZSCORE', KEYS[3], ARGV[1])
+if known then
+  return {tonumber(known), 1}
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local frame = ARGV[3] .. seq .. ARGV[4]
+local keep = tonumber(ARGV[5])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', keep, seq .. '-0', 'f', frame, 'id', ARGV[1],
+  'at', ARGV[2])
+redis.call('ZADD', KEYS[3], seq, ARGV[1])
+if seq > keep then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', seq - keep)
+end
+redis.call('PUBLISH', ARGV[6], 'm ' .. seq .. ' ' .. frame)
+return {seq, 0}
+";
+
+/// A message for [`RedisHistory::publish_batch`]: its frame split around the seq.
+pub(crate) struct Publish<'a> {
+    pub(crate) channel: &'a str,
+    pub(crate) id: &'a str,
+    pub(crate) at_ms: u64,
+    /// The frame up to its seq digits.
+    pub(crate) head: &'a [u8],
+    /// The frame after its seq digits.
+    pub(crate) tail: &'a [u8],
+    /// Messages the channel keeps.
+    pub(crate) keep: u64,
+}
+
+/// History kept in Redis streams, shared by every node that uses the same Redis and prefix.
+pub struct RedisHistory {
+    client: redis::Client,
+    /// The URL without its password, for messages.
+    shown: String,
+    prefix: String,
+    idle: Mutex<Vec<Connection>>,
+    append_sha: String,
+    publish_sha: String,
+}
+
+impl std::fmt::Debug for RedisHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedisHistory({}, prefix {})", self.shown, self.prefix)
+    }
+}
+
+/// `redis://user:secret@host` → `redis://user:***@host`.
+fn hide_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &credentials[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl RedisHistory {
+    /// Connects to the Redis at `url` (e.g. `redis://127.0.0.1:6379/0`) and checks it answers.
+    pub fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let shown = hide_password(url);
+        let client = redis::Client::open(url)
+            .map_err(|err| StoreError(format!("invalid Redis URL {shown}: {err}")))?;
+        let store = Self {
+            client,
+            shown,
+            prefix: prefix.to_string(),
+            idle: Mutex::new(Vec::new()),
+            append_sha: redis::Script::new(APPEND).get_hash().to_string(),
+            publish_sha: redis::Script::new(PUBLISH).get_hash().to_string(),
+        };
+        store.with_conn(|conn| redis::cmd("PING").query::<String>(conn))?;
+        Ok(store)
+    }
+
+    /// `url` with its password hidden, for messages and logs.
+    pub fn shown_url(url: &str) -> String {
+        hide_password(url)
+    }
+
+    /// The Redis URL, password hidden.
+    pub fn url(&self) -> &str {
+        &self.shown
+    }
+
+    pub(crate) fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub(crate) fn key(&self, channel: &str, part: &str) -> String {
+        format!("{}:c:{channel}:{part}", self.prefix)
+    }
+
+    /// The pub/sub topic of a channel.
+    pub(crate) fn topic(&self, channel: &str) -> String {
+        format!("{}:t:{channel}", self.prefix)
+    }
+
+    /// The channel a topic belongs to.
+    pub(crate) fn channel_of<'a>(&self, topic: &'a str) -> Option<&'a str> {
+        topic.strip_prefix(&self.prefix)?.strip_prefix(":t:")
+    }
+
+    /// Runs `work` on an idle connection (or a new one); a connection that failed is dropped
+    /// and the work retried once on a fresh one, so a restarted Redis is picked up again.
+    pub(crate) fn with_conn<T>(
+        &self,
+        mut work: impl FnMut(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        let mut last_error = None;
+        for _ in 0..2 {
+            let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let mut conn = match pooled {
+                Some(conn) => conn,
+                None => match self
+                    .client
+                    .get_connection_with_timeout(Duration::from_secs(2))
+                {
+                    Ok(conn) => {
+                        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                        let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
+                        conn
+                    }
+                    Err(err) => {
+                        last_error = Some(err);
+                        continue;
+                    }
+                },
+            };
+            match work(&mut conn) {
+                Ok(value) => {
+                    self.idle
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(conn);
+                    return Ok(value);
+                }
+                Err(err) if err.is_unrecoverable_error() || err.is_io_error() => {
+                    last_error = Some(err);
+                }
+                Err(err) => {
+                    self.idle
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(conn);
+                    return Err(self.failed(&err));
+                }
+            }
+        }
+        let err = last_error.map_or_else(|| "no connection".to_string(), |e| e.to_string());
+        Err(StoreError(format!(
+            "Redis at {} is unreachable: {err} (is redis-server running?)",
+            self.shown
+        )))
+    }
+
+    fn failed(&self, err: &redis::RedisError) -> StoreError {
+        StoreError(format!("Redis at {}: {err}", self.shown))
+    }
+
+    /// Runs a loaded script, loading it first when Redis does not know it (a restarted Redis
+    /// forgets scripts).
+    fn eval<T: redis::FromRedisValue>(
+        conn: &mut Connection,
+        source: &str,
+        sha: &str,
+        keys: &[String],
+        args: &[&[u8]],
+    ) -> RedisResult<T> {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(sha).arg(keys.len()).arg(keys).arg(args);
+        match cmd.query(conn) {
+            Err(err)
+                if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(source)
+                    .query::<String>(conn)?;
+                cmd.query(conn)
+            }
+            other => other,
+        }
+    }
+
+    /// Stores and publishes messages, each given its seq by Redis; one round trip for the
+    /// batch. Every element is `(seq, was_already_stored)`.
+    pub(crate) fn publish_batch(
+        &self,
+        batch: &[Publish<'_>],
+    ) -> Result<Vec<(u64, bool)>, StoreError> {
+        self.with_conn(|conn| {
+            let mut pipe = redis::pipe();
+            for message in batch {
+                let at = message.at_ms.to_string();
+                let keep = message.keep.max(1).to_string();
+                pipe.cmd("EVALSHA")
+                    .arg(&self.publish_sha)
+                    .arg(3)
+                    .arg(self.key(message.channel, "meta"))
+                    .arg(self.key(message.channel, "log"))
+                    .arg(self.key(message.channel, "ids"))
+                    .arg(message.id)
+                    .arg(at)
+                    .arg(message.head)
+                    .arg(message.tail)
+                    .arg(keep)
+                    .arg(self.topic(message.channel));
+            }
+            match pipe.query::<Vec<(u64, u64)>>(conn) {
+                Err(err)
+                    if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    redis::cmd("SCRIPT")
+                        .arg("LOAD")
+                        .arg(PUBLISH)
+                        .query::<String>(conn)?;
+                    pipe.query::<Vec<(u64, u64)>>(conn)
+                }
+                other => other,
+            }
+        })
+        .map(|answers| {
+            answers
+                .into_iter()
+                .map(|(seq, dup)| (seq, dup == 1))
+                .collect()
+        })
+    }
+
+    fn parse_entries(value: Value) -> Vec<StoredFrame> {
+        // [[id, [field, value, ...]], ...]
+        let Value::Array(entries) = value else {
+            return Vec::new();
+        };
+        let mut frames = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let Value::Array(mut parts) = entry else {
+                continue;
+            };
+            if parts.len() != 2 {
+                continue;
+            }
+            let fields = parts.pop();
+            let id = parts.pop();
+            let seq = match id {
+                Some(Value::BulkString(id)) => std::str::from_utf8(&id)
+                    .ok()
+                    .and_then(|id| id.split('-').next()?.parse::<u64>().ok()),
+                _ => None,
+            };
+            let Some(seq) = seq else { continue };
+            let Some(Value::Array(fields)) = fields else {
+                continue;
+            };
+            let mut fields = fields.into_iter();
+            while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+                if let (Value::BulkString(name), Value::BulkString(value)) = (name, value) {
+                    if name == b"f" {
+                        frames.push(StoredFrame {
+                            seq,
+                            frame: Bytes::from(value),
+                        });
+                        break;
+                    }
+                }
+            }
+        }
+        frames
+    }
+
+    /// Drops entries of `channel` older than `cutoff_ms`; returns how many.
+    fn trim_by_age(
+        &self,
+        conn: &mut Connection,
+        channel: &str,
+        cutoff_ms: u64,
+    ) -> RedisResult<u64> {
+        let log = self.key(channel, "log");
+        let mut first_kept: Option<String> = None;
+        let mut start = "-".to_string();
+        'pages: loop {
+            let page: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+                .arg(&log)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(200)
+                .query(conn)
+                .or_else(|_| Ok::<_, redis::RedisError>(Vec::new()))?;
+            if page.is_empty() {
+                break;
+            }
+            for (id, fields) in &page {
+                let at = fields
+                    .iter()
+                    .find(|(name, _)| name == "at")
+                    .and_then(|(_, value)| value.parse::<u64>().ok())
+                    .unwrap_or(u64::MAX);
+                if at >= cutoff_ms {
+                    first_kept = Some(id.clone());
+                    break 'pages;
+                }
+            }
+            let last = &page[page.len() - 1].0;
+            start = format!("({last}");
+        }
+        match first_kept {
+            Some(id) => redis::cmd("XTRIM")
+                .arg(&log)
+                .arg("MINID")
+                .arg(id)
+                .query(conn),
+            // Everything is too old.
+            None => redis::cmd("XTRIM")
+                .arg(&log)
+                .arg("MAXLEN")
+                .arg(0)
+                .query(conn),
+        }
+    }
+}
+
+impl HistoryStore for RedisHistory {
+    fn open_channel(&self, channel: &str, recent_ids: usize) -> Result<ChannelHistory, StoreError> {
+        let meta = self.key(channel, "meta");
+        let fresh = uuid::Uuid::new_v4().simple().to_string();
+        let (_, epoch, seq, ids, _): ((), String, Option<u64>, Vec<(String, u64)>, ()) = self
+            .with_conn(|conn| {
+                redis::pipe()
+                    .cmd("HSETNX")
+                    .arg(&meta)
+                    .arg("epoch")
+                    .arg(&fresh)
+                    .ignore()
+                    .cmd("HGET")
+                    .arg(&meta)
+                    .arg("epoch")
+                    .cmd("HGET")
+                    .arg(&meta)
+                    .arg("seq")
+                    .cmd("ZRANGE")
+                    .arg(self.key(channel, "ids"))
+                    .arg(-(recent_ids.max(1) as i64))
+                    .arg(-1)
+                    .arg("WITHSCORES")
+                    .cmd("SADD")
+                    .arg(format!("{}:channels", self.prefix))
+                    .arg(channel)
+                    .ignore()
+                    .query::<(String, Option<u64>, Vec<(String, u64)>)>(conn)
+                    .map(|(epoch, seq, ids)| ((), epoch, seq, ids, ()))
+            })?;
+        let recent_ids = if recent_ids == 0 { Vec::new() } else { ids };
+        Ok(ChannelHistory {
+            epoch,
+            last_seq: seq.unwrap_or(0),
+            recent_ids,
+        })
+    }
+
+    fn append(&self, batch: &[NewEntry]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut keys = Vec::with_capacity(batch.len() * 3);
+        let mut args: Vec<Vec<u8>> = Vec::with_capacity(batch.len() * 4);
+        for entry in batch {
+            keys.push(self.key(&entry.channel, "meta"));
+            keys.push(self.key(&entry.channel, "log"));
+            keys.push(self.key(&entry.channel, "ids"));
+            args.push(entry.seq.to_string().into_bytes());
+            args.push(entry.id.clone().into_bytes());
+            args.push(entry.at_ms.to_string().into_bytes());
+            args.push(entry.frame.to_vec());
+        }
+        let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        self.with_conn(|conn| Self::eval::<u64>(conn, APPEND, &self.append_sha, &keys, &args))?;
+        Ok(())
+    }
+
+    fn range(
+        &self,
+        channel: &str,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredFrame>, StoreError> {
+        if up_to <= after || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let log = self.key(channel, "log");
+        let end = if up_to == u64::MAX {
+            "+".to_string()
+        } else {
+            up_to.to_string()
+        };
+        let value = self.with_conn(|conn| {
+            let mut cmd = redis::cmd("XRANGE");
+            cmd.arg(&log).arg(format!("{}-0", after + 1)).arg(&end);
+            if limit < usize::MAX {
+                cmd.arg("COUNT").arg(limit);
+            }
+            cmd.query::<Value>(conn)
+        })?;
+        Ok(Self::parse_entries(value))
+    }
+
+    fn latest(
+        &self,
+        channel: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredFrame>, StoreError> {
+        let end = match before {
+            Some(0 | 1) => return Ok(Vec::new()),
+            Some(before) => (before - 1).to_string(),
+            None => "+".to_string(),
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let log = self.key(channel, "log");
+        let value = self.with_conn(|conn| {
+            redis::cmd("XREVRANGE")
+                .arg(&log)
+                .arg(&end)
+                .arg("-")
+                .arg("COUNT")
+                .arg(limit)
+                .query::<Value>(conn)
+        })?;
+        let mut frames = Self::parse_entries(value);
+        frames.reverse();
+        Ok(frames)
+    }
+
+    fn trim(&self, retention: &dyn Fn(&str) -> Retention, now_ms: u64) -> Result<u64, StoreError> {
+        let channels: Vec<String> = self.with_conn(|conn| {
+            redis::cmd("SMEMBERS")
+                .arg(format!("{}:channels", self.prefix))
+                .query(conn)
+        })?;
+        let mut dropped = 0;
+        for channel in channels {
+            let keep = retention(&channel);
+            let cutoff = now_ms.saturating_sub(keep.max_age.as_millis() as u64);
+            dropped += self.with_conn(|conn| {
+                let log = self.key(&channel, "log");
+                let by_count: u64 = redis::cmd("XTRIM")
+                    .arg(&log)
+                    .arg("MAXLEN")
+                    .arg(keep.count)
+                    .query(conn)?;
+                let by_age = self.trim_by_age(conn, &channel, cutoff)?;
+                // Forget the ids of messages no longer kept.
+                let first: Vec<(String, Value)> = redis::cmd("XRANGE")
+                    .arg(&log)
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(1)
+                    .query(conn)
+                    .unwrap_or_default();
+                let ids = self.key(&channel, "ids");
+                match first.first() {
+                    Some((id, _)) => {
+                        let seq: u64 = id
+                            .split('-')
+                            .next()
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(0);
+                        redis::cmd("ZREMRANGEBYSCORE")
+                            .arg(&ids)
+                            .arg("-inf")
+                            .arg(format!("({seq}"))
+                            .query::<u64>(conn)?;
+                    }
+                    None => {
+                        redis::cmd("DEL").arg(&ids).query::<u64>(conn)?;
+                    }
+                }
+                Ok(by_count + by_age)
+            })?;
+        }
+        Ok(dropped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hide_password;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            hide_password("redis://app:s3cret@db:6379/0"),
+            "redis://app:***@db:6379/0"
+        );
+        assert_eq!(
+            hide_password("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(hide_password("redis://:pw@h"), "redis://:***@h");
+    }
+}
