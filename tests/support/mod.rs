@@ -82,9 +82,17 @@ impl TestServer {
         let mut child = command.spawn().expect("the switchboard binary starts");
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut line = String::new();
-        BufReader::new(stdout)
+        let mut reader = BufReader::new(stdout);
+        reader
             .read_line(&mut line)
             .expect("the server prints where it listens");
+        // The server's log goes on to stdout: pass it to the test's output (shown when a test
+        // fails) rather than leave the pipe unread.
+        std::thread::spawn(move || {
+            for line in reader.lines().map_while(Result::ok) {
+                eprintln!("server: {line}");
+            }
+        });
         let addr = line
             .split_whitespace()
             .find_map(|word| word.strip_prefix("http://"))

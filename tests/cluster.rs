@@ -1,0 +1,365 @@
+//! Several nodes behind one Redis: each test starts its own `redis-server` (append-only, fsync
+//! always) on a free loopback port and two or three real `switchboard` nodes on it, and
+//! connects clients to different nodes.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use support::{http_post, TestServer, WAIT};
+use switchboard_client::{channel_options, Client, ClientError};
+use switchboard_protocol::{Action, ErrorCode, Frame};
+use switchboard_testkit::{unique, RedisServer};
+
+const FAST: [(&str, &str); 3] = [
+    ("SWITCHBOARD_FRAMES_PER_SECOND", "1000000"),
+    ("SWITCHBOARD_FRAME_BURST", "1000000"),
+    ("SWITCHBOARD_API_KEYS", "cluster-key"),
+];
+
+/// `count` nodes sharing `redis` under one fresh prefix.
+fn nodes(redis: &RedisServer, count: usize, env: &[(&str, &str)]) -> Vec<TestServer> {
+    let prefix = unique("cluster");
+    let env: Vec<(&str, &str)> = FAST.iter().chain(env).copied().collect();
+    (0..count)
+        .map(|_| TestServer::start_node(&redis.url(), &prefix, &env))
+        .collect()
+}
+
+/// The next `message` or `event` frame.
+async fn next_message(client: &mut Client) -> Frame {
+    loop {
+        let frame = client
+            .next_frame_within(WAIT)
+            .await
+            .unwrap()
+            .expect("a message arrives");
+        if matches!(frame.action, Action::Message | Action::Event) {
+            return frame;
+        }
+    }
+}
+
+fn socket_ids(full: &Frame) -> Vec<String> {
+    let mut ids: Vec<String> = full.payload["presence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["socketId"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn clients_on_three_nodes_share_messages_in_order_and_one_presence_list() {
+    let redis = RedisServer::start();
+    let cluster = nodes(&redis, 3, &[]);
+    let mut clients = Vec::new();
+    for node in &cluster {
+        clients.push(node.client().await);
+    }
+    // Each joiner's list is everyone before it plus itself, so its own id is the new one.
+    let mut ids: Vec<String> = Vec::new();
+    let mut own = Vec::new();
+    for client in &mut clients {
+        client.join("room1", true, false).await.unwrap();
+        let full = client.expect(Action::PresenceFull, WAIT).await.unwrap();
+        let listed = socket_ids(&full);
+        own.push(listed.iter().find(|id| !ids.contains(id)).unwrap().clone());
+        ids = listed;
+    }
+    // The last joiner's list holds all three sockets, whichever node they are on.
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    // The first one hears the two later joins, from the other nodes.
+    for _ in 0..2 {
+        let update = clients[0]
+            .expect(Action::PresenceUpdate, WAIT)
+            .await
+            .unwrap();
+        assert_eq!(update.payload["action"], "join");
+    }
+
+    // All three send at once; every node delivers the same order, seq 1..=60 without holes.
+    for round in 0..20 {
+        for (n, client) in clients.iter_mut().enumerate() {
+            client
+                .send(
+                    Action::Message,
+                    json!({"channel": "room1"}),
+                    json!({"from": n, "round": round}),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let mut orders = Vec::new();
+    for client in &mut clients {
+        let mut order = Vec::new();
+        for _ in 0..60 {
+            let frame = next_message(client).await;
+            order.push((frame.seq().unwrap(), frame.payload.clone()));
+        }
+        orders.push(order);
+    }
+    assert_eq!(orders[0], orders[1]);
+    assert_eq!(orders[0], orders[2]);
+    let seqs: Vec<u64> = orders[0].iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, (1..=60).collect::<Vec<_>>());
+    for n in 0..3 {
+        let rounds: Vec<&Value> = orders[0]
+            .iter()
+            .filter(|(_, p)| p["from"] == n)
+            .map(|(_, p)| &p["round"])
+            .collect();
+        let expected: Vec<Value> = (0..20).map(|r| json!(r)).collect();
+        assert_eq!(rounds, expected.iter().collect::<Vec<_>>(), "sender {n}");
+    }
+
+    // A message for one socket reaches it on its node and nobody else.
+    let mut options = channel_options("room1");
+    options.insert("socketId".into(), json!(own[2]));
+    clients[0]
+        .request(Action::Message, options, json!("just for you"))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_message(&mut clients[2]).await.payload,
+        json!("just for you")
+    );
+    for client in &mut clients[..2] {
+        let extra = client
+            .next_frame_within(Duration::from_millis(300))
+            .await
+            .unwrap();
+        assert!(extra.is_none(), "{extra:?}");
+    }
+    let mut options = channel_options("room1");
+    options.insert(
+        "socketId".into(),
+        json!("00000000-0000-0000-0000-000000000000"),
+    );
+    let refused = clients[1]
+        .request(Action::Message, options, json!("nobody"))
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(ClientError::Refused {
+                code: ErrorCode::UnknownSocket,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+
+    // A server-side publish on one node reaches members of every node.
+    let posted = http_post(
+        &cluster[1].addr,
+        "/api/channels/room1/messages",
+        "Authorization: Bearer cluster-key\r\n",
+        r#"{"payload":{"notice":"from the API"}}"#,
+    )
+    .await;
+    assert!(posted.starts_with("HTTP/1.1 202"), "{posted}");
+    for client in &mut clients {
+        let event = next_message(client).await;
+        assert_eq!(event.action, Action::Event);
+        assert_eq!(event.seq(), Some(61));
+    }
+
+    // Volatile updates cross nodes too, and never come back to their sender.
+    let mut options = channel_options("room1");
+    options.insert("volatile".into(), json!(true));
+    clients[2]
+        .send(Action::Message, Value::Object(options), json!({"x": 0.5}))
+        .await
+        .unwrap();
+    for client in &mut clients[..2] {
+        assert_eq!(next_message(client).await.payload, json!({"x": 0.5}));
+    }
+    assert!(clients[2]
+        .next_frame_within(Duration::from_millis(300))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_client_resumes_on_another_node_with_exactly_what_it_missed() {
+    let redis = RedisServer::start();
+    let cluster = nodes(&redis, 2, &[]);
+    let mut sender = cluster[1].client().await;
+    sender.join("room1", false, false).await.unwrap();
+    let mut away = cluster[0].client().await;
+    away.join("room1", false, false).await.unwrap();
+    for n in 1..=5 {
+        sender.publish("room1", json!({"n": n})).await.unwrap();
+    }
+    let mut last = None;
+    for _ in 1..=5 {
+        last = Some(next_message(&mut away).await);
+    }
+    let last = last.unwrap();
+    drop(away);
+    for n in 6..=300 {
+        sender.publish("room1", json!({"n": n})).await.unwrap();
+    }
+    // Back through the other node, from where it left off.
+    let mut back = cluster[1].client().await;
+    let mut options = channel_options("room1");
+    options.insert(
+        "since".into(),
+        json!({"epoch": last.epoch().unwrap(), "seq": last.seq().unwrap()}),
+    );
+    back.request(Action::Join, options, json!({}))
+        .await
+        .unwrap();
+    sender.publish("room1", json!({"n": "live"})).await.unwrap();
+    let mut received = Vec::new();
+    for _ in 6..=301 {
+        received.push(next_message(&mut back).await.payload["n"].clone());
+    }
+    let mut expected: Vec<Value> = (6..=300).map(|n| json!(n)).collect();
+    expected.push(json!("live"));
+    assert_eq!(received, expected);
+    assert!(back
+        .next_frame_within(Duration::from_millis(300))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_killed_node_takes_its_sockets_out_of_presence_within_the_node_ttl() {
+    let redis = RedisServer::start();
+    let mut cluster = nodes(&redis, 2, &[("SWITCHBOARD_NODE_TTL_MS", "1500")]);
+    let mut doomed = cluster[0].client().await;
+    doomed.join("room1", true, false).await.unwrap();
+    let mut survivor = cluster[1].client().await;
+    survivor.join("room1", true, false).await.unwrap();
+    let full = survivor.expect(Action::PresenceFull, WAIT).await.unwrap();
+    assert_eq!(socket_ids(&full).len(), 2);
+    let doomed_id = doomed
+        .expect(Action::PresenceFull, WAIT)
+        .await
+        .map(|f| socket_ids(&f))
+        .unwrap()[0]
+        .clone();
+
+    let killed = Instant::now();
+    cluster[0].kill();
+    let leave = survivor
+        .expect(Action::PresenceUpdate, Duration::from_secs(6))
+        .await
+        .unwrap();
+    let took = killed.elapsed();
+    assert_eq!(leave.payload["action"], "leave");
+    assert_eq!(leave.payload["presence"]["socketId"], json!(doomed_id));
+    // node_ttl (1.5 s) plus one beat (0.5 s), with room for a busy machine.
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+
+    let mut newcomer = cluster[1].client().await;
+    newcomer.join("room1", true, false).await.unwrap();
+    let full = newcomer.expect(Action::PresenceFull, WAIT).await.unwrap();
+    assert_eq!(socket_ids(&full).len(), 2, "survivor and newcomer only");
+    assert!(!socket_ids(&full).contains(&doomed_id));
+}
+
+#[tokio::test]
+async fn after_a_redis_crash_nodes_recover_and_no_acknowledged_message_is_lost() {
+    let mut redis = RedisServer::start();
+    let cluster = nodes(&redis, 2, &[]);
+    let mut sender = cluster[0].client().await;
+    sender.join("ledger", false, false).await.unwrap();
+    let mut reader = cluster[1].client().await;
+    reader.join("ledger", false, false).await.unwrap();
+    let mut acked = Vec::new();
+    for n in 1..=30 {
+        sender.publish("ledger", json!({"n": n})).await.unwrap();
+        acked.push(n);
+    }
+
+    redis.kill();
+    // While Redis is down a send is refused with a clear code, not acknowledged.
+    let refused = sender.publish("ledger", json!({"n": "down"})).await;
+    assert!(
+        matches!(
+            refused,
+            Err(ClientError::Refused {
+                code: ErrorCode::Internal,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    redis.restart();
+
+    // The nodes reconnect on their own; sends succeed again within a few seconds.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut n = 31;
+    while n <= 40 {
+        match sender.publish("ledger", json!({"n": n})).await {
+            Ok(()) => {
+                acked.push(n);
+                n += 1;
+            }
+            Err(err) => {
+                assert!(Instant::now() < deadline, "nodes did not recover: {err}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    // The reader (on the other node) got every acknowledged message once, in order, and
+    // history on either node holds them all.
+    let mut received = Vec::new();
+    while received.len() < acked.len() {
+        let frame = next_message(&mut reader).await;
+        received.push(frame.payload["n"].as_i64().unwrap());
+    }
+    assert_eq!(received, acked);
+    let mut fresh = cluster[0].client().await;
+    let mut options = channel_options("ledger");
+    options.insert("limit".into(), json!(100));
+    fresh.join("ledger", false, false).await.unwrap();
+    fresh
+        .request(Action::History, options, Value::Null)
+        .await
+        .unwrap();
+    let page = fresh.expect(Action::History, WAIT).await.unwrap();
+    let stored: Vec<i64> = page.payload["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["payload"]["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(stored, acked);
+    let seqs: Vec<u64> = page.payload["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["options"]["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=40).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_node_refuses_to_start_without_its_redis_and_says_where_it_looked() {
+    let port = switchboard_testkit::free_port();
+    let output = support::run_expecting_exit(
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .env("SWITCHBOARD_ENGINE", "redis")
+            .env(
+                "SWITCHBOARD_REDIS_URL",
+                format!("redis://app:hunter2@127.0.0.1:{port}"),
+            )
+            .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
+            .env("LEPTOS_OUTPUT_NAME", "switchboard"),
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+    assert!(stderr.contains("redis_url"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "the password leaked: {stderr}");
+}
