@@ -363,3 +363,19 @@ async fn a_node_refuses_to_start_without_its_redis_and_says_where_it_looked() {
     assert!(stderr.contains("redis_url"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "the password leaked: {stderr}");
 }
+
+#[tokio::test]
+async fn the_shipped_cluster_config_starts_a_node() {
+    let redis = RedisServer::start();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/cluster.toml");
+    // The variables point the file's settings at this test's Redis (a variable wins).
+    let node = TestServer::start_node(
+        &redis.url(),
+        &unique("shipped"),
+        &[("SWITCHBOARD_CONFIG", config)],
+    );
+    let mut client = node.client().await;
+    client.join("room1", true, false).await.unwrap();
+    client.publish("room1", json!("hello")).await.unwrap();
+    assert_eq!(next_message(&mut client).await.seq(), Some(1));
+}

@@ -300,7 +300,8 @@ mod tests {
             id: "m\"1",
             epoch: "e",
         };
-        let frame = stored_message("r\"1", &at, &payload, "{}");
+        let client = r#"{"socketId":"s1","extras":{},"permissions":{}}"#;
+        let frame = stored_message("r\"1", &at, &payload, client);
         let offset = seq_offset(Action::Message, "r\"1");
         assert_eq!(frame[offset], b'0');
         let spliced = [&frame[..offset], b"12345", &frame[offset + 1..]].concat();

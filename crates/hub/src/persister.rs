@@ -170,7 +170,7 @@ fn run(rx: mpsc::Receiver<Pending>, context: &Context) {
         }
         if Instant::now() >= next_trim {
             next_trim = Instant::now() + trim_every;
-            match store.trim(&*retention, now_ms()) {
+            match store.trim(retention.as_ref(), now_ms()) {
                 Ok(0) => {}
                 Ok(dropped) => tracing::debug!("trimmed {dropped} messages beyond the retention"),
                 Err(err) => tracing::warn!("trimming history failed: {err}"),
