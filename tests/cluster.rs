@@ -379,3 +379,30 @@ async fn the_shipped_cluster_config_starts_a_node() {
     client.publish("room1", json!("hello")).await.unwrap();
     assert_eq!(next_message(&mut client).await.seq(), Some(1));
 }
+
+#[tokio::test]
+async fn a_node_stopped_with_sigterm_takes_its_sockets_out_of_presence_at_once() {
+    let redis = RedisServer::start();
+    // The default node_ttl (10 s): only a clean departure explains a quick leave.
+    let mut cluster = nodes(&redis, 2, &[]);
+    let mut leaving = cluster[0].client().await;
+    leaving.join("room1", true, false).await.unwrap();
+    let mut staying = cluster[1].client().await;
+    staying.join("room1", true, false).await.unwrap();
+    assert_eq!(
+        socket_ids(&staying.expect(Action::PresenceFull, WAIT).await.unwrap()).len(),
+        2
+    );
+    let stopped = Instant::now();
+    assert!(cluster[0].terminate(), "the node exits cleanly");
+    let leave = staying
+        .expect(Action::PresenceUpdate, Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert_eq!(leave.payload["action"], "leave");
+    assert!(stopped.elapsed() < Duration::from_secs(3));
+    let mut newcomer = cluster[1].client().await;
+    newcomer.join("room1", true, false).await.unwrap();
+    let full = newcomer.expect(Action::PresenceFull, WAIT).await.unwrap();
+    assert_eq!(socket_ids(&full).len(), 2, "staying and newcomer only");
+}

@@ -89,7 +89,14 @@ pub(crate) struct Cluster {
     node_ttl: Duration,
     runtime: tokio::runtime::Handle,
     sink: Mutex<Option<PubSubSink>>,
-    publisher: mpsc::UnboundedSender<redis::Cmd>,
+    publisher: mpsc::UnboundedSender<Queued>,
+}
+
+/// What the publishing task is given: a command, or a request to confirm that everything
+/// queued before it was written.
+enum Queued {
+    Command(redis::Cmd),
+    Flushed(std_mpsc::SyncSender<()>),
 }
 
 impl std::fmt::Debug for Cluster {
@@ -203,7 +210,7 @@ impl Cluster {
         message.extend_from_slice(frame);
         let mut cmd = redis::cmd("PUBLISH");
         cmd.arg(self.store.topic(channel)).arg(message);
-        let _ = self.publisher.send(cmd);
+        let _ = self.publisher.send(Queued::Command(cmd));
     }
 
     /// Lists a socket as a member of `channel`, announces it when `presence` and returns the
@@ -260,12 +267,12 @@ impl Cluster {
     pub(crate) fn leave(&self, channel: &str, socket: &str, presence: bool, client: &str) {
         let mut forget = redis::cmd("HDEL");
         forget.arg(self.store.key(channel, "members")).arg(socket);
-        let _ = self.publisher.send(forget);
+        let _ = self.publisher.send(Queued::Command(forget));
         let mut unlist = redis::cmd("SREM");
         unlist
             .arg(self.node_key(&self.node))
             .arg(format!("{socket}\t{channel}"));
-        let _ = self.publisher.send(unlist);
+        let _ = self.publisher.send(Queued::Command(unlist));
         if presence {
             self.announce(channel, socket, Action::Leave, client);
         }
@@ -404,6 +411,7 @@ impl Cluster {
     /// Leaves the cluster on a clean shutdown: this node's members are removed and announced
     /// at once instead of after `node_ttl`.
     pub(crate) fn depart(&self) {
+        self.flush();
         let removed = self.store.with_conn(|conn| {
             redis::cmd("ZADD")
                 .arg(self.nodes_key())
@@ -415,6 +423,15 @@ impl Cluster {
             if let Err(err) = self.bury(&self.node.clone()) {
                 tracing::warn!("leaving the cluster: {err}");
             }
+        }
+        self.flush();
+    }
+
+    /// Waits (at most 2 s) until everything queued for publishing so far is written.
+    fn flush(&self) {
+        let (tx, rx) = std_mpsc::sync_channel(1);
+        if self.publisher.send(Queued::Flushed(tx)).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(2));
         }
     }
 }
@@ -456,10 +473,22 @@ fn heartbeat(cluster: Weak<Cluster>, hub: Weak<Inner>) {
 }
 
 /// Writes queued commands in order, pipelining whatever is waiting.
-async fn publish_queue(client: redis::Client, mut queue: mpsc::UnboundedReceiver<redis::Cmd>) {
+async fn publish_queue(client: redis::Client, mut queue: mpsc::UnboundedReceiver<Queued>) {
     let mut conn = None;
+    let mut received = Vec::with_capacity(256);
     let mut waiting = Vec::with_capacity(256);
-    while queue.recv_many(&mut waiting, 256).await > 0 {
+    let mut flushed = Vec::new();
+    while queue.recv_many(&mut received, 256).await > 0 {
+        for item in received.drain(..) {
+            match item {
+                Queued::Command(cmd) => waiting.push(cmd),
+                Queued::Flushed(done) => flushed.push(done),
+            }
+        }
+        if waiting.is_empty() {
+            flushed.drain(..).for_each(|done| drop(done.send(())));
+            continue;
+        }
         if conn.is_none() {
             match client.get_multiplexed_async_connection().await {
                 Ok(fresh) => conn = Some(fresh),
@@ -483,6 +512,7 @@ async fn publish_queue(client: redis::Client, mut queue: mpsc::UnboundedReceiver
                 conn = None;
             }
         }
+        flushed.drain(..).for_each(|done| drop(done.send(())));
     }
 }
 
