@@ -406,3 +406,42 @@ async fn a_node_stopped_with_sigterm_takes_its_sockets_out_of_presence_at_once()
     let full = newcomer.expect(Action::PresenceFull, WAIT).await.unwrap();
     assert_eq!(socket_ids(&full).len(), 2, "staying and newcomer only");
 }
+
+#[tokio::test]
+async fn a_leave_lost_while_redis_was_down_is_made_good_once_it_is_back() {
+    let mut redis = RedisServer::start();
+    let cluster = nodes(&redis, 2, &[("SWITCHBOARD_NODE_TTL_MS", "3000")]);
+    let mut gone = cluster[0].client().await;
+    gone.join("room1", true, false).await.unwrap();
+    let mut staying = cluster[1].client().await;
+    staying.join("room1", true, false).await.unwrap();
+    assert_eq!(
+        socket_ids(&staying.expect(Action::PresenceFull, WAIT).await.unwrap()).len(),
+        2
+    );
+    redis.kill();
+    gone.close().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.restart();
+    // The node lists its members again at its next heartbeat, and says who left meanwhile.
+    let leave = staying
+        .expect(Action::PresenceUpdate, Duration::from_secs(8))
+        .await
+        .unwrap();
+    assert_eq!(leave.payload["action"], "leave");
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let mut probe = cluster[1].client().await;
+        if probe.join("room1", true, false).await.is_ok() {
+            let full = probe.expect(Action::PresenceFull, WAIT).await.unwrap();
+            if socket_ids(&full).len() == 2 {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lost leave was never made good"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

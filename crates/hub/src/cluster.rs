@@ -22,6 +22,8 @@
 use bytes::Bytes;
 use futures_util::StreamExt;
 use redis::aio::PubSubSink;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -90,6 +92,13 @@ pub(crate) struct Cluster {
     runtime: tokio::runtime::Handle,
     sink: Mutex<Option<PubSubSink>>,
     publisher: mpsc::UnboundedSender<Queued>,
+    /// The channels active here, by name: what the Redis thread delivers to. Kept apart from
+    /// the hub's registry so the Redis thread never waits for the registry lock, which is held
+    /// while a join waits for that thread to confirm a subscription.
+    subscribed: Mutex<HashMap<String, Weak<Channel>>>,
+    /// Set when queued commands were lost (Redis unreachable); the next heartbeat reconciles
+    /// this node's member records with its sockets.
+    lost_commands: Arc<AtomicBool>,
 }
 
 /// What the publishing task is given: a command, or a request to confirm that everything
@@ -148,6 +157,7 @@ impl Cluster {
             .map_err(|err| unreachable(&store, &err.to_string()))?;
         let (sink, stream) = pubsub.split();
         let (publisher, queue) = mpsc::unbounded_channel();
+        let lost_commands = Arc::new(AtomicBool::new(false));
         let cluster = Arc::new(Self {
             store,
             node: uuid::Uuid::new_v4().simple().to_string(),
@@ -155,9 +165,15 @@ impl Cluster {
             runtime: runtime.clone(),
             sink: Mutex::new(Some(sink)),
             publisher,
+            subscribed: Mutex::new(HashMap::new()),
+            lost_commands: lost_commands.clone(),
         });
         runtime.spawn(receive(Arc::downgrade(&cluster), hub.clone(), stream));
-        runtime.spawn(publish_queue(cluster.store.client().clone(), queue));
+        runtime.spawn(publish_queue(
+            cluster.store.client().clone(),
+            queue,
+            lost_commands,
+        ));
         cluster.beat(&hub)?;
         let beating = Arc::downgrade(&cluster);
         std::thread::Builder::new()
@@ -187,8 +203,28 @@ impl Cluster {
         }
     }
 
+    /// Records that `channel` is active here (after [`Cluster::subscribe`]).
+    pub(crate) fn track(&self, channel: &Arc<Channel>) {
+        let mut subscribed = self.subscribed.lock().unwrap_or_else(|e| e.into_inner());
+        subscribed.insert(channel.name.to_string(), Arc::downgrade(channel));
+    }
+
+    fn tracked(&self, channel: &str) -> Option<Arc<Channel>> {
+        let subscribed = self.subscribed.lock().unwrap_or_else(|e| e.into_inner());
+        subscribed.get(channel).and_then(Weak::upgrade)
+    }
+
+    fn all_tracked(&self) -> Vec<Arc<Channel>> {
+        let subscribed = self.subscribed.lock().unwrap_or_else(|e| e.into_inner());
+        subscribed.values().filter_map(Weak::upgrade).collect()
+    }
+
     /// Stops receiving the channel's frames (its last member here left).
     pub(crate) fn unsubscribe(&self, channel: &str) {
+        self.subscribed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(channel);
         let sink = self.sink.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(mut sink) = sink {
             let topic = self.store.topic(channel);
@@ -315,6 +351,12 @@ impl Cluster {
                 self.relist(&hub)?;
             }
         }
+        if self.lost_commands.swap(false, Ordering::AcqRel) {
+            if let Err(err) = self.reconcile() {
+                self.lost_commands.store(true, Ordering::Release);
+                return Err(err);
+            }
+        }
         let dead: Vec<String> = self.store.with_conn(|conn| {
             redis::cmd("ZRANGEBYSCORE")
                 .arg(self.nodes_key())
@@ -352,6 +394,54 @@ impl Cluster {
                         .ignore()
                         .query::<()>(conn)
                 })?;
+                // Others may have been told these sockets left (this node was taken for dead).
+                if presence {
+                    self.announce(&channel.name, &socket.to_string(), Action::Join, &client);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the member records of sockets no longer here (their leave was lost while Redis
+    /// was unreachable) and announces their leave.
+    fn reconcile(&self) -> Result<(), StoreError> {
+        let entries: Vec<String> = self.store.with_conn(|conn| {
+            redis::cmd("SMEMBERS")
+                .arg(self.node_key(&self.node))
+                .query(conn)
+        })?;
+        for entry in entries {
+            let Some((socket, channel)) = entry.split_once('\t') else {
+                continue;
+            };
+            let here = uuid::Uuid::try_parse(socket).is_ok_and(|socket| {
+                self.tracked(channel)
+                    .is_some_and(|c| c.lock().has_member(&socket))
+            });
+            if here {
+                continue;
+            }
+            let members = self.store.key(channel, "members");
+            let record: Option<String> = self
+                .store
+                .with_conn(|conn| redis::cmd("HGET").arg(&members).arg(socket).query(conn))?;
+            self.store.with_conn(|conn| {
+                redis::pipe()
+                    .cmd("HDEL")
+                    .arg(&members)
+                    .arg(socket)
+                    .ignore()
+                    .cmd("SREM")
+                    .arg(self.node_key(&self.node))
+                    .arg(&entry)
+                    .ignore()
+                    .query::<()>(conn)
+            })?;
+            if let Some(member) = record.as_deref().and_then(MemberRecord::decode) {
+                if member.presence && member.node == self.node {
+                    self.announce(channel, socket, Action::Leave, member.client);
+                }
             }
         }
         Ok(())
@@ -473,7 +563,11 @@ fn heartbeat(cluster: Weak<Cluster>, hub: Weak<Inner>) {
 }
 
 /// Writes queued commands in order, pipelining whatever is waiting.
-async fn publish_queue(client: redis::Client, mut queue: mpsc::UnboundedReceiver<Queued>) {
+async fn publish_queue(
+    client: redis::Client,
+    mut queue: mpsc::UnboundedReceiver<Queued>,
+    lost_commands: Arc<AtomicBool>,
+) {
     let mut conn = None;
     let mut received = Vec::with_capacity(256);
     let mut waiting = Vec::with_capacity(256);
@@ -486,7 +580,9 @@ async fn publish_queue(client: redis::Client, mut queue: mpsc::UnboundedReceiver
             }
         }
         if waiting.is_empty() {
-            flushed.drain(..).for_each(|done| drop(done.send(())));
+            for done in flushed.drain(..) {
+                let _ = done.send(());
+            }
             continue;
         }
         if conn.is_none() {
@@ -498,6 +594,10 @@ async fn publish_queue(client: redis::Client, mut queue: mpsc::UnboundedReceiver
                         waiting.len()
                     );
                     waiting.clear();
+                    lost_commands.store(true, Ordering::Release);
+                    for done in flushed.drain(..) {
+                        let _ = done.send(());
+                    }
                     continue;
                 }
             }
@@ -509,10 +609,13 @@ async fn publish_queue(client: redis::Client, mut queue: mpsc::UnboundedReceiver
         if let Some(live) = conn.as_mut() {
             if let Err(err) = pipe.query_async::<()>(live).await {
                 tracing::warn!("publishing to Redis failed: {err}");
+                lost_commands.store(true, Ordering::Release);
                 conn = None;
             }
         }
-        flushed.drain(..).for_each(|done| drop(done.send(())));
+        for done in flushed.drain(..) {
+            let _ = done.send(());
+        }
     }
 }
 
@@ -526,7 +629,7 @@ async fn receive(cluster: Weak<Cluster>, hub: Weak<Inner>, mut stream: redis::ai
             };
             let topic = message.get_channel_name();
             if let Some(channel) = cluster.store.channel_of(topic) {
-                if let Some(channel) = hub.active(channel) {
+                if let Some(channel) = cluster.tracked(channel) {
                     let payload = Bytes::from(message.get_payload_bytes().to_vec());
                     dispatch(&cluster, &hub, &channel, payload);
                 }
@@ -543,20 +646,21 @@ async fn receive(cluster: Weak<Cluster>, hub: Weak<Inner>, mut stream: redis::ai
         stream = loop {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
-            let (Some(live), Some(hub)) = (cluster.upgrade(), hub.upgrade()) else {
+            let (Some(live), Some(_)) = (cluster.upgrade(), hub.upgrade()) else {
                 return;
             };
             let Ok(pubsub) = client.get_async_pubsub().await else {
                 continue;
             };
             let (mut sink, stream) = pubsub.split();
-            let active = hub.active_channels();
+            let active = live.all_tracked();
             let topics: Vec<String> = active.iter().map(|c| live.store.topic(&c.name)).collect();
             if !topics.is_empty() && sink.subscribe(topics).await.is_err() {
                 continue;
             }
             *live.sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
             for channel in &active {
+                refresh_epoch(&live, channel);
                 catch_up(&live, channel, u64::MAX);
             }
             tracing::info!(
@@ -565,6 +669,25 @@ async fn receive(cluster: Weak<Cluster>, hub: Weak<Inner>, mut stream: redis::ai
             );
             break stream;
         };
+    }
+}
+
+/// After a reconnect: if Redis lost the channel's history (restarted without persistence), the
+/// channel has a new epoch; take it and deliver the new epoch's messages from the start.
+fn refresh_epoch(cluster: &Cluster, channel: &Channel) {
+    match cluster.store.open_channel(&channel.name, 0) {
+        Ok(now) => {
+            let mut locked = channel.lock();
+            if *locked.epoch != *now.epoch {
+                tracing::warn!(
+                    "channel {:?} has a new history epoch in Redis (its data was lost)",
+                    channel.name
+                );
+                locked.epoch = Arc::from(now.epoch);
+                locked.delivered_seq = 0;
+            }
+        }
+        Err(err) => tracing::warn!("re-reading {:?} from Redis: {err}", channel.name),
     }
 }
 

@@ -318,6 +318,9 @@ impl Hub {
         let name: Arc<str> = Arc::from(name);
         let rule = self.inner.config.rules.for_channel(&name).clone();
         let channel = Arc::new(Channel::new(name.clone(), rule, history, recent_ids));
+        if let Some(cluster) = &self.inner.cluster {
+            cluster.track(&channel);
+        }
         channels.insert(name, channel.clone());
         Ok(channel)
     }
@@ -355,12 +358,6 @@ impl Inner {
             closed: AtomicBool::new(false),
             stats: Counters::default(),
         }
-    }
-
-    /// The channel if it is active on this node (never activates it).
-    pub(crate) fn active(&self, name: &str) -> Option<Arc<Channel>> {
-        let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        channels.get(name).cloned()
     }
 
     /// Every channel active on this node.

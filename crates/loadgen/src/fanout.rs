@@ -19,9 +19,10 @@ pub struct Options {
     /// Which server the base URL points at.
     #[arg(long, value_enum, default_value = "switchboard")]
     peer: Peer,
-    /// The server, as ws://host:port.
-    #[arg(long, default_value = "ws://127.0.0.1:3000")]
-    base: String,
+    /// The server, as ws://host:port; several, comma-separated, spread the subscribers over
+    /// the nodes of a cluster (round robin; publishers on the first).
+    #[arg(long, default_value = "ws://127.0.0.1:3000", value_delimiter = ',')]
+    base: Vec<String>,
     /// Rooms.
     #[arg(long, default_value_t = 1)]
     rooms: usize,
@@ -79,7 +80,8 @@ async fn open(peer: Peer, url: &str, room: &str) -> Result<Socket, String> {
 }
 
 pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
-    let url = options.peer.url(&options.base);
+    let urls: Vec<String> = options.base.iter().map(|b| options.peer.url(b)).collect();
+    let url = urls.first().cloned().ok_or("--base names no server")?;
     let peer = options.peer;
     let baseline = run.sample();
     let room_name = |room: usize| format!("fanout-{room}");
@@ -92,7 +94,7 @@ pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
     let mut subscribers = Vec::with_capacity(total);
     for index in 0..total {
         let room = index % options.rooms;
-        let socket = open(peer, &url, &room_name(room))
+        let socket = open(peer, &urls[index % urls.len()], &room_name(room))
             .await
             .map_err(|e| format!("subscriber {index}: {e}"))?;
         let slow = slow_every > 0 && index % slow_every == slow_every - 1;

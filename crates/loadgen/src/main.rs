@@ -31,9 +31,10 @@ struct Cli {
     /// How long to measure, in seconds.
     #[arg(long, default_value_t = 10, global = true)]
     duration: u64,
-    /// Process id of the server, to report its CPU time and memory.
-    #[arg(long, global = true)]
-    server_pid: Option<u32>,
+    /// Process id of the server, to report its CPU time and memory; several, comma-separated
+    /// (the nodes of a cluster, its Redis), are added up.
+    #[arg(long, global = true, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     #[command(subcommand)]
     scenario: Scenario,
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 pub struct Run {
     pub url: String,
     pub duration: Duration,
-    server_pid: Option<u32>,
+    server_pids: Vec<u32>,
 }
 
 /// CPU time and resident memory of a process.
@@ -28,17 +28,33 @@ impl ProcessSample {
 }
 
 impl Run {
-    pub fn new(url: &str, seconds: u64, server_pid: Option<u32>) -> Self {
+    pub fn new(url: &str, seconds: u64, server_pids: Vec<u32>) -> Self {
         Self {
             url: url.to_string(),
             duration: Duration::from_secs(seconds),
-            server_pid,
+            server_pids,
         }
     }
 
-    /// The server's CPU time and RSS now, if its pid was given and /proc can be read.
+    /// The server's CPU time and RSS now (summed over its processes), if pids were given and
+    /// /proc can be read.
     pub fn sample(&self) -> Option<ProcessSample> {
-        let pid = self.server_pid?;
+        let mut total: Option<ProcessSample> = None;
+        for pid in &self.server_pids {
+            let one = Self::sample_one(*pid)?;
+            total = Some(match total {
+                Some(sum) => ProcessSample {
+                    cpu: sum.cpu + one.cpu,
+                    rss_kib: sum.rss_kib + one.rss_kib,
+                    at: one.at,
+                },
+                None => one,
+            });
+        }
+        total
+    }
+
+    fn sample_one(pid: u32) -> Option<ProcessSample> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         // Fields after the command name (which may contain spaces) start after ") ".
         let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
