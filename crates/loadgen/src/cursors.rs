@@ -62,7 +62,7 @@ pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
     let mut sockets = Vec::new();
     for room in 0..options.rooms {
         for _ in 0..options.users {
-            let (ws, _) = tokio_tungstenite::connect_async(run.url.as_str())
+            let ws = crate::peer::dial(run.url.as_str())
                 .await
                 .map_err(|e| format!("connecting user {} of room {room}: {e}", sockets.len()))?;
             sockets.push((room, ws));

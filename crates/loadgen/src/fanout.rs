@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::peer::{stamp, Peer};
+use crate::peer::{dial, stamp, Peer, Socket};
 use crate::report::{histogram, latency, round, Run};
 
 #[derive(Args)]
@@ -53,13 +53,8 @@ fn now_micros() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 async fn open(peer: Peer, url: &str, room: &str) -> Result<Socket, String> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut ws = dial(url).await?;
     if let Some(hello) = peer.hello() {
         ws.send(Message::text(hello))
             .await
@@ -123,17 +118,25 @@ pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
         }
         let (latencies, tally) = (latencies.clone(), tally.clone());
         readers.push(tokio::spawn(async move {
-            let (mut sink, mut stream) = socket.split();
+            let mut socket = socket;
             let mut mine = histogram();
             let mut counts = Tally::default();
             let mut last: Option<u64> = None;
-            let until = tokio::time::Instant::from_std(stop_reading);
-            while let Ok(Some(Ok(message))) = tokio::time::timeout_at(until, stream.next()).await {
+            // One timer for the whole run, not one per frame.
+            let until = tokio::time::sleep_until(tokio::time::Instant::from_std(stop_reading));
+            tokio::pin!(until);
+            loop {
+                let message = tokio::select! {
+                    biased;
+                    message = socket.next() => message,
+                    () = &mut until => break,
+                };
+                let Some(Ok(message)) = message else { break };
                 let Message::Text(text) = message else {
                     continue;
                 };
                 if let Some(answer) = peer.answer(text.as_str()) {
-                    let _ = sink.send(Message::text(answer)).await;
+                    let _ = socket.send(Message::text(answer)).await;
                     continue;
                 }
                 let Some((seq, sent)) = stamp(text.as_str()) else {
