@@ -5,11 +5,15 @@
 //! the hub marks it for closing with 1013 and the writer hangs up.
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use switchboard_protocol::CloseCode;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 /// Sending half, held by the hub for each member of a channel.
@@ -26,11 +30,12 @@ const MAX_VOLATILE_STREAMS: usize = 512;
 /// Which volatile stream a frame belongs to: one channel, one sender.
 pub(crate) type VolatileKey = (Arc<str>, Uuid);
 
-/// The two lanes beside the bounded queue, and the bell that wakes the writer for them.
+/// The two lanes beside the bounded queue. The writer is woken for them through the closer's
+/// waker; `waiting` lets it skip the lock when both lanes are empty (nearly always).
 #[derive(Debug, Default)]
 struct Lanes {
     inner: Mutex<LaneState>,
-    wake: Notify,
+    waiting: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -77,11 +82,46 @@ pub struct OutboxReceiver {
     rx: mpsc::Receiver<Bytes>,
     closer: Arc<Closer>,
     lanes: Arc<Lanes>,
+    /// Armed while a volatile frame lingers.
+    linger: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Lanes {
-    fn lock(&self) -> std::sync::MutexGuard<'_, LaneState> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> LanesGuard<'_> {
+        LanesGuard {
+            state: self.inner.lock().unwrap_or_else(|e| e.into_inner()),
+            waiting: &self.waiting,
+        }
+    }
+
+    fn maybe_waiting(&self) -> bool {
+        self.waiting.load(Ordering::Acquire)
+    }
+}
+
+/// The lanes, locked; unlocking updates the `waiting` flag.
+struct LanesGuard<'a> {
+    state: std::sync::MutexGuard<'a, LaneState>,
+    waiting: &'a AtomicBool,
+}
+
+impl std::ops::Deref for LanesGuard<'_> {
+    type Target = LaneState;
+    fn deref(&self) -> &LaneState {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for LanesGuard<'_> {
+    fn deref_mut(&mut self) -> &mut LaneState {
+        &mut self.state
+    }
+}
+
+impl Drop for LanesGuard<'_> {
+    fn drop(&mut self) {
+        let waiting = !self.state.replay.is_empty() || !self.state.volatile_order.is_empty();
+        self.waiting.store(waiting, Ordering::Release);
     }
 }
 
@@ -100,17 +140,28 @@ impl LaneState {
 pub struct CloseSignal(Arc<Closer>);
 
 impl CloseSignal {
-    /// Waits for the close order and returns its code.
+    /// Waits for the close order and returns its code. Must be polled by the task that owns
+    /// the [`OutboxReceiver`] (they share one waker slot).
     pub async fn requested(&self) -> CloseCode {
-        self.0.requested().await
+        poll_fn(|cx| {
+            // Register before checking, so an order given in between is not missed.
+            self.0.waker.register(cx.waker());
+            match self.0.pending() {
+                Some(code) => Poll::Ready(code),
+                None => Poll::Pending,
+            }
+        })
+        .await
     }
 }
 
-/// A one-shot "close this socket with code N" signal that works even when the queue is full.
+/// A one-shot "close this socket with code N" signal that works even when the queue is full,
+/// and the writer's wake-up for everything that does not come through the queue.
 #[derive(Debug, Default)]
 pub(crate) struct Closer {
     code: AtomicU16,
-    notify: Notify,
+    /// The socket writer's task: woken by a close order and by the replay and volatile lanes.
+    waker: AtomicWaker,
 }
 
 impl Closer {
@@ -120,21 +171,7 @@ impl Closer {
             .compare_exchange(0, code.code(), Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            self.notify.notify_waiters();
-        }
-    }
-
-    /// Resolves once a close was ordered, with its code.
-    async fn requested(&self) -> CloseCode {
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            // Register before checking, so an order given in between is not missed.
-            notified.as_mut().enable();
-            if let Some(code) = self.pending() {
-                return code;
-            }
-            notified.await;
+            self.waker.wake();
         }
     }
 
@@ -159,7 +196,12 @@ pub(crate) fn outbox(capacity: usize) -> (Outbox, OutboxReceiver) {
             closer: closer.clone(),
             lanes: lanes.clone(),
         },
-        OutboxReceiver { rx, closer, lanes },
+        OutboxReceiver {
+            rx,
+            closer,
+            lanes,
+            linger: None,
+        },
     )
 }
 
@@ -174,7 +216,7 @@ impl Outbox {
     /// Queues missed messages ahead of the live queue.
     pub(crate) fn replay(&self, frames: impl IntoIterator<Item = Bytes>) {
         self.lanes.lock().replay.extend(frames);
-        self.lanes.wake.notify_one();
+        self.closer.waker.wake();
     }
 
     /// Queues a volatile frame, replacing the unsent one of the same stream.
@@ -193,7 +235,7 @@ impl Outbox {
             .volatile_since
             .get_or_insert_with(tokio::time::Instant::now);
         drop(lanes);
-        self.lanes.wake.notify_one();
+        self.closer.waker.wake();
         VolatileOutcome::Queued
     }
 
@@ -210,40 +252,51 @@ impl OutboxReceiver {
     /// Waits for the next frame to write, or for the order to close. A close order wins over
     /// queued frames: a socket closed as too slow must not drain its backlog first.
     pub async fn next(&mut self) -> Outbound {
+        poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// [`OutboxReceiver::next`] as a poll: one waker registration and, when both lanes are
+    /// empty, no lock — this runs once per delivered frame.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Outbound> {
+        // Register before checking, so a close or lane push in between is not missed.
+        self.closer.waker.register(cx.waker());
         loop {
-            if let Some(frame) = self.try_next_urgent() {
-                return Outbound::Frame(frame);
+            if let Some(code) = self.closer.pending() {
+                return Poll::Ready(Outbound::Close(code));
             }
-            let linger_until = self
-                .lanes
-                .lock()
-                .volatile_since
-                .map(|since| since + VOLATILE_LINGER);
-            if let Some(until) = linger_until {
-                if tokio::time::Instant::now() >= until {
-                    if let Some(frame) = self.lanes.lock().pop_volatile() {
-                        return Outbound::Frame(frame);
-                    }
-                    continue;
+            if self.lanes.maybe_waiting() {
+                if let Some(frame) = self.lanes.lock().replay.pop_front() {
+                    return Poll::Ready(Outbound::Frame(frame));
                 }
             }
-            let linger = async {
-                match linger_until {
-                    Some(until) => tokio::time::sleep_until(until).await,
-                    None => std::future::pending().await,
-                }
+            // Every sender gone means the session ended; the reader side decides how the
+            // socket closes then (the close order wakes us).
+            if let Poll::Ready(Some(frame)) = self.rx.poll_recv(cx) {
+                return Poll::Ready(Outbound::Frame(frame));
+            }
+            if !self.lanes.maybe_waiting() {
+                return Poll::Pending;
+            }
+            let mut lanes = self.lanes.lock();
+            let Some(since) = lanes.volatile_since else {
+                return Poll::Pending;
             };
-            tokio::select! {
-                biased;
-                code = self.closer.requested() => return Outbound::Close(code),
-                () = self.lanes.wake.notified() => continue,
-                frame = self.rx.recv() => match frame {
-                    Some(frame) => return Outbound::Frame(frame),
-                    // Every sender is gone only after the session ended; the reader side
-                    // decides how the socket closes then.
-                    None => return Outbound::Close(self.closer.requested().await),
-                },
-                () = linger => continue,
+            let due = since + VOLATILE_LINGER;
+            if tokio::time::Instant::now() >= due {
+                if let Some(frame) = lanes.pop_volatile() {
+                    return Poll::Ready(Outbound::Frame(frame));
+                }
+                continue;
+            }
+            drop(lanes);
+            let linger = self
+                .linger
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+            if linger.deadline() != due {
+                linger.as_mut().reset(due);
+            }
+            if linger.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
             }
         }
     }
@@ -253,8 +306,10 @@ impl OutboxReceiver {
         if self.closer.pending().is_some() {
             return None;
         }
-        if let Some(frame) = self.lanes.lock().replay.pop_front() {
-            return Some(frame);
+        if self.lanes.maybe_waiting() {
+            if let Some(frame) = self.lanes.lock().replay.pop_front() {
+                return Some(frame);
+            }
         }
         self.rx.try_recv().ok()
     }
@@ -272,8 +327,12 @@ impl OutboxReceiver {
         if self.closer.pending().is_some() {
             return None;
         }
-        self.try_next_urgent()
-            .or_else(|| self.lanes.lock().pop_volatile())
+        self.try_next_urgent().or_else(|| {
+            self.lanes
+                .maybe_waiting()
+                .then(|| self.lanes.lock().pop_volatile())
+                .flatten()
+        })
     }
 }
 
@@ -343,6 +402,34 @@ mod tests {
             waiting.await.unwrap(),
             Outbound::Frame(Bytes::from_static(b"cursor"))
         );
+    }
+
+    #[tokio::test]
+    async fn a_close_order_and_a_replay_wake_a_waiting_writer() {
+        let (outbox, mut rx) = outbox(4);
+        let waiting = tokio::spawn(async move {
+            let first = rx.next().await;
+            let second = rx.next().await;
+            (first, second)
+        });
+        tokio::task::yield_now().await;
+        outbox.replay([Bytes::from_static(b"missed")]);
+        tokio::task::yield_now().await;
+        outbox.close(CloseCode::ServiceRestart);
+        let (first, second) = waiting.await.unwrap();
+        assert_eq!(first, Outbound::Frame(Bytes::from_static(b"missed")));
+        assert_eq!(second, Outbound::Close(CloseCode::ServiceRestart));
+    }
+
+    #[tokio::test]
+    async fn a_close_signal_fires_while_the_writer_is_busy_elsewhere() {
+        let (outbox, rx) = outbox(4);
+        let signal = rx.close_signal();
+        let waiting = tokio::spawn(async move { signal.requested().await });
+        tokio::task::yield_now().await;
+        outbox.close(CloseCode::TryAgainLater);
+        assert_eq!(waiting.await.unwrap(), CloseCode::TryAgainLater);
+        drop(rx);
     }
 
     #[tokio::test]
