@@ -6,7 +6,7 @@ mod support;
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::{http_post, TestServer, WAIT};
+use support::{http_get, http_post, TestServer, WAIT};
 use switchboard_client::{channel_options, Client, ClientError};
 use switchboard_protocol::{Action, ErrorCode, Frame};
 use switchboard_testkit::{unique, RedisServer};
@@ -280,8 +280,16 @@ async fn after_a_redis_crash_nodes_recover_and_no_acknowledged_message_is_lost()
         acked.push(n);
     }
 
+    let healthy = http_get(&cluster[1].addr, "/healthz").await;
+    assert!(healthy.starts_with("HTTP/1.1 200"), "{healthy}");
+    assert!(healthy.contains("\"node\""), "{healthy}");
+
     redis.kill();
-    // While Redis is down a send is refused with a clear code, not acknowledged.
+    // While Redis is down a send is refused with a clear code, not acknowledged, and the node
+    // tells its load balancer.
+    let unhealthy = http_get(&cluster[1].addr, "/healthz").await;
+    assert!(unhealthy.starts_with("HTTP/1.1 503"), "{unhealthy}");
+    assert!(unhealthy.contains("redis_unreachable"), "{unhealthy}");
     let refused = sender.publish("ledger", json!({"n": "down"})).await;
     assert!(
         matches!(
@@ -310,6 +318,9 @@ async fn after_a_redis_crash_nodes_recover_and_no_acknowledged_message_is_lost()
             }
         }
     }
+
+    let healthy = http_get(&cluster[1].addr, "/healthz").await;
+    assert!(healthy.starts_with("HTTP/1.1 200"), "{healthy}");
 
     // The reader (on the other node) got every acknowledged message once, in order, and
     // history on either node holds them all.

@@ -84,16 +84,30 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([("content-type", "text/plain; version=0.0.4")], body)
 }
 
-/// `GET /healthz`: 200 with live counts while serving, 503 once shutting down.
+/// `GET /healthz`: 200 with live counts while serving; 503 once shutting down, or when a
+/// cluster node cannot reach its Redis.
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     if state.connections.is_closed() {
         let body = json!({ "status": "shutting_down" });
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
     }
-    let body = json!({
+    // A node that cannot reach its cluster's Redis cannot deliver or store: a load balancer
+    // should send its clients elsewhere.
+    let hub = state.hub.clone();
+    let reachable = tokio::task::spawn_blocking(move || hub.check_cluster())
+        .await
+        .unwrap_or_else(|err| Err(switchboard_hub::StoreError(err.to_string())));
+    if let Err(err) = reachable {
+        let body = json!({ "status": "redis_unreachable", "error": err.to_string() });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
+    }
+    let mut body = json!({
         "status": "ok",
         "sockets": state.hub.socket_count(),
         "channels": state.hub.channel_count(),
     });
+    if let Some(node) = state.hub.node_id() {
+        body["node"] = json!(node);
+    }
     (StatusCode::OK, Json(body))
 }

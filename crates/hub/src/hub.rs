@@ -143,6 +143,18 @@ impl Hub {
         self.inner.cluster.as_deref().map(Cluster::node)
     }
 
+    /// On a cluster, whether this node reaches its Redis (one `PING`; blocks up to a few
+    /// seconds when Redis does not answer). Always fine for a node alone.
+    pub fn check_cluster(&self) -> Result<(), StoreError> {
+        match &self.inner.cluster {
+            Some(cluster) => cluster
+                .store
+                .with_conn(|conn| redis::cmd("PING").query::<String>(conn))
+                .map(drop),
+            None => Ok(()),
+        }
+    }
+
     /// Leaves the cluster after a clean shutdown: this node's remaining members are removed
     /// from presence at once rather than when its heartbeat expires.
     pub fn depart(&self) {
