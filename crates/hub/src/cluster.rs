@@ -5,9 +5,13 @@
 //!   joined, and a subscription costs Redis one entry. Every frame for a channel — stored
 //!   messages, audience and socket messages, volatile updates, presence changes — is encoded
 //!   once by the node that accepts it, published once, and delivered by each node to its own
-//!   members. Topic messages are `m <seq> <frame>` (stored), `a <frame>` (authenticated
-//!   members), `s <socket> <frame>` (one socket), `v <socket> <frame>` (volatile, not back to
-//!   the sender) and `p <socket> <frame>` (presence, not back to its socket).
+//!   members. Topic messages are `m <seq> <frame>` (stored), `a <origin> <frame>`
+//!   (authenticated members), `s <socket> <frame>` (one socket on another node),
+//!   `v <origin> <socket> <frame>` (volatile, not back to the sender) and
+//!   `p <origin> <socket> <frame>` (presence, not back to its socket). Stored messages reach
+//!   every node, the origin included, through Redis (that is their order); the others are
+//!   delivered by their origin node to its own members at once and skipped when they come
+//!   back (`-` as origin: every node delivers, e.g. the leave of a dead node's sockets).
 //! - **Order and seq.** Stored messages get their seq from a Lua script that also stores and
 //!   publishes them, so all nodes see a channel's messages in seq order. A node remembers the
 //!   last seq it delivered per channel; anything it did not see (a dropped subscription, a
@@ -234,23 +238,44 @@ impl Cluster {
         }
     }
 
-    /// Publishes a frame on the channel's topic (queued; never waits).
-    pub(crate) fn publish(&self, channel: &str, kind: u8, socket: Option<&str>, frame: &[u8]) {
-        let mut message = Vec::with_capacity(frame.len() + 40);
-        message.push(kind);
-        message.push(b' ');
-        if let Some(socket) = socket {
-            message.extend_from_slice(socket.as_bytes());
-            message.push(b' ');
-        }
-        message.extend_from_slice(frame);
+    /// Publishes a frame on the channel's topic (queued; never waits). Audience, volatile and
+    /// presence frames carry their origin: the node that sent one has delivered it to its own
+    /// members already and skips it (`from_here`); `-` means every node delivers it.
+    pub(crate) fn publish(
+        &self,
+        channel: &str,
+        kind: u8,
+        from_here: bool,
+        socket: Option<&str>,
+        frame: &[u8],
+    ) {
+        let message = self.message(kind, from_here, socket, frame);
         let mut cmd = redis::cmd("PUBLISH");
         cmd.arg(self.store.topic(channel)).arg(message);
         let _ = self.publisher.send(Queued::Command(cmd));
     }
 
-    /// Lists a socket as a member of `channel`, announces it when `presence` and returns the
-    /// channel's presence list across nodes (live nodes only).
+    /// A topic message: kind, origin (except for `s`), socket, frame.
+    fn message(&self, kind: u8, from_here: bool, socket: Option<&str>, frame: &[u8]) -> Vec<u8> {
+        let mut message = Vec::with_capacity(frame.len() + 80);
+        message.push(kind);
+        message.push(b' ');
+        if kind != b's' {
+            let origin = if from_here { self.node.as_str() } else { "-" };
+            message.extend_from_slice(origin.as_bytes());
+            message.push(b' ');
+        }
+        if let Some(socket) = socket {
+            message.extend_from_slice(socket.as_bytes());
+            message.push(b' ');
+        }
+        message.extend_from_slice(frame);
+        message
+    }
+
+    /// Lists a socket as a member of `channel`, announces it to the other nodes when its
+    /// presence changed (the caller tells this node's members) and returns the channel's
+    /// presence list across nodes (live nodes only).
     pub(crate) fn join(
         &self,
         channel: &str,
@@ -266,10 +291,26 @@ impl Cluster {
         }
         .encode();
         let members = self.store.key(channel, "members");
+        // The announcement goes out in the same round trip, before the join is answered.
+        let announcement = match (was_listed, presence) {
+            (false, true) => Some(Action::Join),
+            (true, false) => Some(Action::Leave),
+            _ => None,
+        }
+        .map(|action| {
+            let frame = encode::presence_update(channel, action, client);
+            self.message(b'p', true, Some(socket), &frame)
+        });
         let (listed, live): (Vec<(String, String)>, Vec<String>) =
             self.store.with_conn(|conn| {
-                redis::pipe()
-                    .cmd("HSET")
+                let mut pipe = redis::pipe();
+                if let Some(message) = &announcement {
+                    pipe.cmd("PUBLISH")
+                        .arg(self.store.topic(channel))
+                        .arg(message)
+                        .ignore();
+                }
+                pipe.cmd("HSET")
                     .arg(&members)
                     .arg(socket)
                     .arg(&record)
@@ -286,11 +327,6 @@ impl Cluster {
                     .arg("+inf")
                     .query(conn)
             })?;
-        match (was_listed, presence) {
-            (false, true) => self.announce(channel, socket, Action::Join, client),
-            (true, false) => self.announce(channel, socket, Action::Leave, client),
-            _ => {}
-        }
         Ok(listed
             .iter()
             .filter_map(|(_, record)| MemberRecord::decode(record))
@@ -299,7 +335,8 @@ impl Cluster {
             .collect())
     }
 
-    /// Removes a socket's membership (queued; never waits).
+    /// Removes a socket's membership and tells the other nodes (queued; never waits; the
+    /// caller tells this node's members).
     pub(crate) fn leave(&self, channel: &str, socket: &str, presence: bool, client: &str) {
         let mut forget = redis::cmd("HDEL");
         forget.arg(self.store.key(channel, "members")).arg(socket);
@@ -310,13 +347,13 @@ impl Cluster {
             .arg(format!("{socket}\t{channel}"));
         let _ = self.publisher.send(Queued::Command(unlist));
         if presence {
-            self.announce(channel, socket, Action::Leave, client);
+            self.announce(channel, socket, Action::Leave, client, true);
         }
     }
 
-    fn announce(&self, channel: &str, socket: &str, action: Action, client: &str) {
+    fn announce(&self, channel: &str, socket: &str, action: Action, client: &str, here: bool) {
         let frame = encode::presence_update(channel, action, client);
-        self.publish(channel, b'p', Some(socket), &frame);
+        self.publish(channel, b'p', here, Some(socket), &frame);
     }
 
     /// Whether `socket` is a member of `channel` on any node.
@@ -396,7 +433,8 @@ impl Cluster {
                 })?;
                 // Others may have been told these sockets left (this node was taken for dead).
                 if presence {
-                    self.announce(&channel.name, &socket.to_string(), Action::Join, &client);
+                    let socket = socket.to_string();
+                    self.announce(&channel.name, &socket, Action::Join, &client, false);
                 }
             }
         }
@@ -440,7 +478,7 @@ impl Cluster {
             })?;
             if let Some(member) = record.as_deref().and_then(MemberRecord::decode) {
                 if member.presence && member.node == self.node {
-                    self.announce(channel, socket, Action::Leave, member.client);
+                    self.announce(channel, socket, Action::Leave, member.client, false);
                 }
             }
         }
@@ -485,7 +523,7 @@ impl Cluster {
                     .query::<u64>(conn)
             })?;
             if member.presence {
-                self.announce(channel, socket, Action::Leave, member.client);
+                self.announce(channel, socket, Action::Leave, member.client, false);
             }
             buried += 1;
         }
@@ -718,6 +756,20 @@ fn dispatch(cluster: &Cluster, hub: &Inner, channel: &Arc<Channel>, payload: Byt
         let space = rest.iter().position(|b| *b == b' ')?;
         let word = std::str::from_utf8(&rest[..space]).ok()?.to_string();
         Some((word, rest.slice(space + 1..)))
+    };
+    // Audience, volatile and presence frames name their origin; the origin delivered them to
+    // its own members already.
+    let rest = match kind {
+        Some(b'a' | b'v' | b'p') => {
+            let Some((origin, rest)) = split(&rest) else {
+                return;
+            };
+            if origin == cluster.node {
+                return;
+            }
+            rest
+        }
+        _ => rest,
     };
     match kind {
         Some(b'm') => {

@@ -159,6 +159,11 @@ impl Session {
                     )
                     .map_err(internal)?;
                 let locked = channel.lock();
+                match (was_listed, request.presence) {
+                    (false, true) => locked.announce(&self.id, Action::Join, &client),
+                    (true, false) => locked.announce(&self.id, Action::Leave, &client),
+                    _ => {}
+                }
                 if request.presence {
                     let listed = listed.iter().map(String::as_str);
                     self.outbox
@@ -229,6 +234,7 @@ impl Session {
         match (request.presence, listed) {
             (false, _) => {}
             (true, Some(listed)) => {
+                locked.announce(&self.id, Action::Join, &client);
                 let listed = listed.iter().map(String::as_str);
                 self.outbox
                     .push(encode::presence_full(&channel.name, listed));
@@ -340,17 +346,13 @@ impl Session {
         {
             let mut locked = joined.channel.lock();
             if let Some(member) = locked.remove(&self.id) {
-                match &self.hub.inner.cluster {
-                    Some(cluster) => cluster.leave(
-                        &joined.channel.name,
-                        &self.id.to_string(),
-                        member.presence,
-                        &joined.client,
-                    ),
-                    None if member.presence => {
-                        locked.announce(&self.id, Action::Leave, &joined.client);
-                    }
-                    None => {}
+                if member.presence {
+                    locked.announce(&self.id, Action::Leave, &joined.client);
+                }
+                if let Some(cluster) = &self.hub.inner.cluster {
+                    let socket = self.id.to_string();
+                    let (presence, client) = (member.presence, &joined.client);
+                    cluster.leave(&joined.channel.name, &socket, presence, client);
                 }
             }
         }
@@ -412,13 +414,12 @@ impl Session {
             // Cursor-style updates: never stored, not echoed to the sender, coalesced per
             // sender in each member's outbox.
             let frame = encode::relayed(request.channel, request.payload, &joined.client);
-            if let Some(cluster) = &self.hub.inner.cluster {
-                let socket = self.id.to_string();
-                cluster.publish(request.channel, b'v', Some(&socket), &frame);
-                return Ok(Answered::Now);
-            }
             let counts = joined.channel.lock().deliver_volatile(&self.id, &frame);
             self.hub.inner.count_volatile(counts);
+            if let Some(cluster) = &self.hub.inner.cluster {
+                let socket = self.id.to_string();
+                cluster.publish(request.channel, b'v', true, Some(&socket), &frame);
+            }
             return Ok(Answered::Now);
         }
         if request.target != Target::Everyone {
@@ -525,7 +526,8 @@ fn relay_across(
     frame: &bytes::Bytes,
 ) -> Result<Answered, Refusal> {
     let Target::Socket(id) = request.target else {
-        cluster.publish(request.channel, b'a', None, frame);
+        joined.channel.lock().deliver(request.target, frame);
+        cluster.publish(request.channel, b'a', true, None, frame);
         return Ok(Answered::Now);
     };
     let unknown = || {
@@ -546,7 +548,7 @@ fn relay_across(
     {
         return Err(unknown());
     }
-    cluster.publish(request.channel, b's', Some(&socket), frame);
+    cluster.publish(request.channel, b's', false, Some(&socket), frame);
     Ok(Answered::Now)
 }
 
