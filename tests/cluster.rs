@@ -463,3 +463,38 @@ async fn a_leave_lost_while_redis_was_down_is_made_good_once_it_is_back() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+#[tokio::test]
+async fn shared_history_is_trimmed_to_the_retention_by_one_node_at_a_time() {
+    let redis = RedisServer::start();
+    let cluster = nodes(
+        &redis,
+        2,
+        &[
+            ("SWITCHBOARD_HISTORY_KEEP", "5"),
+            ("SWITCHBOARD_HISTORY_TRIM_INTERVAL_MS", "50"),
+        ],
+    );
+    let mut sender = cluster[0].client().await;
+    sender.join("room1", false, false).await.unwrap();
+    for n in 1..=20 {
+        sender.publish("room1", json!({"n": n})).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut reader = cluster[1].client().await;
+    reader.join("room1", false, false).await.unwrap();
+    let mut options = channel_options("room1");
+    options.insert("limit".into(), json!(100));
+    reader
+        .request(Action::History, options, Value::Null)
+        .await
+        .unwrap();
+    let page = reader.expect(Action::History, WAIT).await.unwrap();
+    let kept: Vec<u64> = page.payload["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["options"]["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kept, vec![16, 17, 18, 19, 20]);
+}

@@ -356,6 +356,22 @@ impl Cluster {
         self.publish(channel, b'p', here, Some(socket), &frame);
     }
 
+    /// Whether this node trims the shared history this interval: the first node to ask in an
+    /// interval gets the turn (a key that expires with the interval).
+    pub(crate) fn take_trim_turn(&self, interval: Duration) -> bool {
+        let key = format!("{}:trim-turn", self.store.prefix());
+        let taken = self.store.with_conn(|conn| {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(&self.node)
+                .arg("NX")
+                .arg("PX")
+                .arg(interval.as_millis().max(1) as u64)
+                .query::<Option<String>>(conn)
+        });
+        matches!(taken, Ok(Some(_)))
+    }
+
     /// Whether `socket` is a member of `channel` on any node.
     pub(crate) fn is_member(&self, channel: &str, socket: &str) -> Result<bool, StoreError> {
         let members = self.store.key(channel, "members");

@@ -170,6 +170,14 @@ fn run(rx: mpsc::Receiver<Pending>, context: &Context) {
         }
         if Instant::now() >= next_trim {
             next_trim = Instant::now() + trim_every;
+            // On a cluster one node trims the shared history per interval.
+            let my_turn = context
+                .cluster
+                .as_ref()
+                .is_none_or(|cluster| cluster.take_trim_turn(trim_every));
+            if !my_turn {
+                continue;
+            }
             match store.trim(retention.as_ref(), now_ms()) {
                 Ok(0) => {}
                 Ok(dropped) => tracing::debug!("trimmed {dropped} messages beyond the retention"),
