@@ -43,4 +43,30 @@ function startServer(port, historyPath, extraEnv = {}) {
   };
 }
 
-module.exports = { startServer };
+// A redis-server of the test's own on `port`, keeping its data in `dir`; stopped with stop().
+function startRedis(port, dir) {
+  const child = spawn('redis-server', ['--bind', '127.0.0.1', '--port', String(port), '--dir', dir,
+    '--appendonly', 'yes', '--appendfsync', 'always', '--save', ''], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const ready = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`redis-server on ${port} did not start`)), 10_000);
+    child.stdout.on('data', (chunk) => {
+      if (chunk.toString().includes('Ready to accept')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.on('error', (err) => reject(new Error(`cannot run redis-server (${err.message}): run scripts/setup`)));
+    child.on('exit', (code) => reject(new Error(`redis-server exited with ${code} before it was ready`)));
+  });
+  const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+  return {
+    ready,
+    url: `redis://127.0.0.1:${port}`,
+    async stop() {
+      child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
+module.exports = { startServer, startRedis };
