@@ -265,11 +265,13 @@ fn line_of(text: &str, section: &str, key: Option<&str>) -> String {
 mod tests {
     use super::*;
 
+    /// A file of its own for each call (tests run in parallel).
     fn write(text: &str) -> std::path::PathBuf {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let path = std::env::temp_dir().join(format!(
             "switchboard-config-{}-{}.toml",
             std::process::id(),
-            text.len()
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         std::fs::write(&path, text).unwrap();
         path
