@@ -239,3 +239,32 @@ fn the_example_config_file_is_valid() {
     assert!(line.contains("listening on"), "{line}");
     assert!(line.contains(example), "{line}");
 }
+
+#[tokio::test]
+async fn behind_a_trusted_balancer_the_limit_counts_forwarded_clients() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let server = TestServer::start_with(&[
+        ("SWITCHBOARD_CONNECTIONS_PER_IP", "1"),
+        ("SWITCHBOARD_TRUSTED_PROXIES", "127.0.0.1"),
+    ]);
+    let connect = |forwarded_for: &'static str| {
+        let mut request = server.url().into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("x-forwarded-for", forwarded_for.parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+    };
+    // Two people behind the balancer (here: the test, on 127.0.0.1) each get their socket...
+    let _first = connect("203.0.113.7").await.expect("first client accepted");
+    let _second = connect("203.0.113.8")
+        .await
+        .expect("second client accepted");
+    // ...and the limit still holds per person.
+    match connect("203.0.113.7").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429);
+        }
+        Err(other) => panic!("expected 429, got {other}"),
+        Ok(_) => panic!("a second socket from 203.0.113.7 was accepted"),
+    }
+}

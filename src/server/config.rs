@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub allowed_origins: Vec<String>,
     /// Most open sockets from one IP address.
     pub connections_per_ip: usize,
+    /// Load balancers whose `X-Forwarded-For` names the client (for the per-IP limit).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Most open sockets of one signed-in user (token `sub`).
     pub sockets_per_user: usize,
     /// PEM file of the RSA public key that checks RS256 tokens.
@@ -75,6 +77,7 @@ impl Default for ServerConfig {
             api_keys: Vec::new(),
             allowed_origins: Vec::new(),
             connections_per_ip: 1000,
+            trusted_proxies: Vec::new(),
             sockets_per_user: 100,
             jwt_public_key_file: None,
             jwks_file: None,
@@ -240,6 +243,14 @@ impl ServerConfig {
             &mut config.connections_per_ip,
         )?;
         read("SWITCHBOARD_SOCKETS_PER_USER", &mut config.sockets_per_user)?;
+        for proxy in list("SWITCHBOARD_TRUSTED_PROXIES") {
+            let address = proxy.parse().map_err(|_| ConfigError {
+                variable: "SWITCHBOARD_TRUSTED_PROXIES",
+                value: proxy.clone(),
+                reason: "expected IP addresses, e.g. 10.0.0.2,10.0.0.3".into(),
+            })?;
+            config.trusted_proxies.push(address);
+        }
         let path = |variable: &str| {
             lookup(variable)
                 .filter(|p| !p.trim().is_empty())

@@ -60,6 +60,7 @@ const KEYS: &[(&str, &str, &str)] = &[
     ),
     ("history", "on_join", "SWITCHBOARD_HISTORY_ON_JOIN"),
     ("history", "max_resume", "SWITCHBOARD_MAX_RESUME"),
+    ("limits", "trusted_proxies", "SWITCHBOARD_TRUSTED_PROXIES"),
     ("cluster", "engine", "SWITCHBOARD_ENGINE"),
     ("cluster", "redis_url", "SWITCHBOARD_REDIS_URL"),
     ("cluster", "prefix", "SWITCHBOARD_REDIS_PREFIX"),

@@ -11,6 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -92,6 +93,26 @@ impl<K: Eq + Hash + Clone> Drop for Slot<K> {
     }
 }
 
+/// The address a socket comes from: the peer, or — when the peer is a trusted proxy (a load
+/// balancer) — the nearest address in `X-Forwarded-For` that is not one of the trusted proxies.
+fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+        .collect::<Vec<_>>();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|hop| !trusted.contains(hop))
+        .unwrap_or(peer)
+}
+
 /// `GET /rt/{connection}`: checks origin, per-IP limit and token, then upgrades.
 pub async fn upgrade(
     State(state): State<AppState>,
@@ -112,14 +133,14 @@ pub async fn upgrade(
             format!("pages from {origin} may not open sockets here; add it to allowed_origins (SWITCHBOARD_ALLOWED_ORIGINS)"),
         );
     }
-    let Some(ip_slot) = Slot::take(&state.per_ip, peer.ip(), state.config.connections_per_ip)
+    let client_ip = client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
+    let Some(ip_slot) = Slot::take(&state.per_ip, client_ip, state.config.connections_per_ip)
     else {
         return refuse(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_connections",
             format!(
-                "{} already has {} sockets open, the most allowed (connections_per_ip)",
-                peer.ip(),
+                "{client_ip} already has {} sockets open, the most allowed (connections_per_ip)",
                 state.config.connections_per_ip
             ),
         );
@@ -352,4 +373,32 @@ fn text_message(frame: bytes::Bytes) -> Result<Message, axum::Error> {
     Utf8Bytes::try_from(frame)
         .map(Message::Text)
         .map_err(axum::Error::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forwarded(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
+        let balancer: IpAddr = "10.0.0.2".parse().unwrap();
+        let trusted = [balancer];
+        let headers = forwarded("203.0.113.7, 198.51.100.1, 10.0.0.2");
+        // The nearest hop that is not a trusted proxy: what the balancer saw.
+        assert_eq!(
+            client_ip(balancer, &headers, &trusted),
+            "198.51.100.1".parse::<IpAddr>().unwrap()
+        );
+        // From anyone else the header is the client's own claim and is ignored.
+        let stranger: IpAddr = "192.0.2.9".parse().unwrap();
+        assert_eq!(client_ip(stranger, &headers, &trusted), stranger);
+        // A trusted proxy without the header (a health check) is itself the client.
+        assert_eq!(client_ip(balancer, &HeaderMap::new(), &trusted), balancer);
+    }
 }
