@@ -498,3 +498,35 @@ async fn shared_history_is_trimmed_to_the_retention_by_one_node_at_a_time() {
         .collect();
     assert_eq!(kept, vec![16, 17, 18, 19, 20]);
 }
+
+#[tokio::test]
+async fn a_node_without_members_publishes_server_events_to_the_others() {
+    let redis = RedisServer::start();
+    let cluster = nodes(&redis, 2, &[]);
+    let mut member = cluster[0].client().await;
+    member.join("news", false, false).await.unwrap();
+    member.publish("news", json!("first")).await.unwrap();
+    assert_eq!(next_message(&mut member).await.seq(), Some(1));
+    // Node 1 has nobody in "news": it still stores and publishes, in the same seq order.
+    for n in 2..=3 {
+        let posted = http_post(
+            &cluster[1].addr,
+            "/api/channels/news/messages",
+            "Authorization: Bearer cluster-key\r\n",
+            &format!(r#"{{"n":{n}}}"#),
+        )
+        .await;
+        assert!(posted.starts_with("HTTP/1.1 202"), "{posted}");
+        let event = next_message(&mut member).await;
+        assert_eq!(event.action, Action::Event);
+        assert_eq!(
+            (event.seq(), event.payload["n"].as_u64()),
+            (Some(n), Some(n))
+        );
+    }
+    let health = http_get(&cluster[1].addr, "/healthz").await;
+    assert!(
+        health.contains("\"channels\":0"),
+        "nothing stays active: {health}"
+    );
+}

@@ -303,13 +303,9 @@ impl Cluster {
         });
         let (listed, live): (Vec<(String, String)>, Vec<String>) =
             self.store.with_conn(|conn| {
+                // Listed first, announced second: whoever hears the announcement and then
+                // reads the list finds the member in it.
                 let mut pipe = redis::pipe();
-                if let Some(message) = &announcement {
-                    pipe.cmd("PUBLISH")
-                        .arg(self.store.topic(channel))
-                        .arg(message)
-                        .ignore();
-                }
                 pipe.cmd("HSET")
                     .arg(&members)
                     .arg(socket)
@@ -318,8 +314,14 @@ impl Cluster {
                     .cmd("SADD")
                     .arg(self.node_key(&self.node))
                     .arg(format!("{socket}\t{channel}"))
-                    .ignore()
-                    .cmd("HGETALL")
+                    .ignore();
+                if let Some(message) = &announcement {
+                    pipe.cmd("PUBLISH")
+                        .arg(self.store.topic(channel))
+                        .arg(message)
+                        .ignore();
+                }
+                pipe.cmd("HGETALL")
                     .arg(&members)
                     .cmd("ZRANGEBYSCORE")
                     .arg(self.nodes_key())

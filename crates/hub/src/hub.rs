@@ -232,12 +232,26 @@ impl Hub {
             });
         }
         let unavailable = |(code, why): (ErrorCode, String)| PublishError::Unavailable(code, why);
-        let handle = self
-            .channel(channel)
-            .map_err(|err| PublishError::Unavailable(ErrorCode::Internal, err.to_string()))?;
+        let store_failed =
+            |err: StoreError| PublishError::Unavailable(ErrorCode::Internal, err.to_string());
         let id = Uuid::new_v4().simple().to_string();
         if self.inner.cluster.is_some() {
-            // Redis hands out the seq; the frame goes with seq 0 and is split there.
+            // Redis hands out the seq; the frame goes with seq 0 and is split there. A channel
+            // nobody here is in is only read for its epoch, not subscribed to: the nodes with
+            // members get the event through Redis.
+            let handle = match self.inner.active_channel(channel) {
+                Some(active) => active,
+                None => {
+                    let history = self.inner.history.open_channel(channel, 0);
+                    let rule = self.inner.config.rules.for_channel(channel).clone();
+                    Arc::new(Channel::new(
+                        Arc::from(channel),
+                        rule,
+                        history.map_err(store_failed)?,
+                        0,
+                    ))
+                }
+            };
             let epoch = handle.lock().epoch.clone();
             let at = Position {
                 seq: 0,
@@ -257,10 +271,9 @@ impl Hub {
                 reference: None,
                 seq_at: Some(encode::seq_offset(Action::Event, channel)),
             };
-            let submitted = self.inner.persister.submit(pending);
-            self.inner.prune_if_idle(&handle);
-            return submitted.map_err(unavailable);
+            return self.inner.persister.submit(pending).map_err(unavailable);
         }
+        let handle = self.channel(channel).map_err(store_failed)?;
         let mut locked = handle.lock();
         let seq = locked.next_seq;
         let epoch = locked.epoch.clone();
@@ -370,6 +383,12 @@ impl Inner {
             closed: AtomicBool::new(false),
             stats: Counters::default(),
         }
+    }
+
+    /// The channel if it is active on this node (never activates it).
+    pub(crate) fn active_channel(&self, name: &str) -> Option<Arc<Channel>> {
+        let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        channels.get(name).cloned()
     }
 
     /// Every channel active on this node.

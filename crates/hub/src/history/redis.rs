@@ -351,8 +351,7 @@ impl RedisHistory {
                 .arg("+")
                 .arg("COUNT")
                 .arg(200)
-                .query(conn)
-                .or_else(|_| Ok::<_, redis::RedisError>(Vec::new()))?;
+                .query(conn)?;
             if page.is_empty() {
                 break;
             }
@@ -525,8 +524,7 @@ impl HistoryStore for RedisHistory {
                     .arg("+")
                     .arg("COUNT")
                     .arg(1)
-                    .query(conn)
-                    .unwrap_or_default();
+                    .query(conn)?;
                 let ids = self.key(&channel, "ids");
                 match first.first() {
                     Some((id, _)) => {
