@@ -35,13 +35,34 @@ pub struct DemoSession {
     pub user: ChatUser,
 }
 
-/// Issues a demo token for `name` (only where the server's `demo_tokens` setting is on).
-#[server]
+/// Issues a demo token for `name` (only where the server's `demo_tokens` setting is on), and
+/// sets it as the page's cookie so server rendering and server functions know the person too.
+#[server(endpoint = "auth/demo_sign_in")]
 pub async fn demo_sign_in(name: String, colour: String) -> Result<DemoSession, ServerFnError> {
-    let config = expect_context::<std::sync::Arc<crate::server::ServerConfig>>();
-    let (token, user) =
-        crate::server::auth::demo_token(&config, &name, &colour).map_err(ServerFnError::new)?;
+    use crate::server::pages::PageCaller;
+    let caller = PageCaller::of_request().await?;
+    caller.take_send()?;
+    let (token, user) = crate::server::auth::demo_token(&caller.state.config, &name, &colour)
+        .map_err(ServerFnError::new)?;
+    caller.set_token_cookie(Some(&token), crate::server::auth::DEMO_TOKEN_SECONDS);
     Ok(DemoSession { token, user })
+}
+
+/// Forgets the page's sign-in cookie (joining as a guest).
+#[server(endpoint = "auth/sign_out")]
+pub async fn sign_out() -> Result<(), ServerFnError> {
+    use crate::server::pages::PageCaller;
+    let caller = PageCaller::of_request().await?;
+    caller.set_token_cookie(None, 0);
+    Ok(())
+}
+
+/// A server function's error as a sentence for a person, never a framework message.
+pub fn explain(err: &ServerFnError) -> String {
+    match err {
+        ServerFnError::ServerError(message) => message.clone(),
+        _ => "the server could not be reached: check your connection and try again".into(),
+    }
 }
 
 fn save(user: &ChatUser) {
@@ -105,7 +126,7 @@ pub fn NameForm(on_save: Callback<ChatUser>) -> impl IntoView {
                     save(&session.user);
                     on_save.run(session.user);
                 }
-                Err(err) => sign_in_error.set(Some(err.to_string())),
+                Err(err) => sign_in_error.set(Some(explain(&err))),
             }
         });
     };
@@ -121,6 +142,9 @@ pub fn NameForm(on_save: Callback<ChatUser>) -> impl IntoView {
             colour: colour.get_untracked(),
         };
         browser::local_set(TOKEN_KEY, "");
+        leptos::task::spawn_local(async {
+            let _ = sign_out().await;
+        });
         save(&user);
         on_save.run(user);
     };

@@ -5,7 +5,9 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() {
+    // Logs go to stderr; stdout carries what scripts read (where the server listens).
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
@@ -21,10 +23,14 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let mut config = std::env::var_os("SWITCHBOARD_CONFIG").map(std::path::PathBuf::from);
     while let Some(arg) = args.next() {
+        if arg == "--example-config" {
+            print!("{}", switchboard::server::settings::example_config());
+            return;
+        }
         match (arg.as_str(), args.next()) {
             ("--config", Some(path)) => config = Some(path.into()),
             _ => {
-                eprintln!("usage: switchboard [--config PATH]");
+                eprintln!("usage: switchboard [--config PATH] [--example-config]");
                 std::process::exit(2);
             }
         }

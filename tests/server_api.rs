@@ -205,7 +205,7 @@ fn an_invalid_config_file_stops_start_up_with_the_line_and_the_reason() {
                 .args(["--config", path.to_str().unwrap()])
                 .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
                 .env("LEPTOS_OUTPUT_NAME", "switchboard")
-                .env("SWITCHBOARD_HISTORY", "memory"),
+                .env("SWITCHBOARD_ENGINE", "memory"),
         );
         assert!(!output.status.success());
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -224,7 +224,7 @@ fn the_example_config_file_is_valid() {
         .args(["--config", example])
         .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
         .env("LEPTOS_OUTPUT_NAME", "switchboard")
-        .env("SWITCHBOARD_HISTORY", "memory")
+        .env("SWITCHBOARD_ENGINE", "memory")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();

@@ -1,18 +1,75 @@
-//! Server settings: embedded defaults, then a TOML file (if given), then `SWITCHBOARD_*`
-//! environment variables, each overriding the one before. A bad value stops start-up with the
-//! variable (or the file, line and key) and what is wrong with it.
+//! Server settings: the defaults of the settings table, then a TOML file (if given), then
+//! `SWITCHBOARD_*` environment variables, each overriding the one before. A bad value stops
+//! start-up with the variable (or the file, line and key) and what is wrong with it.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
-use switchboard_hub::{ClusterConfig, HubConfig};
+use switchboard_hub::{HubConfig, RedisConfig};
 
-/// Where message history is kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HistoryEngine {
-    /// A SQLite file (the default), created on first run.
+use super::settings;
+
+/// Where messages are ordered and stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Engine {
+    /// One node, history in a SQLite file (the default), created on first run.
     Sqlite(PathBuf),
-    /// Process memory: nothing survives a restart.
+    /// One node, history in process memory: nothing survives a restart.
     Memory,
+    /// Several nodes sharing channels, presence and history through one Redis.
+    Redis(RedisSettings),
+}
+
+/// The Redis engine's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// The Redis URL.
+    pub url: String,
+    /// Prefix of every key and topic.
+    pub prefix: String,
+    /// A node silent this long is dead.
+    pub node_ttl: Duration,
+}
+
+impl RedisSettings {
+    /// The hub's view of these settings.
+    pub fn hub_config(&self) -> RedisConfig {
+        RedisConfig {
+            redis_url: self.url.clone(),
+            prefix: self.prefix.clone(),
+            node_ttl: self.node_ttl,
+        }
+    }
+}
+
+/// How tokens are checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JwtSettings {
+    /// Secret for HS256 tokens.
+    pub secret: Option<String>,
+    /// PEM file of the RSA public key that checks RS256 tokens.
+    pub public_key_file: Option<PathBuf>,
+    /// JWKS file whose keys check RS256 tokens (matched by `kid`).
+    pub jwks_file: Option<PathBuf>,
+    /// JWKS URL of an identity provider, cached and fetched again for an unknown `kid`.
+    pub jwks_url: Option<String>,
+    /// Accepted issuers (`iss`); empty: any.
+    pub issuers: Vec<String>,
+    /// Accepted audiences (`aud`); empty: tokens must carry none.
+    pub audiences: Vec<String>,
+    /// Clock difference allowed when checking `exp` and `nbf`.
+    pub leeway: Duration,
+}
+
+impl JwtSettings {
+    /// Whether any key is configured (otherwise tokens are refused).
+    pub fn has_keys(&self) -> bool {
+        self.secret.is_some()
+            || self.public_key_file.is_some()
+            || self.jwks_file.is_some()
+            || self.jwks_url.is_some()
+    }
 }
 
 /// Every setting of the server process.
@@ -20,21 +77,20 @@ pub enum HistoryEngine {
 pub struct ServerConfig {
     /// Limits of the realtime engine.
     pub hub: HubConfig,
+    /// Where messages are ordered and stored.
+    pub engine: Engine,
     /// How often each socket is pinged; a socket silent for two intervals is dropped.
     pub ping_interval: Duration,
+    /// Longest a write to a socket may take before the connection is dropped.
+    pub write_timeout: Duration,
     /// Largest WebSocket message read at all; larger ones close the socket with 1009.
     pub max_frame_bytes: usize,
     /// Read buffer per socket.
     pub read_buffer_bytes: usize,
-    /// Secret for HS256 tokens; without it tokens are refused and every socket is anonymous.
-    pub jwt_secret: Option<String>,
     /// How long a graceful shutdown waits for sockets to close.
     pub shutdown_grace: Duration,
-    /// Where history is kept (when the node runs alone).
-    pub history: HistoryEngine,
-    /// Set when the engine is Redis: this node shares fan-out, presence and history with
-    /// every node on the same Redis and prefix (and `history` is not used).
-    pub cluster: Option<ClusterConfig>,
+    /// How tokens are checked.
+    pub jwt: JwtSettings,
     /// Keys accepted by the HTTP publish API; empty turns the API off.
     pub api_keys: Vec<String>,
     /// Origins (e.g. `https://app.example.com`) whose pages may open sockets besides the
@@ -42,14 +98,14 @@ pub struct ServerConfig {
     pub allowed_origins: Vec<String>,
     /// Most open sockets from one IP address.
     pub connections_per_ip: usize,
-    /// Load balancers whose `X-Forwarded-For` names the client (for the per-IP limit).
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Load balancers whose `X-Forwarded-For` names the client (for the per-IP limits).
+    pub trusted_proxies: Vec<IpAddr>,
     /// Most open sockets of one signed-in user (token `sub`).
     pub sockets_per_user: usize,
-    /// PEM file of the RSA public key that checks RS256 tokens.
-    pub jwt_public_key_file: Option<PathBuf>,
-    /// JWKS file whose keys check RS256 tokens (matched by `kid`).
-    pub jwks_file: Option<PathBuf>,
+    /// HTTP API requests per second per key and per client address.
+    pub api_requests_per_second: u32,
+    /// Server function calls per second per client address.
+    pub page_requests_per_second: u32,
     /// Let the chat page's "Sign in (demo account)" issue tokens for any name.
     pub demo_tokens: bool,
 }
@@ -65,23 +121,79 @@ pub struct ConfigError {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self {
-            hub: HubConfig::default(),
-            ping_interval: Duration::from_secs(25),
-            max_frame_bytes: 2 * 1024 * 1024,
-            read_buffer_bytes: 1024,
-            jwt_secret: None,
-            shutdown_grace: Duration::from_secs(5),
-            history: HistoryEngine::Sqlite(PathBuf::from("data/switchboard.db")),
-            cluster: None,
-            api_keys: Vec::new(),
-            allowed_origins: Vec::new(),
-            connections_per_ip: 1000,
-            trusted_proxies: Vec::new(),
-            sockets_per_user: 100,
-            jwt_public_key_file: None,
-            jwks_file: None,
-            demo_tokens: false,
+        match Self::from_lookup(|_| None) {
+            Ok(config) => config,
+            Err(err) => unreachable!("the settings table's defaults are valid: {err}"),
+        }
+    }
+}
+
+fn invalid(variable: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Reads settings by variable name: what `lookup` says, else the table's default.
+struct Reader<F> {
+    lookup: F,
+}
+
+impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    fn raw(&self, variable: &str) -> Option<String> {
+        (self.lookup)(variable).or_else(|| settings::default_of(variable).map(str::to_string))
+    }
+
+    /// A number of at least `min`.
+    fn number<T: FromStr + PartialOrd + std::fmt::Display + Copy>(
+        &self,
+        variable: &'static str,
+        min: T,
+    ) -> Result<T, ConfigError> {
+        let value = self.raw(variable).unwrap_or_default();
+        match value.trim().parse::<T>() {
+            Ok(n) if n >= min => Ok(n),
+            Ok(_) => Err(invalid(
+                variable,
+                &value,
+                format!("expected at least {min}"),
+            )),
+            Err(_) => Err(invalid(variable, &value, "expected a whole number")),
+        }
+    }
+
+    fn millis(&self, variable: &'static str, min: u64) -> Result<Duration, ConfigError> {
+        self.number::<u64>(variable, min).map(Duration::from_millis)
+    }
+
+    /// Text, or none when unset or blank.
+    fn text(&self, variable: &'static str) -> Option<String> {
+        self.raw(variable)
+            .map(|value| value.trim().to_string())
+            .filter(|value| !value.is_empty())
+    }
+
+    fn list(&self, variable: &'static str) -> Vec<String> {
+        self.raw(variable)
+            .map(|value| {
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn flag(&self, variable: &'static str) -> Result<bool, ConfigError> {
+        let value = self.raw(variable).unwrap_or_default();
+        match value.trim() {
+            "" | "false" | "0" => Ok(false),
+            "true" | "1" => Ok(true),
+            _ => Err(invalid(variable, &value, "expected true or false")),
         }
     }
 }
@@ -89,6 +201,11 @@ impl Default for ServerConfig {
 impl ServerConfig {
     /// Defaults, then the file at `path` (if any), then the `SWITCHBOARD_*` variables.
     pub fn load(path: Option<&Path>) -> Result<Self, String> {
+        for (old, new) in settings::REPLACED_VARIABLES {
+            if std::env::var_os(old).is_some() {
+                return Err(format!("{old} is no longer read: use {new}"));
+            }
+        }
         let file = match path {
             Some(path) => super::config_file::FileSettings::read(path)?,
             None => Default::default(),
@@ -106,180 +223,132 @@ impl ServerConfig {
         Ok(config)
     }
 
-    /// Defaults overridden by `lookup(name)` for each setting.
+    /// The settings table's defaults overridden by `lookup(variable)` for each setting.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut config = Self::default();
-        let hub = &mut config.hub;
-        let read = |variable: &'static str, target: &mut usize| -> Result<(), ConfigError> {
-            if let Some(value) = lookup(variable) {
-                *target = value.trim().parse().map_err(|_| ConfigError {
-                    variable,
-                    value: value.clone(),
-                    reason: "expected a whole number".into(),
-                })?;
-            }
-            Ok(())
+        let read = Reader { lookup };
+        let u32_at_least_1 = |variable| read.number::<u32>(variable, 1);
+        let hub = HubConfig {
+            max_payload_bytes: read.number("SWITCHBOARD_MAX_PAYLOAD_BYTES", 1)?,
+            max_channels_per_socket: read.number("SWITCHBOARD_MAX_CHANNELS_PER_SOCKET", 1)?,
+            outbox_capacity: read.number("SWITCHBOARD_OUTBOX_CAPACITY", 1)?,
+            outbox_bytes: read.number("SWITCHBOARD_OUTBOX_BYTES", 1024)?,
+            frames_per_second: u32_at_least_1("SWITCHBOARD_FRAMES_PER_SECOND")?,
+            frame_burst: u32_at_least_1("SWITCHBOARD_FRAME_BURST")?,
+            rate_violation_burst: u32_at_least_1("SWITCHBOARD_RATE_VIOLATION_BURST")?,
+            history_keep: read.number("SWITCHBOARD_HISTORY_KEEP", 1)?,
+            history_max_age: read.millis("SWITCHBOARD_HISTORY_MAX_AGE_MS", 0)?,
+            history_trim_interval: read.millis("SWITCHBOARD_HISTORY_TRIM_INTERVAL_MS", 10)?,
+            history_on_join: read.number("SWITCHBOARD_HISTORY_ON_JOIN", 0)?,
+            max_resume: read.number("SWITCHBOARD_MAX_RESUME", 0)?,
+            store_queue: read.number("SWITCHBOARD_STORE_QUEUE", 1)?,
+            store_queue_bytes: read.number("SWITCHBOARD_STORE_QUEUE_BYTES", 1024)?,
+            ..HubConfig::default()
         };
-        read("SWITCHBOARD_MAX_PAYLOAD_BYTES", &mut hub.max_payload_bytes)?;
-        read(
-            "SWITCHBOARD_MAX_CHANNELS_PER_SOCKET",
-            &mut hub.max_channels_per_socket,
-        )?;
-        read("SWITCHBOARD_OUTBOX_CAPACITY", &mut hub.outbox_capacity)?;
-        let mut keep = hub.history_keep as usize;
-        read("SWITCHBOARD_HISTORY_KEEP", &mut keep)?;
-        hub.history_keep = keep as u64;
-        read("SWITCHBOARD_HISTORY_ON_JOIN", &mut hub.history_on_join)?;
-        read("SWITCHBOARD_MAX_RESUME", &mut hub.max_resume)?;
-        read("SWITCHBOARD_STORE_QUEUE", &mut hub.store_queue)?;
-        read("SWITCHBOARD_MAX_FRAME_BYTES", &mut config.max_frame_bytes)?;
-        read(
-            "SWITCHBOARD_READ_BUFFER_BYTES",
-            &mut config.read_buffer_bytes,
-        )?;
-        let mut rate = [
-            hub.frames_per_second as usize,
-            hub.frame_burst as usize,
-            hub.rate_violation_burst as usize,
-        ];
-        read("SWITCHBOARD_FRAMES_PER_SECOND", &mut rate[0])?;
-        read("SWITCHBOARD_FRAME_BURST", &mut rate[1])?;
-        read("SWITCHBOARD_RATE_VIOLATION_BURST", &mut rate[2])?;
-        let to_u32 = |variable: &'static str, n: usize| {
-            u32::try_from(n).ok().filter(|n| *n > 0).ok_or(ConfigError {
-                variable,
-                value: n.to_string(),
-                reason: "expected a number from 1 to 4294967295".into(),
-            })
-        };
-        hub.frames_per_second = to_u32("SWITCHBOARD_FRAMES_PER_SECOND", rate[0])?;
-        hub.frame_burst = to_u32("SWITCHBOARD_FRAME_BURST", rate[1])?;
-        hub.rate_violation_burst = to_u32("SWITCHBOARD_RATE_VIOLATION_BURST", rate[2])?;
-        let mut millis = [
-            config.ping_interval.as_millis() as usize,
-            config.shutdown_grace.as_millis() as usize,
-            config.hub.history_max_age.as_millis() as usize,
-            config.hub.history_trim_interval.as_millis() as usize,
-        ];
-        read("SWITCHBOARD_PING_INTERVAL_MS", &mut millis[0])?;
-        read("SWITCHBOARD_SHUTDOWN_GRACE_MS", &mut millis[1])?;
-        read("SWITCHBOARD_HISTORY_MAX_AGE_MS", &mut millis[2])?;
-        read("SWITCHBOARD_HISTORY_TRIM_INTERVAL_MS", &mut millis[3])?;
-        config.ping_interval = Duration::from_millis(millis[0].max(10) as u64);
-        config.shutdown_grace = Duration::from_millis(millis[1] as u64);
-        config.hub.history_max_age = Duration::from_millis(millis[2] as u64);
-        config.hub.history_trim_interval = Duration::from_millis(millis[3].max(10) as u64);
-        config.history = match lookup("SWITCHBOARD_HISTORY").as_deref().map(str::trim) {
-            None | Some("sqlite") => match lookup("SWITCHBOARD_HISTORY_PATH") {
-                Some(path) if !path.trim().is_empty() => HistoryEngine::Sqlite(PathBuf::from(path)),
-                _ => config.history,
-            },
-            Some("memory") => HistoryEngine::Memory,
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: "SWITCHBOARD_HISTORY",
-                    value: other.to_string(),
-                    reason: "expected sqlite or memory".into(),
-                })
-            }
-        };
-        config.cluster = match lookup("SWITCHBOARD_ENGINE").as_deref().map(str::trim) {
-            None | Some("memory") => None,
+        let engine = match read.text("SWITCHBOARD_ENGINE").as_deref() {
+            Some("sqlite") => Engine::Sqlite(PathBuf::from(
+                read.text("SWITCHBOARD_HISTORY_PATH").unwrap_or_default(),
+            )),
+            Some("memory") => Engine::Memory,
             Some("redis") => {
-                let mut cluster = ClusterConfig::default();
-                if let Some(url) = lookup("SWITCHBOARD_REDIS_URL").filter(|u| !u.trim().is_empty())
-                {
-                    cluster.redis_url = url.trim().to_string();
+                let prefix = read.text("SWITCHBOARD_REDIS_PREFIX").unwrap_or_default();
+                if prefix.is_empty() || prefix.contains(char::is_whitespace) {
+                    return Err(invalid(
+                        "SWITCHBOARD_REDIS_PREFIX",
+                        &prefix,
+                        "expected a word without spaces, e.g. switchboard",
+                    ));
                 }
-                if let Some(prefix) = lookup("SWITCHBOARD_REDIS_PREFIX") {
-                    let prefix = prefix.trim().to_string();
-                    if prefix.is_empty() || prefix.contains(char::is_whitespace) {
-                        return Err(ConfigError {
-                            variable: "SWITCHBOARD_REDIS_PREFIX",
-                            value: prefix,
-                            reason: "expected a word without spaces, e.g. switchboard".into(),
-                        });
-                    }
-                    cluster.prefix = prefix;
-                }
-                let mut ttl = cluster.node_ttl.as_millis() as usize;
-                read("SWITCHBOARD_NODE_TTL_MS", &mut ttl)?;
-                if ttl < 300 {
-                    return Err(ConfigError {
-                        variable: "SWITCHBOARD_NODE_TTL_MS",
-                        value: ttl.to_string(),
-                        reason: "expected at least 300 (the node beats every third of it)".into(),
-                    });
-                }
-                cluster.node_ttl = Duration::from_millis(ttl as u64);
-                Some(cluster)
-            }
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: "SWITCHBOARD_ENGINE",
-                    value: other.to_string(),
-                    reason: "expected memory (one node) or redis (several nodes sharing a Redis)"
-                        .into(),
+                Engine::Redis(RedisSettings {
+                    url: read.text("SWITCHBOARD_REDIS_URL").unwrap_or_default(),
+                    prefix,
+                    // The node beats every third of it.
+                    node_ttl: read.millis("SWITCHBOARD_NODE_TTL_MS", 300)?,
                 })
             }
+            other => {
+                return Err(invalid(
+                    "SWITCHBOARD_ENGINE",
+                    other.unwrap_or_default(),
+                    "expected sqlite (one node, history in a file), memory (one node, history in memory) or redis (several nodes sharing a Redis)",
+                ))
+            }
         };
-        config.jwt_secret = lookup("SWITCHBOARD_JWT_SECRET").filter(|s| !s.is_empty());
-        let list = |variable: &str| -> Vec<String> {
-            lookup(variable)
-                .map(|value| {
-                    value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|item| !item.is_empty())
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        config.api_keys = list("SWITCHBOARD_API_KEYS");
-        config.allowed_origins = list("SWITCHBOARD_ALLOWED_ORIGINS");
-        read(
-            "SWITCHBOARD_CONNECTIONS_PER_IP",
-            &mut config.connections_per_ip,
-        )?;
-        read("SWITCHBOARD_SOCKETS_PER_USER", &mut config.sockets_per_user)?;
-        for proxy in list("SWITCHBOARD_TRUSTED_PROXIES") {
-            let address = proxy.parse().map_err(|_| ConfigError {
-                variable: "SWITCHBOARD_TRUSTED_PROXIES",
-                value: proxy.clone(),
-                reason: "expected IP addresses, e.g. 10.0.0.2,10.0.0.3".into(),
+        let mut trusted_proxies = Vec::new();
+        for proxy in read.list("SWITCHBOARD_TRUSTED_PROXIES") {
+            let address = proxy.parse().map_err(|_| {
+                invalid(
+                    "SWITCHBOARD_TRUSTED_PROXIES",
+                    &proxy,
+                    "expected IP addresses, e.g. 10.0.0.2,10.0.0.3",
+                )
             })?;
-            config.trusted_proxies.push(address);
+            trusted_proxies.push(address);
         }
-        let path = |variable: &str| {
-            lookup(variable)
-                .filter(|p| !p.trim().is_empty())
-                .map(PathBuf::from)
-        };
-        config.jwt_public_key_file = path("SWITCHBOARD_JWT_PUBLIC_KEY_FILE");
-        config.jwks_file = path("SWITCHBOARD_JWKS_FILE");
-        config.demo_tokens = match lookup("SWITCHBOARD_DEMO_TOKENS").as_deref().map(str::trim) {
-            None | Some("false") | Some("0") | Some("") => false,
-            Some("true") | Some("1") => true,
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: "SWITCHBOARD_DEMO_TOKENS",
-                    value: other.to_string(),
-                    reason: "expected true or false".into(),
-                })
+        let jwks_url = read.text("SWITCHBOARD_JWKS_URL");
+        if let Some(url) = &jwks_url {
+            if !url.starts_with("https://") && !loopback_http(url) {
+                return Err(invalid(
+                    "SWITCHBOARD_JWKS_URL",
+                    url,
+                    "expected an https:// URL (plain http is accepted only on this machine's loopback address)",
+                ));
             }
+        }
+        let config = Self {
+            hub,
+            engine,
+            ping_interval: read.millis("SWITCHBOARD_PING_INTERVAL_MS", 10)?,
+            write_timeout: read.millis("SWITCHBOARD_WRITE_TIMEOUT_MS", 100)?,
+            max_frame_bytes: read.number("SWITCHBOARD_MAX_FRAME_BYTES", 1024)?,
+            read_buffer_bytes: read.number("SWITCHBOARD_READ_BUFFER_BYTES", 256)?,
+            shutdown_grace: read.millis("SWITCHBOARD_SHUTDOWN_GRACE_MS", 0)?,
+            jwt: JwtSettings {
+                secret: read.text("SWITCHBOARD_JWT_SECRET"),
+                public_key_file: read
+                    .text("SWITCHBOARD_JWT_PUBLIC_KEY_FILE")
+                    .map(PathBuf::from),
+                jwks_file: read.text("SWITCHBOARD_JWKS_FILE").map(PathBuf::from),
+                jwks_url,
+                issuers: read.list("SWITCHBOARD_JWT_ISSUER"),
+                audiences: read.list("SWITCHBOARD_JWT_AUDIENCE"),
+                leeway: Duration::from_secs(read.number("SWITCHBOARD_JWT_LEEWAY_SECONDS", 0)?),
+            },
+            api_keys: read.list("SWITCHBOARD_API_KEYS"),
+            allowed_origins: read.list("SWITCHBOARD_ALLOWED_ORIGINS"),
+            connections_per_ip: read.number("SWITCHBOARD_CONNECTIONS_PER_IP", 1)?,
+            trusted_proxies,
+            sockets_per_user: read.number("SWITCHBOARD_SOCKETS_PER_USER", 1)?,
+            api_requests_per_second: u32_at_least_1("SWITCHBOARD_API_REQUESTS_PER_SECOND")?,
+            page_requests_per_second: u32_at_least_1("SWITCHBOARD_PAGE_REQUESTS_PER_SECOND")?,
+            demo_tokens: read.flag("SWITCHBOARD_DEMO_TOKENS")?,
         };
-        if config.demo_tokens && config.jwt_secret.is_none() {
-            return Err(ConfigError {
-                variable: "SWITCHBOARD_DEMO_TOKENS",
-                value: "true".into(),
-                reason:
-                    "demo tokens are signed with jwt_secret (SWITCHBOARD_JWT_SECRET): set it too"
-                        .into(),
-            });
+        if config.demo_tokens && config.jwt.secret.is_none() {
+            return Err(invalid(
+                "SWITCHBOARD_DEMO_TOKENS",
+                "true",
+                "demo tokens are signed with jwt_secret (SWITCHBOARD_JWT_SECRET): set it too",
+            ));
         }
         Ok(config)
     }
+}
+
+/// `http://127.0.0.1...`, `http://[::1]...` or `http://localhost...`: a URL that never leaves
+/// the machine.
+fn loopback_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = host
+        .rsplit_once(':')
+        .filter(|(h, port)| !h.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(h, _)| h);
+    host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -290,11 +359,13 @@ mod tests {
     fn unset_variables_keep_the_defaults() {
         let config = ServerConfig::from_lookup(|_| None).unwrap();
         assert_eq!(config.hub.max_payload_bytes, 64 * 1024);
+        assert_eq!(config.hub.outbox_bytes, 4 * 1024 * 1024);
         assert_eq!(config.ping_interval, Duration::from_secs(25));
         assert_eq!(
-            config.history,
-            HistoryEngine::Sqlite(PathBuf::from("data/switchboard.db"))
+            config.engine,
+            Engine::Sqlite(PathBuf::from("data/switchboard.db"))
         );
+        assert_eq!(config.jwt.leeway, Duration::from_secs(60));
     }
 
     #[test]
@@ -311,16 +382,23 @@ mod tests {
             _ => None,
         })
         .unwrap()
-        .cluster
+        .engine;
+        let Engine::Redis(redis) = clustered else {
+            panic!("the redis engine")
+        };
+        assert_eq!(redis.url, "redis://10.0.0.5:6380/2");
+        assert_eq!(redis.prefix, "switchboard");
+        assert_eq!(redis.node_ttl, Duration::from_secs(3));
+        let memory = ServerConfig::from_lookup(|name| {
+            (name == "SWITCHBOARD_ENGINE").then(|| "memory".to_string())
+        })
         .unwrap();
-        assert_eq!(clustered.redis_url, "redis://10.0.0.5:6380/2");
-        assert_eq!(clustered.prefix, "switchboard");
-        assert_eq!(clustered.node_ttl, Duration::from_secs(3));
+        assert_eq!(memory.engine, Engine::Memory);
         let engine = ServerConfig::from_lookup(|name| {
             (name == "SWITCHBOARD_ENGINE").then(|| "etcd".to_string())
         })
         .unwrap_err();
-        assert!(engine.to_string().contains("expected memory"), "{engine}");
+        assert!(engine.to_string().contains("expected sqlite"), "{engine}");
         let err = ServerConfig::from_lookup(|name| {
             (name == "SWITCHBOARD_FRAMES_PER_SECOND").then(|| "fast".to_string())
         })
@@ -328,5 +406,51 @@ mod tests {
         assert!(err
             .to_string()
             .starts_with("SWITCHBOARD_FRAMES_PER_SECOND=\"fast\""));
+    }
+
+    #[test]
+    fn every_variable_read_is_in_the_settings_table() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        ServerConfig::from_lookup(|name| {
+            asked.borrow_mut().push(name.to_string());
+            match name {
+                "SWITCHBOARD_ENGINE" => Some("redis".into()),
+                "SWITCHBOARD_DEMO_TOKENS" => Some("true".into()),
+                "SWITCHBOARD_JWT_SECRET" => Some("s".into()),
+                _ => None,
+            }
+        })
+        .unwrap();
+        let asked = asked.into_inner();
+        for name in &asked {
+            assert!(
+                settings::by_variable(name).is_some(),
+                "{name} is not in SETTINGS"
+            );
+        }
+        for setting in settings::SETTINGS {
+            let read = asked.iter().any(|n| n == setting.variable);
+            let path_of_another_engine = setting.variable == "SWITCHBOARD_HISTORY_PATH";
+            assert!(
+                read || path_of_another_engine,
+                "{} is never read",
+                setting.variable
+            );
+        }
+    }
+
+    #[test]
+    fn a_jwks_url_must_be_https_unless_it_stays_on_this_machine() {
+        let with = |url: &str| {
+            let url = url.to_string();
+            ServerConfig::from_lookup(move |name| {
+                (name == "SWITCHBOARD_JWKS_URL").then(|| url.clone())
+            })
+        };
+        assert!(with("https://idp.example.com/.well-known/jwks.json").is_ok());
+        assert!(with("http://127.0.0.1:8080/jwks").is_ok());
+        assert!(with("http://localhost/jwks").is_ok());
+        assert!(with("http://idp.example.com/jwks").is_err());
+        assert!(with("http://127.0.0.1.evil.example/jwks").is_err());
     }
 }

@@ -1,81 +1,13 @@
-//! The TOML configuration file: each key stands for one `SWITCHBOARD_*` setting, so the file
-//! and the environment share one list of settings, one parser and one set of messages. A
-//! variable that is set wins over the file.
+//! The TOML configuration file: each key stands for one `SWITCHBOARD_*` setting of the
+//! settings table, so the file and the environment share one list of settings, one parser and
+//! one set of messages. A variable that is set wins over the file.
 
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::Path;
 use switchboard_hub::{ChannelRule, JoinPolicy, SendPolicy};
 
-/// Every key a file may hold: section, key, and the variable it stands for.
-const KEYS: &[(&str, &str, &str)] = &[
-    (
-        "limits",
-        "max_payload_bytes",
-        "SWITCHBOARD_MAX_PAYLOAD_BYTES",
-    ),
-    ("limits", "max_frame_bytes", "SWITCHBOARD_MAX_FRAME_BYTES"),
-    (
-        "limits",
-        "read_buffer_bytes",
-        "SWITCHBOARD_READ_BUFFER_BYTES",
-    ),
-    (
-        "limits",
-        "max_channels_per_socket",
-        "SWITCHBOARD_MAX_CHANNELS_PER_SOCKET",
-    ),
-    ("limits", "outbox_capacity", "SWITCHBOARD_OUTBOX_CAPACITY"),
-    (
-        "limits",
-        "frames_per_second",
-        "SWITCHBOARD_FRAMES_PER_SECOND",
-    ),
-    ("limits", "frame_burst", "SWITCHBOARD_FRAME_BURST"),
-    (
-        "limits",
-        "rate_violation_burst",
-        "SWITCHBOARD_RATE_VIOLATION_BURST",
-    ),
-    ("limits", "ping_interval_ms", "SWITCHBOARD_PING_INTERVAL_MS"),
-    (
-        "limits",
-        "shutdown_grace_ms",
-        "SWITCHBOARD_SHUTDOWN_GRACE_MS",
-    ),
-    ("limits", "store_queue", "SWITCHBOARD_STORE_QUEUE"),
-    (
-        "limits",
-        "connections_per_ip",
-        "SWITCHBOARD_CONNECTIONS_PER_IP",
-    ),
-    ("history", "engine", "SWITCHBOARD_HISTORY"),
-    ("history", "path", "SWITCHBOARD_HISTORY_PATH"),
-    ("history", "keep", "SWITCHBOARD_HISTORY_KEEP"),
-    ("history", "max_age_ms", "SWITCHBOARD_HISTORY_MAX_AGE_MS"),
-    (
-        "history",
-        "trim_interval_ms",
-        "SWITCHBOARD_HISTORY_TRIM_INTERVAL_MS",
-    ),
-    ("history", "on_join", "SWITCHBOARD_HISTORY_ON_JOIN"),
-    ("history", "max_resume", "SWITCHBOARD_MAX_RESUME"),
-    ("limits", "trusted_proxies", "SWITCHBOARD_TRUSTED_PROXIES"),
-    ("cluster", "engine", "SWITCHBOARD_ENGINE"),
-    ("cluster", "redis_url", "SWITCHBOARD_REDIS_URL"),
-    ("cluster", "prefix", "SWITCHBOARD_REDIS_PREFIX"),
-    ("cluster", "node_ttl_ms", "SWITCHBOARD_NODE_TTL_MS"),
-    ("auth", "jwt_secret", "SWITCHBOARD_JWT_SECRET"),
-    (
-        "auth",
-        "jwt_public_key_file",
-        "SWITCHBOARD_JWT_PUBLIC_KEY_FILE",
-    ),
-    ("auth", "jwks_file", "SWITCHBOARD_JWKS_FILE"),
-    ("auth", "demo_tokens", "SWITCHBOARD_DEMO_TOKENS"),
-    ("auth", "api_keys", "SWITCHBOARD_API_KEYS"),
-    ("auth", "allowed_origins", "SWITCHBOARD_ALLOWED_ORIGINS"),
-];
+use super::settings;
 
 /// Values read from a file, by variable, with where each was written, and the channel rules.
 #[derive(Debug, Default)]
@@ -182,9 +114,19 @@ impl FileSettings {
             })?;
             for (key, value) in entries {
                 let at = line_of(&text, section, Some(key));
-                let (_, _, variable) = KEYS
+                if let Some((_, _, moved_to)) = settings::MOVED
                     .iter()
                     .find(|(s, k, _)| s == section && k == key)
+                {
+                    return Err(format!(
+                        "config file {}{at}: [{section}] {key} was moved: write it as {moved_to}",
+                        path.display()
+                    ));
+                }
+                let variable = settings::SETTINGS
+                    .iter()
+                    .find(|s| s.section == section && s.key == key)
+                    .map(|s| s.variable)
                     .ok_or_else(|| {
                         format!(
                             "config file {}{at}: unknown setting [{section}] {key}; see config/switchboard.example.toml",
@@ -215,7 +157,7 @@ impl FileSettings {
                     }
                 };
                 let origin = format!("{}{at} [{section}] {key}", path.display());
-                values.insert(*variable, (text_value, origin));
+                values.insert(variable, (text_value, origin));
             }
         }
         Ok(Self { values, rules })
@@ -316,6 +258,18 @@ mod tests {
             unknown.contains("[[channels]] #1") && unknown.contains("who"),
             "{unknown}"
         );
+    }
+
+    #[test]
+    fn moved_keys_name_where_they_went() {
+        let moved = FileSettings::read(&write("[history]\nengine = \"memory\"\n")).unwrap_err();
+        assert!(
+            moved.contains(":2: [history] engine was moved: write it as [engine] kind"),
+            "{moved}"
+        );
+        let cluster =
+            FileSettings::read(&write("[cluster]\nredis_url = \"redis://x\"\n")).unwrap_err();
+        assert!(cluster.contains("[engine] redis_url"), "{cluster}");
     }
 
     #[test]

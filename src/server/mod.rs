@@ -3,9 +3,13 @@
 pub mod auth;
 pub mod config;
 mod config_file;
+pub mod limits;
+pub mod pages;
 mod publish_api;
 mod routes;
+pub mod settings;
 mod shutdown;
+mod startup;
 mod transport;
 
 use leptos::config::LeptosOptions;
@@ -14,8 +18,9 @@ use std::sync::Arc;
 use switchboard_hub::Hub;
 use tokio_util::task::TaskTracker;
 
-pub use config::{ConfigError, HistoryEngine, ServerConfig};
-pub use shutdown::{run, Server};
+pub use config::{ConfigError, Engine, ServerConfig};
+pub use shutdown::Server;
+pub use startup::{open_engine, run};
 
 /// What every request handler shares.
 #[derive(Clone)]
@@ -32,8 +37,10 @@ pub struct AppState {
     pub per_ip: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
     /// Open sockets per signed-in user id.
     pub per_user: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
-    /// Checks socket tokens.
+    /// Checks tokens of sockets, pages and server functions.
     pub verifier: auth::Verifier,
+    /// Rate limits of the HTTP side.
+    pub limits: Arc<limits::RequestLimits>,
 }
 
 impl axum::extract::FromRef<AppState> for LeptosOptions {

@@ -9,8 +9,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 use serde_json::value::RawValue;
-use switchboard_hub::PublishError;
+use switchboard_hub::{Publisher, Refusal};
+use switchboard_protocol::ErrorCode;
 
+use super::limits::too_many;
 use super::AppState;
 
 /// Why a publish request was refused; each maps to a status and a stable code.
@@ -20,8 +22,10 @@ pub enum ApiError {
     Unauthorized(&'static str),
     /// The body is not JSON.
     BadJson(String),
+    /// The key is sending faster than its limit.
+    RateLimited,
     /// The hub refused the message.
-    Refused(PublishError),
+    Refused(Refusal),
 }
 
 impl IntoResponse for ApiError {
@@ -35,17 +39,19 @@ impl IntoResponse for ApiError {
                 "bad_json",
                 format!("the body must be JSON: {why}"),
             ),
-            ApiError::Refused(err) => {
-                let (status, code) = match &err {
-                    PublishError::InvalidChannel(_) => (StatusCode::BAD_REQUEST, "invalid_channel"),
-                    PublishError::PayloadTooLarge { .. } => {
-                        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            ApiError::RateLimited => return too_many("with this API key"),
+            ApiError::Refused(refusal) => {
+                let status = match refusal.code {
+                    ErrorCode::InvalidChannel | ErrorCode::BadJson | ErrorCode::InvalidFrame => {
+                        StatusCode::BAD_REQUEST
                     }
-                    PublishError::Unavailable(code, _) => {
-                        (StatusCode::SERVICE_UNAVAILABLE, code.as_str())
-                    }
+                    ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                    ErrorCode::AuthRequired => StatusCode::UNAUTHORIZED,
+                    ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+                    ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+                    _ => StatusCode::SERVICE_UNAVAILABLE,
                 };
-                (status, code, err.to_string())
+                (status, refusal.code.as_str(), refusal.message)
             }
         };
         (
@@ -66,7 +72,7 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Compares without stopping at the first difference, so timing does not leak the key.
-fn same_key(presented: &str, configured: &str) -> bool {
+pub fn same_key(presented: &str, configured: &str) -> bool {
     presented.len() == configured.len()
         && presented
             .bytes()
@@ -90,15 +96,21 @@ pub async fn publish(
     let key = presented_key(&headers).ok_or(ApiError::Unauthorized(
         "send the API key as `Authorization: Bearer KEY` or `X-Api-Key: KEY`",
     ))?;
-    if !state.config.api_keys.iter().any(|k| same_key(key, k)) {
+    let Some(known) = state.config.api_keys.iter().find(|k| same_key(key, k)) else {
+        tracing::info!(%channel, "refused: publish with an unknown API key");
         return Err(ApiError::Unauthorized("the API key is not valid"));
+    };
+    if !state.limits.per_key.allow(known) {
+        return Err(ApiError::RateLimited);
     }
     let text = std::str::from_utf8(&body).map_err(|err| ApiError::BadJson(err.to_string()))?;
     let payload: &RawValue =
         serde_json::from_str(text.trim()).map_err(|err| ApiError::BadJson(err.to_string()))?;
-    state
+    let accepted = state
         .hub
-        .publish_event(&channel, payload)
+        .publish(Publisher::Server, &channel, payload)
+        .await
         .map_err(ApiError::Refused)?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "status": "accepted" }))))
+    let body = json!({ "status": "accepted", "seq": accepted.seq });
+    Ok((StatusCode::ACCEPTED, Json(body)))
 }

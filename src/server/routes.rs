@@ -16,8 +16,7 @@ use crate::app::{shell, App};
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
-    let hub = state.hub.clone();
-    let config = state.config.clone();
+    let context = state.clone();
     Router::new()
         .route("/rt/{connection}", get(transport::upgrade))
         .route("/healthz", get(healthz))
@@ -26,17 +25,19 @@ pub fn router(state: AppState) -> Router {
             "/api/channels/{channel}/messages",
             post(publish_api::publish),
         )
-        // Pages and server functions reach the hub through Leptos context.
+        // Pages and server functions reach the hub, the settings and the token checks through
+        // Leptos context.
         .leptos_routes_with_context(
             &state,
             routes,
-            move || {
-                provide_context(hub.clone());
-                provide_context(config.clone());
-            },
+            move || provide_context(context.clone()),
             move || shell(options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api_limit,
+        ))
         .with_state(state)
 }
 
@@ -84,21 +85,30 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([("content-type", "text/plain; version=0.0.4")], body)
 }
 
-/// `GET /healthz`: 200 with live counts while serving; 503 once shutting down, or when a
-/// cluster node cannot reach its Redis.
+/// Every request under `/api/` (the publish API and the pages' server functions) counts
+/// against its client address's rate limit.
+async fn api_limit(
+    state: State<AppState>,
+    peer: axum::extract::ConnectInfo<std::net::SocketAddr>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if request.uri().path().starts_with("/api/") {
+        return super::limits::per_ip(state, peer, request, next).await;
+    }
+    next.run(request).await
+}
+
+/// `GET /healthz`: 200 with live counts while serving; 503 once shutting down, when storing
+/// fails (`storage_failing`), or when a cluster node cannot reach its Redis
+/// (`redis_unreachable`) — a load balancer should send clients elsewhere.
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     if state.connections.is_closed() {
         let body = json!({ "status": "shutting_down" });
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
     }
-    // A node that cannot reach its cluster's Redis cannot deliver or store: a load balancer
-    // should send its clients elsewhere.
-    let hub = state.hub.clone();
-    let reachable = tokio::task::spawn_blocking(move || hub.check_cluster())
-        .await
-        .unwrap_or_else(|err| Err(switchboard_hub::StoreError(err.to_string())));
-    if let Err(err) = reachable {
-        let body = json!({ "status": "redis_unreachable", "error": err.to_string() });
+    if let Err(unhealthy) = state.hub.health().await {
+        let body = json!({ "status": unhealthy.status, "error": unhealthy.error });
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
     }
     let mut body = json!({

@@ -1,19 +1,18 @@
-//! Start-up and graceful shutdown as one explicit type: [`Server`] binds, serves, and on
+//! Serving and graceful shutdown as one explicit type: [`Server`] binds, serves, and on
 //! SIGINT/SIGTERM (or [`Server::shutdown_handle`]) stops accepting, closes every socket with
 //! 1012 so clients reconnect elsewhere, and waits a bounded time for them to go.
 
 use axum::serve::ListenerExt;
 use leptos::config::LeptosOptions;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
-use switchboard_hub::{HistoryStore, Hub, MemoryHistory, SqliteHistory};
+use switchboard_hub::Hub;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{describe, routes, AppState, HistoryEngine, ServerConfig};
+use super::{routes, AppState, ServerConfig};
 
 /// A bound server, ready to run.
 pub struct Server {
@@ -23,31 +22,21 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the history store, binds `leptos_options.site_addr` and builds the hub.
-    pub async fn bind(config: ServerConfig, leptos_options: LeptosOptions) -> Result<Self, String> {
-        let hub = match &config.cluster {
-            Some(cluster) => Hub::clustered(config.hub.clone(), cluster).map_err(|err| {
-                format!("{err}; start Redis there or point [cluster] redis_url (SWITCHBOARD_REDIS_URL) at one")
-            })?,
-            None => {
-                let store: Arc<dyn HistoryStore> = match &config.history {
-                    HistoryEngine::Sqlite(path) => {
-                        Arc::new(SqliteHistory::open(path).map_err(|err| err.to_string())?)
-                    }
-                    HistoryEngine::Memory => Arc::new(MemoryHistory::default()),
-                };
-                Hub::new(config.hub.clone(), store)
-            }
-        };
+    /// Binds `leptos_options.site_addr` and loads the token keys, serving `hub`.
+    pub async fn bind(
+        config: ServerConfig,
+        hub: Hub,
+        leptos_options: LeptosOptions,
+    ) -> Result<Self, String> {
         let addr = leptos_options.site_addr;
         let listener = TcpListener::bind(addr).await.map_err(|err| {
             format!("cannot listen on {addr}: {err}; is another server running there? set LEPTOS_SITE_ADDR to another address")
         })?;
-        let verifier = super::auth::Verifier::load(
-            config.jwt_secret.as_deref(),
-            config.jwt_public_key_file.as_deref(),
-            config.jwks_file.as_deref(),
-        )?;
+        let verifier = super::auth::Verifier::load(&config.jwt).await?;
+        let limits = Arc::new(super::limits::RequestLimits::new(
+            config.api_requests_per_second,
+            config.page_requests_per_second,
+        ));
         Ok(Self {
             listener,
             state: AppState {
@@ -58,6 +47,7 @@ impl Server {
                 per_ip: Default::default(),
                 per_user: Default::default(),
                 verifier,
+                limits,
             },
             stop: CancellationToken::new(),
         })
@@ -113,51 +103,8 @@ impl Server {
     }
 }
 
-/// Runs the server process: settings from `config_path` and the environment, stop on SIGINT
-/// or SIGTERM.
-pub async fn run(
-    leptos_options: LeptosOptions,
-    config_path: Option<PathBuf>,
-) -> Result<(), String> {
-    let config = ServerConfig::load(config_path.as_deref())
-        .map_err(|err| format!("{err}; fix it and start again"))?;
-    let loaded = match &config_path {
-        Some(path) => format!("config {}", path.display()),
-        None => "built-in defaults and SWITCHBOARD_* variables".to_string(),
-    };
-    let cluster = config.cluster.clone();
-    let mut history = match &config.history {
-        HistoryEngine::Sqlite(path) => format!("history in {}", path.display()),
-        HistoryEngine::Memory => "history in memory (lost on restart)".to_string(),
-    };
-    let server = Server::bind(config, leptos_options).await?;
-    if let Some(cluster) = cluster {
-        history = format!(
-            "node {} of cluster {:?}; fan-out, presence and history in Redis at {}",
-            server.state.hub.node_id().unwrap_or("?"),
-            cluster.prefix,
-            switchboard_hub::RedisHistory::shown_url(&cluster.redis_url)
-        );
-    }
-    let local = server.local_addr().map_err(|err| err.to_string())?;
-    // Tests and scripts read this line to find the port.
-    println!(
-        "switchboard listening on {} ({history}; {loaded})",
-        describe(local)
-    );
-    let stop = server.shutdown_handle();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutdown signal received: closing sockets with 1012");
-        stop.cancel();
-    });
-    server
-        .run()
-        .await
-        .map_err(|err| format!("server failed: {err}"))
-}
-
-async fn wait_for_signal() {
+/// Waits for SIGINT or SIGTERM.
+pub(crate) async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -36,8 +36,10 @@ pub struct TokenQuery {
     token: Option<String>,
 }
 
-/// Why an upgrade was refused before it began (besides auth).
-fn refuse(status: StatusCode, code: &str, message: String) -> Response {
+/// Why an upgrade was refused before it began; logged (never with the token) and answered
+/// with a JSON body.
+fn refuse(ip: IpAddr, status: StatusCode, code: &str, message: String) -> Response {
+    tracing::info!(%ip, code, reason = %message, "refused a socket");
     let body = serde_json::json!({ "error": { "code": code, "message": message } });
     (status, axum::Json(body)).into_response()
 }
@@ -95,7 +97,7 @@ impl<K: Eq + Hash + Clone> Drop for Slot<K> {
 
 /// The address a socket comes from: the peer, or — when the peer is a trusted proxy (a load
 /// balancer) — the nearest address in `X-Forwarded-For` that is not one of the trusted proxies.
-fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
     if !trusted.contains(&peer) {
         return peer;
     }
@@ -122,21 +124,23 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let client_ip = client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
     if !origin_allowed(&headers, &state.config.allowed_origins) {
         let origin = headers
             .get(ORIGIN)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         return refuse(
+            client_ip,
             StatusCode::FORBIDDEN,
             "origin_not_allowed",
             format!("pages from {origin} may not open sockets here; add it to allowed_origins (SWITCHBOARD_ALLOWED_ORIGINS)"),
         );
     }
-    let client_ip = client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
     let Some(ip_slot) = Slot::take(&state.per_ip, client_ip, state.config.connections_per_ip)
     else {
         return refuse(
+            client_ip,
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_connections",
             format!(
@@ -155,9 +159,12 @@ pub async fn upgrade(
         .filter(|token| !token.is_empty())
         .map(str::to_owned);
     let token = offered.clone().or(query.token);
-    let identity = match state.verifier.identify(token.as_deref()) {
+    let identity = match state.verifier.identify(token.as_deref()).await {
         Ok(identity) => identity,
-        Err(err) => return err.into_response(),
+        Err(err) => {
+            tracing::info!(ip = %client_ip, code = err.code(), reason = %err, "refused a socket");
+            return err.into_response();
+        }
     };
     let user = identity
         .extras
@@ -170,6 +177,7 @@ pub async fn upgrade(
             Some(slot) => Some(slot),
             None => {
                 return refuse(
+                    client_ip,
                     StatusCode::TOO_MANY_REQUESTS,
                     "too_many_sockets",
                     format!(
@@ -200,6 +208,7 @@ pub async fn upgrade(
                         session,
                         outbox,
                         ping_interval: state.config.ping_interval,
+                        write_timeout: state.config.write_timeout,
                         last_heard: AtomicU64::new(0),
                         started: Instant::now(),
                     };
@@ -225,8 +234,11 @@ fn close_frame(code: CloseCode) -> Message {
 
 /// How the reading half of a connection ended.
 enum ReadEnd {
-    /// The client closed or the connection broke: nothing more to send.
+    /// The connection broke: nothing more to send.
     Gone,
+    /// The client sent a close frame: it gets one back (RFC 6455 §5.5.1), then the
+    /// connection ends.
+    ClosedByClient,
     /// The socket must be closed with this code.
     Close(CloseCode),
 }
@@ -236,6 +248,8 @@ struct Connection {
     session: Session,
     outbox: OutboxReceiver,
     ping_interval: Duration,
+    /// Longest a write may take before the client counts as gone.
+    write_timeout: Duration,
     /// Milliseconds after `started` when the client was last heard from.
     last_heard: AtomicU64,
     started: Instant,
@@ -248,6 +262,7 @@ impl Connection {
             session,
             outbox,
             ping_interval,
+            write_timeout,
             last_heard,
             started,
         } = &mut self;
@@ -262,13 +277,25 @@ impl Connection {
                 .elapsed()
                 .saturating_sub(Duration::from_millis(last_heard.load(Ordering::Relaxed)))
         };
+        let timing = Timing {
+            ping_interval: *ping_interval,
+            write_timeout: *write_timeout,
+        };
         let ended = tokio::select! {
             end = read_loop(stream, session, &heard) => Some(end),
-            () = write_loop(&mut sink, outbox, *ping_interval, &silent_for) => None,
+            () = write_loop(&mut sink, outbox, timing, &silent_for) => None,
         };
-        if let Some(ReadEnd::Close(code)) = ended {
-            session.close(code);
-            write_loop(&mut sink, outbox, *ping_interval, &silent_for).await;
+        match ended {
+            Some(ReadEnd::Close(code)) => {
+                session.close(code);
+                write_loop(&mut sink, outbox, timing, &silent_for).await;
+            }
+            Some(ReadEnd::ClosedByClient) => {
+                // The close frame that answers the client's was queued when its close was
+                // read; closing the sink sends it.
+                let _ = tokio::time::timeout(timing.write_timeout, sink.close()).await;
+            }
+            Some(ReadEnd::Gone) | None => {}
         }
     }
 }
@@ -282,12 +309,12 @@ async fn read_loop(
     while let Some(message) = stream.next().await {
         heard(Instant::now());
         match message {
-            Ok(Message::Text(text)) => session.handle_text(text.as_str()),
+            Ok(Message::Text(text)) => session.handle_text(text.as_str()).await,
             Ok(Message::Binary(bytes)) => match std::str::from_utf8(&bytes) {
-                Ok(text) => session.handle_text(text),
-                Err(_) => session.handle_text(""),
+                Ok(text) => session.handle_text(text).await,
+                Err(_) => session.handle_text("").await,
             },
-            Ok(Message::Close(_)) => return ReadEnd::Gone,
+            Ok(Message::Close(_)) => return ReadEnd::ClosedByClient,
             Ok(Message::Ping(_) | Message::Pong(_)) => {}
             Err(err) => {
                 let too_big = err
@@ -305,14 +332,25 @@ async fn read_loop(
     ReadEnd::Gone
 }
 
+/// How often to ping, and how long any write may take.
+#[derive(Clone, Copy)]
+struct Timing {
+    ping_interval: Duration,
+    write_timeout: Duration,
+}
+
 /// Writes queued frames (batched into one flush), pings on schedule, and returns once the
-/// socket was closed or went silent.
+/// socket was closed, went silent, or stopped taking writes for `write_timeout`.
 async fn write_loop(
     sink: &mut SplitSink<WebSocket, Message>,
     outbox: &mut OutboxReceiver,
-    ping_interval: Duration,
+    timing: Timing,
     silent_for: &impl Fn() -> Duration,
 ) {
+    let Timing {
+        ping_interval,
+        write_timeout,
+    } = timing;
     let mut ping =
         tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -322,23 +360,25 @@ async fn write_loop(
             next = outbox.next() => match next {
                 Outbound::Frame(frame) => {
                     // A client that stopped reading blocks the write; a close order (queue
-                    // full, shutdown) must still get through.
+                    // full, shutdown) must still get through, and no write waits forever.
                     let written = tokio::select! {
                         biased;
-                        code = close_signal.requested() => Err(code),
-                        result = write_batch(sink, outbox, frame) => Ok(result),
+                        code = close_signal.requested() => Err(Some(code)),
+                        result = tokio::time::timeout(write_timeout, write_batch(sink, outbox, frame)) => {
+                            result.map_err(|_| None)
+                        }
                     };
                     match written {
                         Ok(Ok(())) => {}
-                        Ok(Err(_)) => return,
-                        Err(code) => {
-                            let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(close_frame(code))).await;
+                        Ok(Err(_)) | Err(None) => return,
+                        Err(Some(code)) => {
+                            send_close(sink, code, write_timeout).await;
                             return;
                         }
                     }
                 }
                 Outbound::Close(code) => {
-                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(close_frame(code))).await;
+                    send_close(sink, code, write_timeout).await;
                     return;
                 }
             },
@@ -346,12 +386,23 @@ async fn write_loop(
                 if silent_for() > ping_interval * 2 {
                     return;
                 }
-                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                let ping = sink.send(Message::Ping(Default::default()));
+                if !matches!(tokio::time::timeout(write_timeout, ping).await, Ok(Ok(()))) {
                     return;
                 }
             }
         }
     }
+}
+
+/// Sends a close frame, giving up after a while (the client may have stopped reading).
+async fn send_close(
+    sink: &mut SplitSink<WebSocket, Message>,
+    code: CloseCode,
+    write_timeout: Duration,
+) {
+    let frame = close_frame(code);
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT.min(write_timeout), sink.send(frame)).await;
 }
 
 async fn write_batch(

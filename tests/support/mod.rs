@@ -107,6 +107,38 @@ impl TestServer {
         let _ = self.child.wait();
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's resident memory now, in bytes (from `/proc`).
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the server's /proc status is readable");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+            .expect("VmRSS in /proc status")
+    }
+
+    /// `GET /healthz`, as JSON with the HTTP status under `"http"`.
+    pub async fn health(&self) -> serde_json::Value {
+        let response = http_get(&self.addr, "/healthz").await;
+        let status: u16 = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or("{}");
+        let mut json: serde_json::Value =
+            serde_json::from_str(body.trim()).unwrap_or_else(|_| serde_json::json!({}));
+        json["http"] = serde_json::json!(status);
+        json
+    }
+
     /// The realtime URL of this server.
     pub fn url(&self) -> String {
         format!("ws://{}/rt/test", self.addr)
@@ -169,6 +201,24 @@ pub fn token(id: &str, name: &str, ttl_seconds: i64) -> String {
         .expect("clock after 1970")
         .as_secs() as i64;
     let claims = serde_json::json!({ "sub": id, "name": name, "colour": "#3d6cf2", "exp": now + ttl_seconds });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("token encodes")
+}
+
+/// An HS256 token for user `u` (valid for a minute) with extra claims.
+pub fn token_with(extra: serde_json::Value) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let mut claims = serde_json::json!({ "sub": "u", "name": "U", "exp": now + 60 });
+    if let (Some(claims), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
+        claims.extend(extra.clone());
+    }
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &claims,

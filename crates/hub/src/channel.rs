@@ -1,21 +1,22 @@
-//! One channel: its members, its sequence numbers, and how a frame reaches the members.
+//! One channel as this node holds it: its local members, the position of its history, and how
+//! a frame reaches the members.
 //!
 //! Every delivery to a channel happens under the channel's lock, so all members see the
 //! channel's frames in one order, the order of `seq`. Deliveries never wait: each is a
-//! `try_send` of shared bytes.
+//! non-blocking push of shared bytes into a member's outbox. Seqs are handed out by the broker,
+//! not here; the channel only remembers how far it delivered.
 
 use bytes::Bytes;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use switchboard_protocol::{Action, Target};
 use uuid::Uuid;
 
 use crate::encode;
-use crate::history::ChannelHistory;
 use crate::outbox::{Outbox, VolatileKey, VolatileOutcome};
-use crate::ChannelRule;
+use crate::rules::ChannelRule;
 
-/// A named channel and its state.
+/// A named channel active on this node, and its state.
 #[derive(Debug)]
 pub(crate) struct Channel {
     pub(crate) name: Arc<str>,
@@ -28,16 +29,12 @@ pub(crate) struct Channel {
 #[derive(Debug)]
 pub(crate) struct ChannelState {
     members: HashMap<Uuid, Member>,
-    /// The channel's history epoch.
-    pub(crate) epoch: Arc<str>,
-    /// The seq the next stored message gets.
-    pub(crate) next_seq: u64,
+    /// The channel's history epoch (none until something was stored).
+    pub(crate) epoch: Option<Arc<str>>,
     /// The highest seq delivered to members; everything up to it is stored.
     pub(crate) delivered_seq: u64,
-    /// Messages handed to the persister and not yet delivered; the channel stays registered
-    /// until they are, so its seq counter is never re-read from the store too early.
-    pub(crate) pending: u64,
-    recent_ids: RecentIds,
+    /// Set when the channel left the registry: whoever still holds it must look it up again.
+    pub(crate) retired: bool,
 }
 
 /// One socket's subscription to a channel.
@@ -50,27 +47,6 @@ pub(crate) struct Member {
     pub(crate) presence: bool,
 }
 
-/// Ids of the channel's latest stored messages, so a resend is stored and delivered once.
-#[derive(Debug)]
-struct RecentIds {
-    seqs: HashMap<String, u64>,
-    order: VecDeque<String>,
-    capacity: usize,
-}
-
-impl RecentIds {
-    fn insert(&mut self, id: String, seq: u64) {
-        if self.seqs.insert(id.clone(), seq).is_none() {
-            self.order.push_back(id);
-        }
-        while self.order.len() > self.capacity {
-            if let Some(old) = self.order.pop_front() {
-                self.seqs.remove(&old);
-            }
-        }
-    }
-}
-
 /// The channel, locked.
 pub(crate) struct Locked<'a> {
     channel: &'a Channel,
@@ -78,30 +54,21 @@ pub(crate) struct Locked<'a> {
 }
 
 impl Channel {
+    /// A channel whose history stands at `epoch` and `last_seq`.
     pub(crate) fn new(
         name: Arc<str>,
         rule: ChannelRule,
-        history: ChannelHistory,
-        recent_ids: usize,
+        epoch: Option<String>,
+        last_seq: u64,
     ) -> Self {
-        let mut ids = RecentIds {
-            seqs: HashMap::new(),
-            order: VecDeque::new(),
-            capacity: recent_ids,
-        };
-        for (id, seq) in history.recent_ids {
-            ids.insert(id, seq);
-        }
         Self {
             name,
             rule,
             state: Mutex::new(ChannelState {
                 members: HashMap::new(),
-                epoch: Arc::from(history.epoch),
-                next_seq: history.last_seq + 1,
-                delivered_seq: history.last_seq,
-                pending: 0,
-                recent_ids: ids,
+                epoch: epoch.map(Arc::from),
+                delivered_seq: last_seq,
+                retired: false,
             }),
         }
     }
@@ -128,6 +95,11 @@ impl std::ops::DerefMut for Locked<'_> {
 }
 
 impl Locked<'_> {
+    /// The channel's name.
+    pub(crate) fn channel_name(&self) -> Arc<str> {
+        self.channel.name.clone()
+    }
+
     pub(crate) fn member_mut(&mut self, socket: &Uuid) -> Option<&mut Member> {
         self.state.members.get_mut(socket)
     }
@@ -140,35 +112,24 @@ impl Locked<'_> {
         self.state.members.remove(socket)
     }
 
-    /// No members and nothing waiting to be stored: the channel may leave the registry.
+    /// No members: the channel may leave the registry.
     pub(crate) fn is_idle(&self) -> bool {
-        self.state.members.is_empty() && self.state.pending == 0
+        self.state.members.is_empty()
     }
 
-    /// The seq of an already stored (or queued) message with this id.
-    pub(crate) fn seq_of(&self, id: &str) -> Option<u64> {
-        self.state.recent_ids.seqs.get(id).copied()
-    }
-
-    /// Takes the next seq for a message with this id, now handed to the persister.
-    pub(crate) fn assign_seq(&mut self, id: String) -> u64 {
-        let seq = self.state.next_seq;
-        self.state.next_seq += 1;
-        self.state.pending += 1;
-        self.state.recent_ids.insert(id, seq);
-        seq
-    }
-
-    /// Delivers a stored message (now durable) to every member.
-    pub(crate) fn deliver_stored(&mut self, seq: u64, frame: &Bytes) {
-        self.state.delivered_seq = self.state.delivered_seq.max(seq);
-        self.state.pending = self.state.pending.saturating_sub(1);
+    /// Delivers a stored message (now durable) to every member, once: a seq already
+    /// delivered in this epoch is skipped. A new epoch (the history was reset) starts over.
+    pub(crate) fn deliver_stored(&mut self, seq: u64, epoch: &str, frame: &Bytes) -> bool {
+        if self.state.epoch.as_deref() != Some(epoch) {
+            self.state.epoch = Some(Arc::from(epoch));
+            self.state.delivered_seq = 0;
+        }
+        if seq <= self.state.delivered_seq {
+            return false;
+        }
+        self.state.delivered_seq = seq;
         self.deliver(Target::Everyone, frame);
-    }
-
-    /// A message handed to the persister that will never be delivered.
-    pub(crate) fn abandon_pending(&mut self) {
-        self.state.pending = self.state.pending.saturating_sub(1);
+        true
     }
 
     /// Sends a frame to the members the target selects; false when a socket target is not a
@@ -242,6 +203,12 @@ impl Locked<'_> {
         }
     }
 
+    /// The client objects of the presence members here.
+    pub(crate) fn presence_clients(&self) -> Vec<Arc<str>> {
+        let listed = self.state.members.values().filter(|m| m.presence);
+        listed.map(|m| m.client.clone()).collect()
+    }
+
     /// Every member here: socket, listed in presence, client object.
     pub(crate) fn member_list(&self) -> Vec<(Uuid, bool, Arc<str>)> {
         let members = self.state.members.iter();
@@ -253,11 +220,5 @@ impl Locked<'_> {
     /// Whether `socket` is a member here.
     pub(crate) fn has_member(&self, socket: &Uuid) -> bool {
         self.state.members.contains_key(socket)
-    }
-
-    /// The `presence_full` frame: every presence member's client object.
-    pub(crate) fn presence_full(&self) -> Bytes {
-        let listed = self.state.members.values().filter(|m| m.presence);
-        encode::presence_full(&self.channel.name, listed.map(|m| &*m.client))
     }
 }

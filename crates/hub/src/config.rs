@@ -20,6 +20,9 @@ pub struct HubConfig {
     pub rate_violation_burst: u32,
     /// Frames waiting to be written to one socket before it counts as too slow (1013).
     pub outbox_capacity: usize,
+    /// Bytes waiting to be written to one socket (every lane) before it counts as too slow
+    /// (1013): what one client can cost the server at most.
+    pub outbox_bytes: usize,
     /// Messages kept per channel (older ones are trimmed in the background).
     pub history_keep: u64,
     /// Messages older than this are trimmed.
@@ -32,8 +35,11 @@ pub struct HubConfig {
     pub max_resume: usize,
     /// Messages waiting to be stored before senders get `overloaded`.
     pub store_queue: usize,
+    /// Bytes of messages waiting to be stored (and, on a cluster, of frames waiting to be
+    /// published) before senders get `overloaded`.
+    pub store_queue_bytes: usize,
     /// Who may do what in which channels.
-    pub rules: crate::ChannelRules,
+    pub rules: crate::rules::ChannelRules,
 }
 
 impl Default for HubConfig {
@@ -46,20 +52,22 @@ impl Default for HubConfig {
             frame_burst: 100,
             rate_violation_burst: 100,
             outbox_capacity: 1024,
+            outbox_bytes: 4 * 1024 * 1024,
             history_keep: 1000,
             history_max_age: Duration::from_secs(30 * 24 * 3600),
             history_trim_interval: Duration::from_secs(60),
             history_on_join: 50,
             max_resume: 10_000,
             store_queue: 65_536,
-            rules: crate::ChannelRules::default(),
+            store_queue_bytes: 64 * 1024 * 1024,
+            rules: crate::rules::ChannelRules::default(),
         }
     }
 }
 
 impl HubConfig {
     /// The retention of `channel`: its rule's count, or the server-wide one.
-    pub fn retention(&self, channel: &str) -> crate::Retention {
+    pub fn retention(&self, channel: &str) -> crate::history::Retention {
         self.rules
             .retention(channel, self.history_keep, self.history_max_age)
     }

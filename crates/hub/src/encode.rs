@@ -40,67 +40,121 @@ fn open(
     out
 }
 
-/// Where a stored message sits in its channel: spliced into its frame's options.
-pub(crate) struct Position<'a> {
-    pub(crate) seq: u64,
+/// A stored frame before its seq and epoch are known: the text split where they go. The
+/// broker fills them in when it orders the message (Redis does it in its script), so a message
+/// is still encoded once, whoever hands out its seq.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredTemplate {
+    text: Bytes,
+    /// Where the seq digits go.
+    seq_at: usize,
+    /// Where the epoch goes (inside its quotes).
+    epoch_at: usize,
+}
+
+impl StoredTemplate {
+    /// The frame up to the seq.
+    pub(crate) fn head(&self) -> &[u8] {
+        &self.text[..self.seq_at]
+    }
+
+    /// The frame between the seq and the epoch.
+    pub(crate) fn middle(&self) -> &[u8] {
+        &self.text[self.seq_at..self.epoch_at]
+    }
+
+    /// The frame after the epoch.
+    pub(crate) fn tail(&self) -> &[u8] {
+        &self.text[self.epoch_at..]
+    }
+
+    /// Bytes of the finished frame, less the seq and epoch.
+    pub(crate) fn len(&self) -> usize {
+        self.text.len()
+    }
+
+    /// The finished frame.
+    pub(crate) fn fill(&self, seq: u64, epoch: &str) -> Bytes {
+        let seq = seq.to_string();
+        let mut out = Vec::with_capacity(self.text.len() + seq.len() + epoch.len());
+        out.extend_from_slice(self.head());
+        out.extend_from_slice(seq.as_bytes());
+        out.extend_from_slice(self.middle());
+        out.extend_from_slice(epoch.as_bytes());
+        out.extend_from_slice(self.tail());
+        Bytes::from(out)
+    }
+}
+
+/// Identity of a stored message besides its seq and epoch.
+pub(crate) struct Stamp<'a> {
+    /// The message id.
     pub(crate) id: &'a str,
-    pub(crate) epoch: &'a str,
+    /// When the server accepted it, in milliseconds since the Unix epoch.
+    pub(crate) at_ms: u64,
 }
 
 fn stored(
     action: Action,
     channel: &str,
-    at: &Position<'_>,
+    stamp: &Stamp<'_>,
     payload: &RawValue,
-    extra: usize,
-) -> String {
+    client: Option<&str>,
+) -> StoredTemplate {
+    let extra = client.map_or(0, str::len);
     let mut out = String::with_capacity(payload.get().len() + extra + 160);
     out.push_str(r#"{"action":""#);
     out.push_str(action.as_str());
     out.push_str(r#"","options":{"channel":"#);
     push_json_str(&mut out, channel);
     out.push_str(r#","seq":"#);
-    out.push_str(&at.seq.to_string());
+    let seq_at = out.len();
     out.push_str(r#","id":"#);
-    push_json_str(&mut out, at.id);
-    out.push_str(r#","epoch":"#);
-    push_json_str(&mut out, at.epoch);
-    out.push_str(r#"},"payload":"#);
+    push_json_str(&mut out, stamp.id);
+    out.push_str(r#","at":"#);
+    out.push_str(&stamp.at_ms.to_string());
+    out.push_str(r#","epoch":""#);
+    let epoch_at = out.len();
+    out.push_str(r#""},"payload":"#);
     out.push_str(payload.get());
-    out
-}
-
-/// Where the seq digits start in a stored frame of `action` in `channel` (see [`stored`]);
-/// a frame encoded with seq 0 is split there so Redis can splice in the seq it hands out.
-pub(crate) fn seq_offset(action: Action, channel: &str) -> usize {
-    let mut head = String::with_capacity(64);
-    head.push_str(r#"{"action":""#);
-    head.push_str(action.as_str());
-    head.push_str(r#"","options":{"channel":"#);
-    push_json_str(&mut head, channel);
-    head.push_str(r#","seq":"#);
-    head.len()
+    if let Some(client) = client {
+        out.push_str(r#","client":"#);
+        out.push_str(client);
+    }
+    out.push('}');
+    StoredTemplate {
+        text: Bytes::from(out),
+        seq_at,
+        epoch_at,
+    }
 }
 
 /// Stored `message` frame: payload verbatim, its position, the sender's client object.
 pub(crate) fn stored_message(
     channel: &str,
-    at: &Position<'_>,
+    stamp: &Stamp<'_>,
     payload: &RawValue,
     client: &str,
-) -> Bytes {
-    let mut out = stored(Action::Message, channel, at, payload, client.len());
-    out.push_str(r#","client":"#);
-    out.push_str(client);
-    out.push('}');
-    Bytes::from(out)
+) -> StoredTemplate {
+    stored(Action::Message, channel, stamp, payload, Some(client))
 }
 
 /// Stored `event` frame published by the server side: no sending socket, so no `client`.
-pub(crate) fn stored_event(channel: &str, at: &Position<'_>, payload: &RawValue) -> Bytes {
-    let mut out = stored(Action::Event, channel, at, payload, 0);
-    out.push('}');
-    Bytes::from(out)
+pub(crate) fn stored_event(channel: &str, stamp: &Stamp<'_>, payload: &RawValue) -> StoredTemplate {
+    stored(Action::Event, channel, stamp, payload, None)
+}
+
+/// A socket's `client` object: `{socketId, extras, permissions}`; `extras` is JSON already.
+pub(crate) fn client(socket: &str, extras: &str, authenticated: bool) -> String {
+    let mut out = String::with_capacity(extras.len() + 96);
+    out.push_str(r#"{"socketId":"#);
+    push_json_str(&mut out, socket);
+    out.push_str(r#","extras":"#);
+    out.push_str(extras);
+    out.push_str(r#","permissions":{"authenticated":"#);
+    out.push_str(if authenticated { "true" } else { "false" });
+    out.push_str("}}");
+    out
 }
 
 /// `message` frame that is not stored (to one socket or to authenticated members).
@@ -125,7 +179,7 @@ pub(crate) fn gap(channel: &str, epoch: &str, since: u64, missing_to: u64) -> By
     out.push_str(r#"{"epoch":"#);
     push_json_str(&mut out, epoch);
     out.push_str(r#","from":"#);
-    out.push_str(&(since + 1).to_string());
+    out.push_str(&since.saturating_add(1).to_string());
     out.push_str(r#","to":"#);
     out.push_str(&missing_to.to_string());
     out.push_str("}}");
@@ -209,7 +263,7 @@ pub(crate) fn presence_update(channel: &str, action: Action, client: &str) -> By
 }
 
 /// `history` frame: stored message frames, oldest first.
-pub(crate) fn history(channel: &str, frames: &[crate::StoredFrame]) -> Bytes {
+pub(crate) fn history(channel: &str, frames: &[crate::history::StoredFrame]) -> Bytes {
     let size = frames.iter().map(|f| f.frame.len()).sum::<usize>() + frames.len();
     let mut out = open(Action::History, Some(channel), None, size + 16);
     out.push_str(r#"{"history":["#);
@@ -268,17 +322,17 @@ mod tests {
         let full = decode(&presence_full("c", [client, client].into_iter()));
         assert_eq!(full.payload["presence"].as_array().unwrap().len(), 2);
         let payload = RawValue::from_string("1".into()).unwrap();
-        let at = Position {
-            seq: 7,
+        let stamp = Stamp {
             id: "m1",
-            epoch: "e",
+            at_ms: 1_700_000_000_000,
         };
-        let stored = crate::StoredFrame {
+        let stored = crate::history::StoredFrame {
             seq: 7,
-            frame: stored_message("c", &at, &payload, client),
+            frame: stored_message("c", &stamp, &payload, client).fill(7, "e"),
         };
         assert_eq!(decode(&stored.frame).seq(), Some(7));
         assert_eq!(decode(&stored.frame).epoch(), Some("e"));
+        assert_eq!(decode(&stored.frame).options["at"], 1_700_000_000_000u64);
         let hist = decode(&history("c", &[stored.clone(), stored]));
         assert_eq!(hist.payload["history"][1]["payload"], 1);
         let update = decode(&presence_update("c", Action::Leave, client));
@@ -288,28 +342,33 @@ mod tests {
             (gap.payload["from"].as_u64(), gap.payload["to"].as_u64()),
             (Some(4), Some(9))
         );
-        let event = decode(&stored_event("c", &at, &payload));
+        let event = decode(&stored_event("c", &stamp, &payload).fill(1, "e"));
         assert_eq!((event.action, event.client), (Action::Event, None));
     }
 
     #[test]
-    fn a_frame_with_seq_zero_splits_around_its_seq() {
+    fn a_template_is_filled_with_its_seq_and_epoch() {
         let payload = RawValue::from_string(r#"{"seq":0}"#.into()).unwrap();
-        let at = Position {
-            seq: 0,
+        let stamp = Stamp {
             id: "m\"1",
-            epoch: "e",
+            at_ms: 5,
         };
         let client = r#"{"socketId":"s1","extras":{},"permissions":{}}"#;
-        let frame = stored_message("r\"1", &at, &payload, client);
-        let offset = seq_offset(Action::Message, "r\"1");
-        assert_eq!(frame[offset], b'0');
-        let spliced = [&frame[..offset], b"12345", &frame[offset + 1..]].concat();
+        let template = stored_message("r\"1", &stamp, &payload, client);
+        let spliced = [
+            template.head(),
+            b"12345",
+            template.middle(),
+            b"abc",
+            template.tail(),
+        ]
+        .concat();
         let decoded: Frame = serde_json::from_slice(&spliced).unwrap();
         assert_eq!(
-            (decoded.seq(), decoded.channel()),
-            (Some(12345), Some("r\"1"))
+            (decoded.seq(), decoded.channel(), decoded.epoch()),
+            (Some(12345), Some("r\"1"), Some("abc"))
         );
         assert_eq!(decoded.payload["seq"], 0);
+        assert_eq!(template.fill(12345, "abc"), bytes::Bytes::from(spliced));
     }
 }

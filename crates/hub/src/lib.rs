@@ -3,30 +3,39 @@
 //! Transport-agnostic on purpose: the web server hands every text frame of a socket to its
 //! [`Session`] and writes out whatever arrives on the socket's [`OutboxReceiver`]. Nothing
 //! here knows about axum or Leptos, so the same engine runs behind any WebSocket stack and is
-//! tested without one. Storage sits behind [`HistoryStore`]: [`SqliteHistory`] is the
-//! embedded default, [`MemoryHistory`] keeps nothing on disk. Several nodes share one channel
-//! space through Redis ([`Hub::clustered`], [`RedisHistory`]): fan-out by pub/sub, history and
-//! seq in streams, presence with node heartbeats.
+//! tested without one.
+//!
+//! How messages are ordered, stored and spread sits behind a [`Broker`]: [`LocalBroker`] for a
+//! node alone (history in a [`HistoryStore`]: [`SqliteHistory`] by default, or
+//! [`MemoryHistory`]), [`RedisBroker`] for several nodes on one Redis ([`Hub::clustered`]).
+//! Whether a caller may join, read or send is decided in one place, [`authorize`].
 
+mod access;
+mod broker;
 mod channel;
-mod cluster;
 mod config;
 mod encode;
 mod history;
 mod hub;
 mod outbox;
-mod persister;
 mod rate;
+mod registry;
 mod rules;
 mod session;
+mod stats;
+mod time;
 
-pub use cluster::ClusterConfig;
+pub use access::{authorize, Access, Caller, Refusal};
+pub use broker::{
+    Accepted, Broker, LocalBroker, PresenceMember, RedisBroker, RedisConfig, StoredMessage,
+    Transient, Unhealthy,
+};
 pub use config::HubConfig;
 pub use history::{
-    ChannelHistory, HistoryStore, MemoryHistory, NewEntry, RedisHistory, Retention, SqliteHistory,
-    StoreError, StoredFrame,
+    ChannelHistory, HistoryReader, HistoryStore, MemoryHistory, NewEntry, RedisHistory, Retention,
+    SqliteHistory, StoreError, StoredFrame,
 };
-pub use hub::{Hub, HubClosed, HubStats, Identity, PublishError};
-pub use outbox::{CloseSignal, Outbound, OutboxReceiver};
+pub use hub::{Hub, HubClosed, HubStats, Identity, Publisher};
+pub use outbox::{CloseSignal, Outbound, OutboxReceiver, MAX_HISTORY_FRAME_BYTES};
 pub use rules::{ChannelRule, ChannelRules, JoinPolicy, SendPolicy};
 pub use session::Session;

@@ -1,48 +1,117 @@
 //! The bounded queue between the hub and one socket's writer.
 //!
-//! Fan-out never waits on a socket: it `try_send`s an already-encoded frame. A socket whose
-//! queue is full is too slow for the channel; rather than grow memory or slow everyone else,
-//! the hub marks it for closing with 1013 and the writer hangs up.
+//! Fan-out never waits on a socket: it pushes an already-encoded frame. Everything waiting for
+//! one socket counts against its budget in bytes (and its queue against a number of frames):
+//! a socket over either is too slow for its channels, and rather than grow memory or slow
+//! everyone else the hub orders it closed with 1013 and the writer hangs up. So a client can
+//! cost the server at most its budget, whatever it asks for.
+//!
+//! Three lanes, written in this order:
+//! - the **lane** of answers that must come before anything live: presence lists, and *plans*
+//!   that the writer carries out itself when it gets to them — the missed messages of a resume,
+//!   a `history` answer — reading the store a page at a time, so a long resume or a history of
+//!   large messages never sits in memory whole;
+//! - the **queue** of live frames (chat messages, replies, presence changes);
+//! - **volatile** frames (cursor positions): the newest per sender, written last, after a few
+//!   milliseconds' linger so several share one write.
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
+use serde_json::value::RawValue;
 use std::collections::{HashMap, VecDeque};
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use switchboard_protocol::CloseCode;
+use switchboard_protocol::{CloseCode, ErrorCode};
 use tokio::sync::mpsc;
 use uuid::Uuid;
+
+use crate::encode;
+use crate::history::{HistoryReader, StoredFrame};
+
+/// Most distinct (channel, sender) volatile streams waiting for one socket.
+const MAX_VOLATILE_STREAMS: usize = 512;
+
+/// Messages read from the store per page of a resume.
+const RESUME_PAGE_MESSAGES: usize = 256;
+
+/// Bytes of frames read from the store per page of a resume (at least one message).
+const RESUME_PAGE_BYTES: usize = 256 * 1024;
+
+/// Largest `history` frame: older messages are left out beyond it (at least one is sent);
+/// clients page back with `before`.
+pub const MAX_HISTORY_FRAME_BYTES: usize = 1024 * 1024;
+
+/// How long a volatile frame may wait for others to share its write. Cursor updates arrive
+/// tens of milliseconds apart per sender; batching a few milliseconds of them into one write
+/// cuts the server's per-delivery cost several times for an imperceptible delay.
+const VOLATILE_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Which volatile stream a frame belongs to: one channel, one sender.
+pub(crate) type VolatileKey = (Arc<str>, Uuid);
+
+/// How much may wait for one socket.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Budget {
+    /// Frames in the live queue.
+    pub(crate) frames: usize,
+    /// Bytes in all lanes together.
+    pub(crate) bytes: usize,
+}
+
+/// Work the writer does itself when it reaches it in the lane.
+#[derive(Debug)]
+pub(crate) enum Plan {
+    /// A resume: the stored messages of `channel` after `after` up to `up_to`, in order, with
+    /// a `gap` for any no longer stored.
+    Resume {
+        channel: Arc<str>,
+        epoch: Arc<str>,
+        after: u64,
+        up_to: u64,
+    },
+    /// A `history` frame: the latest `limit` messages before `before` (up to `up_to` at
+    /// most), then the reply to the request, if it had a ref.
+    History {
+        channel: Arc<str>,
+        before: Option<u64>,
+        limit: usize,
+        reference: Option<Box<RawValue>>,
+    },
+}
+
+/// One item of the lane.
+#[derive(Debug)]
+enum LaneItem {
+    Frame(Bytes),
+    Plan(Plan),
+}
 
 /// Sending half, held by the hub for each member of a channel.
 #[derive(Debug, Clone)]
 pub(crate) struct Outbox {
     tx: mpsc::Sender<Bytes>,
-    closer: Arc<Closer>,
-    lanes: Arc<Lanes>,
+    shared: Arc<Shared>,
 }
 
-/// Most distinct (channel, sender) volatile streams waiting for one socket.
-const MAX_VOLATILE_STREAMS: usize = 512;
-
-/// Which volatile stream a frame belongs to: one channel, one sender.
-pub(crate) type VolatileKey = (Arc<str>, Uuid);
-
-/// The two lanes beside the bounded queue. The writer is woken for them through the closer's
-/// waker; `waiting` lets it skip the lock when both lanes are empty (nearly always).
-#[derive(Debug, Default)]
-struct Lanes {
-    inner: Mutex<LaneState>,
+/// What both halves share.
+#[derive(Debug)]
+struct Shared {
+    closer: Arc<Closer>,
+    /// Bytes waiting in every lane.
+    bytes: AtomicUsize,
+    max_bytes: usize,
+    lanes: Mutex<LaneState>,
+    /// Lets the writer skip the lock when the lane and volatile frames are empty (nearly
+    /// always).
     waiting: AtomicBool,
 }
 
 #[derive(Debug, Default)]
 struct LaneState {
-    /// Missed messages for a resuming socket: written before anything else, and not counted
-    /// against the queue's capacity (a long resume is not a slow consumer).
-    replay: VecDeque<Bytes>,
+    lane: VecDeque<LaneItem>,
     /// The latest volatile frame per stream: a newer one replaces an unsent older one, so a
     /// slow reader gets the freshest position, not a backlog.
     volatile: HashMap<VolatileKey, Bytes>,
@@ -50,11 +119,6 @@ struct LaneState {
     /// When the oldest waiting volatile frame arrived.
     volatile_since: Option<tokio::time::Instant>,
 }
-
-/// How long a volatile frame may wait for others to share its write. Cursor updates arrive
-/// tens of milliseconds apart per sender; batching a few milliseconds of them into one write
-/// cuts the server's per-delivery cost several times for an imperceptible delay.
-const VOLATILE_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// What happened to a volatile frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,26 +140,49 @@ pub enum Outbound {
     Close(CloseCode),
 }
 
+/// What the lanes hold next, as the writer polls them.
+enum Ready {
+    Frame(Bytes),
+    Plan(Plan),
+    Close(CloseCode),
+}
+
 /// Receiving half, owned by the socket's writer.
 #[derive(Debug)]
 pub struct OutboxReceiver {
     rx: mpsc::Receiver<Bytes>,
-    closer: Arc<Closer>,
-    lanes: Arc<Lanes>,
+    shared: Arc<Shared>,
+    reader: HistoryReader,
     /// Armed while a volatile frame lingers.
     linger: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl Lanes {
+impl Shared {
     fn lock(&self) -> LanesGuard<'_> {
         LanesGuard {
-            state: self.inner.lock().unwrap_or_else(|e| e.into_inner()),
+            state: self.lanes.lock().unwrap_or_else(|e| e.into_inner()),
             waiting: &self.waiting,
         }
     }
 
     fn maybe_waiting(&self) -> bool {
         self.waiting.load(Ordering::Acquire)
+    }
+
+    /// Counts `len` more bytes waiting; false (and the socket ordered closed) when that
+    /// breaks the budget.
+    fn reserve(&self, len: usize) -> bool {
+        let before = self.bytes.fetch_add(len, Ordering::AcqRel);
+        if before + len > self.max_bytes {
+            self.bytes.fetch_sub(len, Ordering::AcqRel);
+            self.closer.close(CloseCode::TryAgainLater);
+            return false;
+        }
+        true
+    }
+
+    fn release(&self, len: usize) {
+        self.bytes.fetch_sub(len, Ordering::AcqRel);
     }
 }
 
@@ -120,7 +207,7 @@ impl std::ops::DerefMut for LanesGuard<'_> {
 
 impl Drop for LanesGuard<'_> {
     fn drop(&mut self) {
-        let waiting = !self.state.replay.is_empty() || !self.state.volatile_order.is_empty();
+        let waiting = !self.state.lane.is_empty() || !self.state.volatile_order.is_empty();
         self.waiting.store(waiting, Ordering::Release);
     }
 }
@@ -153,6 +240,11 @@ impl CloseSignal {
         })
         .await
     }
+
+    /// The close order given so far, if any.
+    pub fn given(&self) -> Option<CloseCode> {
+        self.0.pending()
+    }
 }
 
 /// A one-shot "close this socket with code N" signal that works even when the queue is full,
@@ -160,7 +252,7 @@ impl CloseSignal {
 #[derive(Debug, Default)]
 pub(crate) struct Closer {
     code: AtomicU16,
-    /// The socket writer's task: woken by a close order and by the replay and volatile lanes.
+    /// The socket writer's task: woken by a close order and by the lane and volatile frames.
     waker: AtomicWaker,
 }
 
@@ -178,55 +270,115 @@ impl Closer {
     fn pending(&self) -> Option<CloseCode> {
         match self.code.load(Ordering::Acquire) {
             0 => None,
-            1008 => Some(CloseCode::PolicyViolation),
-            1009 => Some(CloseCode::MessageTooBig),
-            1012 => Some(CloseCode::ServiceRestart),
-            _ => Some(CloseCode::TryAgainLater),
+            code => Some(CloseCode::from_code(code).unwrap_or(CloseCode::TryAgainLater)),
         }
     }
 }
 
-pub(crate) fn outbox(capacity: usize) -> (Outbox, OutboxReceiver) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
-    let closer = Arc::new(Closer::default());
-    let lanes = Arc::new(Lanes::default());
+pub(crate) fn outbox(budget: Budget, reader: HistoryReader) -> (Outbox, OutboxReceiver) {
+    let (tx, rx) = mpsc::channel(budget.frames.max(1));
+    let shared = Arc::new(Shared {
+        closer: Arc::new(Closer::default()),
+        bytes: AtomicUsize::new(0),
+        max_bytes: budget.bytes.max(1),
+        lanes: Mutex::new(LaneState::default()),
+        waiting: AtomicBool::new(false),
+    });
     (
         Outbox {
             tx,
-            closer: closer.clone(),
-            lanes: lanes.clone(),
+            shared: shared.clone(),
         },
         OutboxReceiver {
             rx,
-            closer,
-            lanes,
+            shared,
+            reader,
             linger: None,
         },
     )
 }
 
 impl Outbox {
-    /// Queues a frame; a full queue marks the socket as too slow and drops the frame.
+    /// Queues a frame; a full queue or budget marks the socket as too slow and drops it.
     pub(crate) fn push(&self, frame: Bytes) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(frame) {
-            self.closer.close(CloseCode::TryAgainLater);
+        let len = frame.len();
+        if !self.shared.reserve(len) {
+            return;
+        }
+        if let Err(err) = self.tx.try_send(frame) {
+            self.shared.release(len);
+            if matches!(err, mpsc::error::TrySendError::Full(_)) {
+                self.shared.closer.close(CloseCode::TryAgainLater);
+            }
         }
     }
 
-    /// Queues missed messages ahead of the live queue.
-    pub(crate) fn replay(&self, frames: impl IntoIterator<Item = Bytes>) {
-        self.lanes.lock().replay.extend(frames);
-        self.closer.waker.wake();
+    /// Puts a frame in the lane, ahead of anything live.
+    pub(crate) fn push_first(&self, frame: Bytes) {
+        if !self.shared.reserve(frame.len()) {
+            return;
+        }
+        self.shared.lock().lane.push_back(LaneItem::Frame(frame));
+        self.shared.closer.waker.wake();
+    }
+
+    /// Puts a plan in the lane. A resume of a channel whose earlier resume has not started is
+    /// merged into it; a `history` plan while another is waiting is refused (false).
+    pub(crate) fn plan(&self, plan: Plan) -> bool {
+        let mut lanes = self.shared.lock();
+        match &plan {
+            Plan::Resume {
+                channel,
+                epoch,
+                after,
+                up_to,
+            } => {
+                let earlier = lanes.lane.iter_mut().find_map(|item| match item {
+                    LaneItem::Plan(Plan::Resume {
+                        channel: c,
+                        epoch: e,
+                        after: a,
+                        up_to: u,
+                    }) if c == channel && e == epoch => Some((a, u)),
+                    _ => None,
+                });
+                if let Some((a, u)) = earlier {
+                    *a = (*a).min(*after);
+                    *u = (*u).max(*up_to);
+                    return true;
+                }
+            }
+            Plan::History { .. } => {
+                let waiting = lanes
+                    .lane
+                    .iter()
+                    .any(|item| matches!(item, LaneItem::Plan(Plan::History { .. })));
+                if waiting {
+                    return false;
+                }
+            }
+        }
+        lanes.lane.push_back(LaneItem::Plan(plan));
+        drop(lanes);
+        self.shared.closer.waker.wake();
+        true
     }
 
     /// Queues a volatile frame, replacing the unsent one of the same stream.
     pub(crate) fn push_volatile(&self, key: &VolatileKey, frame: Bytes) -> VolatileOutcome {
-        let mut lanes = self.lanes.lock();
+        let mut lanes = self.shared.lock();
         if let Some(waiting) = lanes.volatile.get_mut(key) {
+            let (new, old) = (frame.len(), waiting.len());
+            if new > old && !self.shared.reserve(new - old) {
+                return VolatileOutcome::Dropped;
+            }
+            if old > new {
+                self.shared.release(old - new);
+            }
             *waiting = frame;
             return VolatileOutcome::Coalesced;
         }
-        if lanes.volatile.len() >= MAX_VOLATILE_STREAMS {
+        if lanes.volatile.len() >= MAX_VOLATILE_STREAMS || !self.shared.reserve(frame.len()) {
             return VolatileOutcome::Dropped;
         }
         lanes.volatile.insert(key.clone(), frame);
@@ -235,56 +387,193 @@ impl Outbox {
             .volatile_since
             .get_or_insert_with(tokio::time::Instant::now);
         drop(lanes);
-        self.closer.waker.wake();
+        self.shared.closer.waker.wake();
         VolatileOutcome::Queued
     }
 
     pub(crate) fn close(&self, code: CloseCode) {
-        self.closer.close(code);
+        self.shared.closer.close(code);
     }
 
     pub(crate) fn closer(&self) -> Arc<Closer> {
-        self.closer.clone()
+        self.shared.closer.clone()
     }
+}
+
+/// Keeps the newest frames whose total stays within `max_bytes` (at least one).
+fn newest_within(mut frames: Vec<StoredFrame>, max_bytes: usize) -> Vec<StoredFrame> {
+    let mut total = 0;
+    let keep = frames
+        .iter()
+        .rev()
+        .take_while(|f| {
+            total += f.frame.len() + 1;
+            total <= max_bytes
+        })
+        .count()
+        .max(1);
+    let drop = frames.len().saturating_sub(keep);
+    frames.drain(..drop);
+    frames
 }
 
 impl OutboxReceiver {
     /// Waits for the next frame to write, or for the order to close. A close order wins over
     /// queued frames: a socket closed as too slow must not drain its backlog first.
     pub async fn next(&mut self) -> Outbound {
-        poll_fn(|cx| self.poll_next(cx)).await
+        loop {
+            match poll_fn(|cx| self.poll_ready(cx)).await {
+                Ready::Frame(frame) => return Outbound::Frame(frame),
+                Ready::Close(code) => return Outbound::Close(code),
+                Ready::Plan(plan) => {
+                    let signal = self.close_signal();
+                    tokio::select! {
+                        biased;
+                        code = signal.requested() => return Outbound::Close(code),
+                        () = self.carry_out(plan) => {}
+                    }
+                }
+            }
+        }
     }
 
-    /// [`OutboxReceiver::next`] as a poll: one waker registration and, when both lanes are
-    /// empty, no lock — this runs once per delivered frame.
-    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Outbound> {
-        // Register before checking, so a close or lane push in between is not missed.
-        self.closer.waker.register(cx.waker());
-        loop {
-            if let Some(code) = self.closer.pending() {
-                return Poll::Ready(Outbound::Close(code));
+    /// Reads what a plan needs from the store and puts the frames it makes at the front of
+    /// the lane (a resume longer than a page puts its remainder back behind them).
+    async fn carry_out(&mut self, plan: Plan) {
+        let mut made: Vec<LaneItem> = Vec::new();
+        match plan {
+            Plan::Resume {
+                channel,
+                epoch,
+                after,
+                up_to,
+            } => {
+                let page = self
+                    .reader
+                    .range(&channel, after, up_to, RESUME_PAGE_MESSAGES)
+                    .await;
+                match page {
+                    Ok(frames) => {
+                        let first = frames.first().map_or(up_to.saturating_add(1), |f| f.seq);
+                        if first > after.saturating_add(1) {
+                            let missing_to = first.saturating_sub(1).min(up_to);
+                            made.push(LaneItem::Frame(encode::gap(
+                                &channel, &epoch, after, missing_to,
+                            )));
+                        }
+                        let full = frames.len() == RESUME_PAGE_MESSAGES;
+                        let mut total = 0;
+                        let mut last = after;
+                        let mut truncated = false;
+                        for frame in frames {
+                            if total > 0 && total + frame.frame.len() > RESUME_PAGE_BYTES {
+                                truncated = true;
+                                break;
+                            }
+                            total += frame.frame.len();
+                            last = frame.seq;
+                            made.push(LaneItem::Frame(frame.frame));
+                        }
+                        if (truncated || full) && last < up_to && last > after {
+                            made.push(LaneItem::Plan(Plan::Resume {
+                                channel,
+                                epoch,
+                                after: last,
+                                up_to,
+                            }));
+                        }
+                    }
+                    Err(err) => {
+                        let why = format!("could not read the missed messages: {err}");
+                        made.push(LaneItem::Frame(encode::error(
+                            Some(&channel),
+                            ErrorCode::Internal,
+                            &why,
+                        )));
+                    }
+                }
             }
-            if self.lanes.maybe_waiting() {
-                if let Some(frame) = self.lanes.lock().replay.pop_front() {
-                    return Poll::Ready(Outbound::Frame(frame));
+            Plan::History {
+                channel,
+                before,
+                limit,
+                reference,
+            } => match self.reader.latest(&channel, before, limit).await {
+                Ok(frames) => {
+                    let frames = newest_within(frames, MAX_HISTORY_FRAME_BYTES);
+                    made.push(LaneItem::Frame(encode::history(&channel, &frames)));
+                    if let Some(reference) = reference {
+                        made.push(LaneItem::Frame(encode::reply(
+                            Some(&channel),
+                            &reference,
+                            Ok(()),
+                        )));
+                    }
+                }
+                Err(err) => {
+                    let why = format!("could not read the history: {err}");
+                    let frame = match reference {
+                        Some(reference) => encode::reply(
+                            Some(&channel),
+                            &reference,
+                            Err((ErrorCode::Internal, &why)),
+                        ),
+                        None => encode::error(Some(&channel), ErrorCode::Internal, &why),
+                    };
+                    made.push(LaneItem::Frame(frame));
+                }
+            },
+        }
+        for item in &made {
+            if let LaneItem::Frame(frame) = item {
+                if !self.shared.reserve(frame.len()) {
+                    return;
+                }
+            }
+        }
+        let mut lanes = self.shared.lock();
+        for item in made.into_iter().rev() {
+            lanes.lane.push_front(item);
+        }
+    }
+
+    /// The next thing to do: one registration of the waker and, when the lane and volatile
+    /// frames are empty, no lock — this runs once per delivered frame.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Ready> {
+        // Register before checking, so a close or lane push in between is not missed.
+        self.shared.closer.waker.register(cx.waker());
+        loop {
+            if let Some(code) = self.shared.closer.pending() {
+                return Poll::Ready(Ready::Close(code));
+            }
+            if self.shared.maybe_waiting() {
+                match self.shared.lock().lane.pop_front() {
+                    Some(LaneItem::Frame(frame)) => {
+                        self.shared.release(frame.len());
+                        return Poll::Ready(Ready::Frame(frame));
+                    }
+                    Some(LaneItem::Plan(plan)) => return Poll::Ready(Ready::Plan(plan)),
+                    None => {}
                 }
             }
             // Every sender gone means the session ended; the reader side decides how the
             // socket closes then (the close order wakes us).
             if let Poll::Ready(Some(frame)) = self.rx.poll_recv(cx) {
-                return Poll::Ready(Outbound::Frame(frame));
+                self.shared.release(frame.len());
+                return Poll::Ready(Ready::Frame(frame));
             }
-            if !self.lanes.maybe_waiting() {
+            if !self.shared.maybe_waiting() {
                 return Poll::Pending;
             }
-            let mut lanes = self.lanes.lock();
+            let mut lanes = self.shared.lock();
             let Some(since) = lanes.volatile_since else {
                 return Poll::Pending;
             };
             let due = since + VOLATILE_LINGER;
             if tokio::time::Instant::now() >= due {
                 if let Some(frame) = lanes.pop_volatile() {
-                    return Poll::Ready(Outbound::Frame(frame));
+                    self.shared.release(frame.len());
+                    return Poll::Ready(Ready::Frame(frame));
                 }
                 continue;
             }
@@ -301,48 +590,75 @@ impl OutboxReceiver {
         }
     }
 
-    /// A replayed or queued frame, if one is waiting (never a volatile one).
-    fn try_next_urgent(&mut self) -> Option<Bytes> {
-        if self.closer.pending().is_some() {
-            return None;
-        }
-        if self.lanes.maybe_waiting() {
-            if let Some(frame) = self.lanes.lock().replay.pop_front() {
-                return Some(frame);
-            }
-        }
-        self.rx.try_recv().ok()
-    }
-
     /// A handle that resolves when a close is ordered; lets the writer abandon a write that
     /// a stalled client is blocking.
     pub fn close_signal(&self) -> CloseSignal {
-        CloseSignal(self.closer.clone())
+        CloseSignal(self.shared.closer.clone())
     }
 
-    /// Takes a frame that is already queued, without waiting; lets the writer batch frames
-    /// into one flush.
-    /// The order: replayed messages, then the queue, then volatile frames (chat before cursors).
+    /// Takes a frame that is already waiting, without waiting; lets the writer batch frames
+    /// into one flush. The order: the lane (stopping at a plan, which [`OutboxReceiver::next`]
+    /// carries out), then the queue, then volatile frames (chat before cursors).
     pub fn try_next(&mut self) -> Option<Bytes> {
-        if self.closer.pending().is_some() {
+        if self.shared.closer.pending().is_some() {
             return None;
         }
-        self.try_next_urgent().or_else(|| {
-            self.lanes
-                .maybe_waiting()
-                .then(|| self.lanes.lock().pop_volatile())
-                .flatten()
-        })
+        if self.shared.maybe_waiting() {
+            let mut lanes = self.shared.lock();
+            match lanes.lane.front() {
+                Some(LaneItem::Frame(_)) => {
+                    if let Some(LaneItem::Frame(frame)) = lanes.lane.pop_front() {
+                        self.shared.release(frame.len());
+                        return Some(frame);
+                    }
+                }
+                Some(LaneItem::Plan(_)) => return None,
+                None => {}
+            }
+        }
+        if let Ok(frame) = self.rx.try_recv() {
+            self.shared.release(frame.len());
+            return Some(frame);
+        }
+        if !self.shared.maybe_waiting() {
+            return None;
+        }
+        let frame = self.shared.lock().pop_volatile()?;
+        self.shared.release(frame.len());
+        Some(frame)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::MemoryHistory;
+    use crate::history::{HistoryStore, NewEntry};
+
+    fn reader_with(channel: &str, frames: &[(u64, &str)]) -> HistoryReader {
+        let store = MemoryHistory::default();
+        let batch: Vec<NewEntry> = frames
+            .iter()
+            .map(|(seq, text)| NewEntry {
+                channel: channel.into(),
+                epoch: "e".into(),
+                seq: *seq,
+                id: format!("m{seq}"),
+                at_ms: 0,
+                frame: Bytes::from(text.to_string()),
+            })
+            .collect();
+        store.append(&batch).unwrap();
+        HistoryReader::new(Arc::new(store))
+    }
+
+    fn small(frames: usize, bytes: usize) -> (Outbox, OutboxReceiver) {
+        outbox(Budget { frames, bytes }, reader_with("room", &[]))
+    }
 
     #[tokio::test]
     async fn full_queue_turns_into_close_1013() {
-        let (outbox, mut rx) = outbox(2);
+        let (outbox, mut rx) = small(2, 1 << 20);
         for n in 0..3 {
             outbox.push(Bytes::from(format!("{n}")));
         }
@@ -350,12 +666,56 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn replayed_frames_come_first_and_do_not_count_against_capacity() {
-        let (outbox, mut rx) = outbox(2);
+    async fn a_budget_in_bytes_closes_a_socket_whose_frames_are_few_but_large() {
+        let (outbox, mut rx) = small(1024, 1000);
+        outbox.push(Bytes::from(vec![b'x'; 600]));
+        assert_eq!(outbox.shared.bytes.load(Ordering::Acquire), 600);
+        outbox.push(Bytes::from(vec![b'y'; 600]));
+        assert_eq!(rx.next().await, Outbound::Close(CloseCode::TryAgainLater));
+    }
+
+    #[tokio::test]
+    async fn written_frames_give_their_bytes_back() {
+        let (outbox, mut rx) = small(1024, 1000);
+        for _ in 0..5 {
+            outbox.push(Bytes::from(vec![b'x'; 600]));
+            assert!(matches!(rx.next().await, Outbound::Frame(_)));
+        }
+        assert_eq!(outbox.shared.bytes.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn a_resume_is_read_page_by_page_before_live_frames_with_a_gap_for_what_is_gone() {
+        let stored: Vec<(u64, String)> = (3..=600).map(|n| (n, format!("m{n}"))).collect();
+        let stored: Vec<(u64, &str)> = stored.iter().map(|(n, t)| (*n, t.as_str())).collect();
+        let reader = reader_with("room", &stored);
+        let (outbox, mut rx) = outbox(
+            Budget {
+                frames: 16,
+                bytes: 1 << 20,
+            },
+            reader,
+        );
         outbox.push(Bytes::from_static(b"live"));
-        outbox.replay((0..10).map(|n| Bytes::from(n.to_string())));
-        for n in 0..10 {
-            assert_eq!(rx.next().await, Outbound::Frame(Bytes::from(n.to_string())));
+        assert!(outbox.plan(Plan::Resume {
+            channel: Arc::from("room"),
+            epoch: Arc::from("e"),
+            after: 0,
+            up_to: 600,
+        }));
+        let Outbound::Frame(gap) = rx.next().await else {
+            panic!("a gap first")
+        };
+        let gap: switchboard_protocol::Frame = serde_json::from_slice(&gap).unwrap();
+        assert_eq!(
+            (gap.payload["from"].as_u64(), gap.payload["to"].as_u64()),
+            (Some(1), Some(2))
+        );
+        for n in 3..=600 {
+            assert_eq!(
+                rx.next().await,
+                Outbound::Frame(Bytes::from(format!("m{n}")))
+            );
         }
         assert_eq!(
             rx.next().await,
@@ -365,8 +725,68 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_second_history_request_waits_for_the_first_and_resumes_merge() {
+        let (outbox, _rx) = small(16, 1 << 20);
+        let history = || Plan::History {
+            channel: Arc::from("room"),
+            before: None,
+            limit: 10,
+            reference: None,
+        };
+        assert!(outbox.plan(history()));
+        assert!(!outbox.plan(history()));
+        let resume = |after, up_to| Plan::Resume {
+            channel: Arc::from("room"),
+            epoch: Arc::from("e"),
+            after,
+            up_to,
+        };
+        assert!(outbox.plan(resume(5, 10)));
+        assert!(outbox.plan(resume(2, 12)));
+        let lanes = outbox.shared.lock();
+        assert_eq!(lanes.lane.len(), 2);
+        assert!(matches!(
+            lanes.lane.back(),
+            Some(LaneItem::Plan(Plan::Resume {
+                after: 2,
+                up_to: 12,
+                ..
+            }))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_history_frame_keeps_the_newest_messages_within_its_size_limit() {
+        let big = "x".repeat(400 * 1024);
+        let reader = reader_with("room", &[(1, &big), (2, &big), (3, &big), (4, "small")]);
+        let (outbox, mut rx) = outbox(
+            Budget {
+                frames: 16,
+                bytes: 8 << 20,
+            },
+            reader,
+        );
+        assert!(outbox.plan(Plan::History {
+            channel: Arc::from("room"),
+            before: None,
+            limit: 100,
+            reference: Some(RawValue::from_string("7".into()).unwrap()),
+        }));
+        let Outbound::Frame(frame) = rx.next().await else {
+            panic!("a history frame")
+        };
+        assert!(frame.len() <= MAX_HISTORY_FRAME_BYTES + 200);
+        let text = String::from_utf8(frame.to_vec()).unwrap();
+        assert!(text.ends_with(",small]}}"), "the newest message is kept");
+        let Outbound::Frame(reply) = rx.next().await else {
+            panic!("then the reply")
+        };
+        assert!(String::from_utf8_lossy(&reply).contains(r#""status":"ok""#));
+    }
+
+    #[tokio::test]
     async fn volatile_frames_keep_only_the_latest_per_stream_and_yield_to_the_queue() {
-        let (outbox, mut rx) = outbox(4);
+        let (outbox, mut rx) = small(4, 1 << 20);
         let mover: VolatileKey = (Arc::from("room"), Uuid::new_v4());
         let other: VolatileKey = (Arc::from("room"), Uuid::new_v4());
         assert_eq!(
@@ -389,11 +809,12 @@ mod tests {
         assert_eq!(rx.next().await, Outbound::Frame(Bytes::from_static(b"m2")));
         assert_eq!(rx.next().await, Outbound::Frame(Bytes::from_static(b"o1")));
         assert_eq!(rx.try_next(), None);
+        assert_eq!(outbox.shared.bytes.load(Ordering::Acquire), 0);
     }
 
     #[tokio::test]
     async fn a_volatile_frame_wakes_a_waiting_writer() {
-        let (outbox, mut rx) = outbox(4);
+        let (outbox, mut rx) = small(4, 1 << 20);
         let waiting = tokio::spawn(async move { rx.next().await });
         tokio::task::yield_now().await;
         let key: VolatileKey = (Arc::from("room"), Uuid::new_v4());
@@ -405,15 +826,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_close_order_and_a_replay_wake_a_waiting_writer() {
-        let (outbox, mut rx) = outbox(4);
+    async fn a_close_order_and_a_lane_frame_wake_a_waiting_writer() {
+        let (outbox, mut rx) = small(4, 1 << 20);
         let waiting = tokio::spawn(async move {
             let first = rx.next().await;
             let second = rx.next().await;
             (first, second)
         });
         tokio::task::yield_now().await;
-        outbox.replay([Bytes::from_static(b"missed")]);
+        outbox.push_first(Bytes::from_static(b"missed"));
         tokio::task::yield_now().await;
         outbox.close(CloseCode::ServiceRestart);
         let (first, second) = waiting.await.unwrap();
@@ -423,7 +844,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_close_signal_fires_while_the_writer_is_busy_elsewhere() {
-        let (outbox, rx) = outbox(4);
+        let (outbox, rx) = small(4, 1 << 20);
         let signal = rx.close_signal();
         let waiting = tokio::spawn(async move { signal.requested().await });
         tokio::task::yield_now().await;
@@ -434,7 +855,7 @@ mod tests {
 
     #[tokio::test]
     async fn frames_arrive_in_order() {
-        let (outbox, mut rx) = outbox(4);
+        let (outbox, mut rx) = small(4, 1 << 20);
         outbox.push(Bytes::from_static(b"a"));
         outbox.push(Bytes::from_static(b"b"));
         assert_eq!(rx.next().await, Outbound::Frame(Bytes::from_static(b"a")));

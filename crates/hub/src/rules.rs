@@ -98,8 +98,13 @@ impl ChannelRules {
     }
 
     /// The retention of `channel`: its rule's count, or the server-wide one.
-    pub fn retention(&self, channel: &str, keep: u64, max_age: Duration) -> crate::Retention {
-        crate::Retention {
+    pub fn retention(
+        &self,
+        channel: &str,
+        keep: u64,
+        max_age: Duration,
+    ) -> crate::history::Retention {
+        crate::history::Retention {
             count: self.for_channel(channel).history_keep.unwrap_or(keep),
             max_age,
         }

@@ -1,34 +1,38 @@
 //! One socket's conversation with the hub: it decodes each frame the socket sends, applies the
-//! limits, carries out the request and queues the answers on the socket's own outbox.
+//! limits and the channel's rules, carries out the request through the broker and queues the
+//! answers on the socket's own outbox.
+//!
+//! Each request has one path, whether this node runs alone or with others: what differs is
+//! behind the [`Broker`](crate::broker::Broker). Requests that need I/O (activating a channel,
+//! presence across nodes) are awaited, so one socket's frames are handled in order while other
+//! sockets go on; store reads are left to the socket's writer as plans (see `outbox`).
 
+use bytes::Bytes;
 use serde_json::value::RawValue;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use switchboard_protocol::{
-    decode_client_frame, Action, ClientRequest, CloseCode, ErrorCode, HistoryRequest, JoinRequest,
-    MessageRequest, Since, Target,
+    decode_client_frame, is_valid_colour, Action, ClientRequest, CloseCode, ErrorCode,
+    HistoryRequest, JoinRequest, MessageRequest, Since, Target,
 };
 use uuid::Uuid;
 
+use crate::access::{authorize, Access, Refusal};
+use crate::broker::{Answer, PresenceMember, StoredMessage, Transient};
 use crate::channel::{Channel, Locked, Member};
-use crate::encode::{self, Position};
-use crate::history::NewEntry;
+use crate::encode::{self, Stamp};
 use crate::hub::{Hub, Identity};
-use crate::outbox::Outbox;
-use crate::persister::{now_ms, Pending};
+use crate::outbox::{Outbox, Plan};
 use crate::rate::TokenBucket;
-use crate::{JoinPolicy, SendPolicy};
-
-/// A refusal: the code and the human-readable reason.
-type Refusal = (ErrorCode, String);
+use crate::time::now_ms;
 
 /// Who answers a request that succeeded.
 enum Answered {
     /// The session: an ok reply now (if the request had a ref).
     Now,
-    /// The persister, once the message is stored.
-    WhenStored,
+    /// Someone later: the broker once a message is stored, the writer once history is read.
+    Later,
 }
 
 /// The hub side of one connected socket. Dropping it leaves every channel it joined.
@@ -51,9 +55,13 @@ struct Joined {
 }
 
 fn internal(err: impl std::fmt::Display) -> Refusal {
-    (
-        ErrorCode::Internal,
-        format!("history storage failed: {err}"),
+    Refusal::new(ErrorCode::Internal, err.to_string())
+}
+
+fn not_subscribed(channel: &str) -> Refusal {
+    Refusal::new(
+        ErrorCode::NotSubscribed,
+        format!("this socket has not joined channel {channel:?}: join it first"),
     )
 }
 
@@ -74,38 +82,43 @@ impl Session {
         }
     }
 
+    /// This socket's id.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
     /// Tells the socket's writer to close with `code` (e.g. a frame over the hard limit).
     pub fn close(&self, code: CloseCode) {
         self.outbox.close(code);
     }
 
     /// Handles one text frame from the socket.
-    pub fn handle_text(&mut self, text: &str) {
+    pub async fn handle_text(&mut self, text: &str) {
         let decoded = decode_client_frame(text);
         if !self.frames.take() {
             if self.violations.take() {
-                let why = "too many frames: slow down and retry".to_string();
-                self.respond(
-                    decoded.channel,
-                    decoded.reference,
-                    Err((ErrorCode::RateLimited, why)),
+                let why = Refusal::new(
+                    ErrorCode::RateLimited,
+                    "too many frames: slow down and retry",
                 );
+                self.respond(decoded.channel, decoded.reference, Err(why));
             } else {
                 self.outbox.close(CloseCode::PolicyViolation);
             }
             return;
         }
+        let reference = decoded.reference;
         let outcome = match decoded.request {
-            Err(refusal) => Err(refusal),
-            Ok(ClientRequest::Join(join)) => self.join(join).map(|()| Answered::Now),
+            Err((code, message)) => Err(Refusal::new(code, message)),
+            Ok(ClientRequest::Join(join)) => self.join(join).await.map(|()| Answered::Now),
             Ok(ClientRequest::Leave { channel }) => self.leave(channel).map(|()| Answered::Now),
-            Ok(ClientRequest::Message(message)) => self.message(message, decoded.reference),
-            Ok(ClientRequest::History(request)) => self.history(request).map(|()| Answered::Now),
+            Ok(ClientRequest::Message(message)) => self.message(message, reference).await,
+            Ok(ClientRequest::History(request)) => self.history(request, reference),
         };
         match outcome {
-            Ok(Answered::WhenStored) => {}
-            Ok(Answered::Now) => self.respond(decoded.channel, decoded.reference, Ok(())),
-            Err(refusal) => self.respond(decoded.channel, decoded.reference, Err(refusal)),
+            Ok(Answered::Later) => {}
+            Ok(Answered::Now) => self.respond(decoded.channel, reference, Ok(())),
+            Err(refusal) => self.respond(decoded.channel, reference, Err(refusal)),
         }
     }
 
@@ -122,130 +135,71 @@ impl Session {
                 let outcome = outcome
                     .as_ref()
                     .map(|_| ())
-                    .map_err(|(c, m)| (*c, m.as_str()));
+                    .map_err(|r| (r.code, r.message.as_str()));
                 encode::reply(channel, reference, outcome)
             }
-            (None, Err((code, message))) => encode::error(channel, *code, message),
+            (None, Err(refusal)) => encode::error(channel, refusal.code, &refusal.message),
             (None, Ok(())) => return,
         };
         self.outbox.push(frame);
     }
 
-    fn joined(&self, channel: &str) -> Result<&Joined, Refusal> {
-        self.joined.get(channel).ok_or_else(|| {
-            let why = format!("this socket has not joined channel {channel:?}: join it first");
-            (ErrorCode::NotSubscribed, why)
-        })
-    }
-
-    fn join(&mut self, request: JoinRequest<'_>) -> Result<(), Refusal> {
-        let config = self.hub.config().clone();
-        if let Some(joined) = self.joined.get(request.channel) {
-            let (channel, client) = (joined.channel.clone(), joined.client.clone());
-            if let Some(cluster) = self.hub.inner.cluster.clone() {
-                let was_listed = channel
-                    .lock()
-                    .member_mut(&self.id)
-                    .map(|m| std::mem::replace(&mut m.presence, request.presence))
-                    .unwrap_or(false);
-                let socket = self.id.to_string();
-                let listed = cluster
-                    .join(
-                        request.channel,
-                        &socket,
-                        request.presence,
-                        was_listed,
-                        &client,
-                    )
-                    .map_err(internal)?;
-                let locked = channel.lock();
-                match (was_listed, request.presence) {
-                    (false, true) => locked.announce(&self.id, Action::Join, &client),
-                    (true, false) => locked.announce(&self.id, Action::Leave, &client),
-                    _ => {}
-                }
-                if request.presence {
-                    let listed = listed.iter().map(String::as_str);
-                    self.outbox
-                        .push(encode::presence_full(&channel.name, listed));
-                }
-                return self.catch_up(&locked, &request);
-            }
-            let mut locked = channel.lock();
-            if let Some(member) = locked.member_mut(&self.id) {
-                let was_listed = std::mem::replace(&mut member.presence, request.presence);
-                match (was_listed, request.presence) {
-                    (false, true) => locked.announce(&self.id, Action::Join, &client),
-                    (true, false) => locked.announce(&self.id, Action::Leave, &client),
-                    _ => {}
-                }
-            }
-            if request.presence {
-                self.outbox.push(locked.presence_full());
-            }
-            return self.catch_up(&locked, &request);
+    async fn join(&mut self, request: JoinRequest<'_>) -> Result<(), Refusal> {
+        if self.joined.contains_key(request.channel) {
+            return self.rejoin(request).await;
         }
+        let config = self.hub.config();
         if self.joined.len() >= config.max_channels_per_socket {
             let why = format!(
                 "this socket already joined {} channels, the most allowed",
                 config.max_channels_per_socket
             );
-            return Err((ErrorCode::TooManyChannels, why));
+            return Err(Refusal::new(ErrorCode::TooManyChannels, why));
         }
-        let client = self.client_json(request.extras.as_ref(), &config)?;
-        let channel = self.hub.channel(request.channel).map_err(internal)?;
-        if channel.rule.join == JoinPolicy::Authenticated && !self.identity.authenticated {
-            let why = format!(
-                "channel {:?} is for signed-in sockets: connect with a token",
-                request.channel
-            );
-            return Err((ErrorCode::AuthRequired, why));
-        }
-        let request = JoinRequest {
-            presence: request.presence && channel.rule.presence,
-            ..request
+        // Decided before anything is opened: a refused join leaves nothing behind.
+        let rule = self.hub.rule(request.channel);
+        authorize(rule, self.identity.caller(), Access::Join, request.channel)?;
+        let presence = request.presence && rule.presence;
+        let client = self.client_json(request.extras.as_ref())?;
+        let broker = self.hub.broker();
+        let member = PresenceMember {
+            socket: self.id,
+            presence,
+            was_listed: false,
+            client: &client,
         };
-        // On a cluster the member is listed in Redis first; the presence list spans nodes.
-        let listed = match &self.hub.inner.cluster {
-            Some(cluster) => {
-                let socket = self.id.to_string();
-                let listed =
-                    cluster.join(request.channel, &socket, request.presence, false, &client);
-                match listed {
-                    Ok(listed) => Some(listed),
-                    Err(err) => {
-                        self.hub.prune_if_idle(&channel);
-                        return Err(internal(err));
-                    }
+        let channel = loop {
+            let channel = self.hub.activate(request.channel).await?;
+            let elsewhere = match broker.presence_join(request.channel, member).await {
+                Ok(elsewhere) => elsewhere,
+                Err(err) => {
+                    self.hub.prune_if_idle(&channel);
+                    return Err(internal(err));
                 }
+            };
+            let mut locked = channel.lock();
+            if locked.retired {
+                // Its last member left while this join was on its way: open it again.
+                continue;
             }
-            None => None,
+            locked.insert(
+                self.id,
+                Member {
+                    outbox: self.outbox.clone(),
+                    client: client.clone(),
+                    authenticated: self.identity.authenticated,
+                    presence,
+                },
+            );
+            if presence {
+                // Other nodes were told by `presence_join`.
+                locked.announce(&self.id, Action::Join, &client);
+                self.outbox.push_first(presence_full(&locked, elsewhere));
+            }
+            self.catch_up(&locked, &request);
+            drop(locked);
+            break channel;
         };
-        let mut locked = channel.lock();
-        locked.insert(
-            self.id,
-            Member {
-                outbox: self.outbox.clone(),
-                client: client.clone(),
-                authenticated: self.identity.authenticated,
-                presence: request.presence,
-            },
-        );
-        match (request.presence, listed) {
-            (false, _) => {}
-            (true, Some(listed)) => {
-                locked.announce(&self.id, Action::Join, &client);
-                let listed = listed.iter().map(String::as_str);
-                self.outbox
-                    .push(encode::presence_full(&channel.name, listed));
-            }
-            (true, None) => {
-                locked.announce(&self.id, Action::Join, &client);
-                self.outbox.push(locked.presence_full());
-            }
-        }
-        let caught_up = self.catch_up(&locked, &request);
-        drop(locked);
         let rate = channel
             .rule
             .messages_per_second
@@ -258,135 +212,172 @@ impl Session {
                 rate,
             },
         );
-        caught_up
-    }
-
-    /// After a join: the missed messages of a resume (or a gap), or the recent history. Runs
-    /// under the channel's lock, so nothing delivered live can slip between the two.
-    fn catch_up(&self, locked: &Locked<'_>, request: &JoinRequest<'_>) -> Result<(), Refusal> {
-        let store = &self.hub.inner.history;
-        let config = self.hub.config();
-        let channel = request.channel;
-        let delivered = locked.delivered_seq;
-        match request.since {
-            Some(Since { epoch, seq }) if epoch == &*locked.epoch => {
-                if seq >= delivered {
-                    return Ok(());
-                }
-                let missed = store
-                    .range(channel, seq, delivered, usize::MAX)
-                    .map_err(internal)?;
-                let first = missed.first().map_or(delivered + 1, |f| f.seq);
-                let keep_from = missed.len().saturating_sub(config.max_resume);
-                let first_sent = missed.get(keep_from).map_or(first, |f| f.seq);
-                // The gap (if any) goes on the replay lane too, ahead of what is replayed.
-                let gap = (first_sent > seq + 1)
-                    .then(|| encode::gap(channel, epoch, seq, first_sent - 1));
-                let replayed = missed.into_iter().skip(keep_from).map(|f| f.frame);
-                self.outbox.replay(gap.into_iter().chain(replayed));
-            }
-            Some(Since { seq, .. }) => {
-                // Another epoch: everything the client had may be gone; say so, then send
-                // what the channel holds now.
-                self.outbox
-                    .push(encode::gap(channel, &locked.epoch, seq, delivered));
-                let recent = store
-                    .latest(channel, None, config.history_on_join)
-                    .map_err(internal)?;
-                self.outbox.push(encode::history(channel, &recent));
-            }
-            None if request.history => {
-                let recent = store
-                    .latest(channel, None, config.history_on_join)
-                    .map_err(internal)?;
-                self.outbox.push(encode::history(channel, &recent));
-            }
-            None => {}
-        }
         Ok(())
     }
 
+    /// Joining a channel already joined: updates the presence flag (announcing the change)
+    /// and sends the presence list and history again when asked.
+    async fn rejoin(&mut self, request: JoinRequest<'_>) -> Result<(), Refusal> {
+        let Some(joined) = self.joined.get(request.channel) else {
+            return Err(not_subscribed(request.channel));
+        };
+        let (channel, client) = (joined.channel.clone(), joined.client.clone());
+        let presence = request.presence && channel.rule.presence;
+        let was_listed = channel
+            .lock()
+            .member_mut(&self.id)
+            .is_some_and(|m| m.presence);
+        let member = PresenceMember {
+            socket: self.id,
+            presence,
+            was_listed,
+            client: &client,
+        };
+        let elsewhere = self
+            .hub
+            .broker()
+            .presence_join(request.channel, member)
+            .await
+            .map_err(internal)?;
+        let mut locked = channel.lock();
+        if let Some(member) = locked.member_mut(&self.id) {
+            member.presence = presence;
+        }
+        match (was_listed, presence) {
+            (false, true) => locked.announce(&self.id, Action::Join, &client),
+            (true, false) => locked.announce(&self.id, Action::Leave, &client),
+            _ => {}
+        }
+        if presence {
+            self.outbox.push_first(presence_full(&locked, elsewhere));
+        }
+        self.catch_up(&locked, &request);
+        Ok(())
+    }
+
+    /// After a join: the missed messages of a resume (or a gap), or the recent history — as
+    /// plans in the lane, set under the channel's lock so nothing delivered live can slip
+    /// between the two or come twice.
+    fn catch_up(&self, locked: &Locked<'_>, request: &JoinRequest<'_>) {
+        let config = self.hub.config();
+        let channel = &locked.channel_name();
+        let delivered = locked.delivered_seq;
+        let history = || Plan::History {
+            channel: channel.clone(),
+            before: Some(delivered.saturating_add(1)),
+            limit: config.history_on_join,
+            reference: None,
+        };
+        match (request.since, &locked.epoch) {
+            (Some(Since { epoch, seq }), Some(current)) if epoch == &**current => {
+                if seq >= delivered {
+                    return;
+                }
+                // Beyond the most a resume replays, the oldest are reported as a gap.
+                let after = seq.max(delivered.saturating_sub(config.max_resume as u64));
+                if after > seq {
+                    self.outbox
+                        .push_first(encode::gap(channel, current, seq, after));
+                }
+                self.outbox.plan(Plan::Resume {
+                    channel: channel.clone(),
+                    epoch: current.clone(),
+                    after,
+                    up_to: delivered,
+                });
+            }
+            (Some(Since { seq, .. }), current) => {
+                // Another epoch: everything the client had may be gone; say so, then send
+                // what the channel holds now.
+                let epoch = current.as_deref().unwrap_or_default();
+                self.outbox
+                    .push_first(encode::gap(channel, epoch, seq, delivered));
+                self.outbox.plan(history());
+            }
+            (None, _) if request.history => {
+                self.outbox.plan(history());
+            }
+            (None, _) => {}
+        }
+    }
+
     /// The socket's client object for a channel: identity from its token when it has one,
-    /// otherwise the extras it sent with the join.
-    fn client_json(
-        &self,
-        join_extras: Option<&Map<String, Value>>,
-        config: &crate::HubConfig,
-    ) -> Result<Arc<str>, Refusal> {
+    /// otherwise the extras it sent with the join (checked: size, colour).
+    fn client_json(&self, join_extras: Option<&Map<String, Value>>) -> Result<Arc<str>, Refusal> {
         let extras = match join_extras {
             Some(extras) if !self.identity.authenticated => extras,
             _ => &self.identity.extras,
         };
-        let extras = Value::Object(extras.clone()).to_string();
-        if extras.len() > config.max_extras_bytes {
-            let why = format!(
-                "join extras are {} bytes; at most {} are allowed",
-                extras.len(),
-                config.max_extras_bytes
-            );
-            return Err((ErrorCode::PayloadTooLarge, why));
+        for key in ["colour", "color"] {
+            let Some(colour) = extras.get(key) else {
+                continue;
+            };
+            if !colour.as_str().is_some_and(is_valid_colour) {
+                return Err(Refusal::new(
+                    ErrorCode::InvalidFrame,
+                    format!("extras.{key} must be a colour: #rgb, #rrggbb or a colour name"),
+                ));
+            }
         }
-        let permissions = json!({ "authenticated": self.identity.authenticated });
-        let client = format!(
-            r#"{{"socketId":"{}","extras":{},"permissions":{}}}"#,
-            self.id, extras, permissions
-        );
-        Ok(Arc::from(client))
+        let extras = Value::Object(extras.clone()).to_string();
+        let max = self.hub.config().max_extras_bytes;
+        if extras.len() > max {
+            let why = format!(
+                "join extras are {} bytes; at most {max} are allowed",
+                extras.len()
+            );
+            return Err(Refusal::new(ErrorCode::PayloadTooLarge, why));
+        }
+        Ok(Arc::from(encode::client(
+            &self.id.to_string(),
+            &extras,
+            self.identity.authenticated,
+        )))
     }
 
     fn leave(&mut self, channel: &str) -> Result<(), Refusal> {
-        self.joined(channel)?;
-        if let Some(joined) = self.joined.remove(channel) {
-            self.remove_membership(&joined);
-        }
+        let joined = self
+            .joined
+            .remove(channel)
+            .ok_or_else(|| not_subscribed(channel))?;
+        self.remove_membership(&joined);
         Ok(())
     }
 
     fn remove_membership(&self, joined: &Joined) {
-        {
-            let mut locked = joined.channel.lock();
-            if let Some(member) = locked.remove(&self.id) {
-                if member.presence {
-                    locked.announce(&self.id, Action::Leave, &joined.client);
-                }
-                if let Some(cluster) = &self.hub.inner.cluster {
-                    let socket = self.id.to_string();
-                    let (presence, client) = (member.presence, &joined.client);
-                    cluster.leave(&joined.channel.name, &socket, presence, client);
-                }
+        let mut locked = joined.channel.lock();
+        if let Some(member) = locked.remove(&self.id) {
+            if member.presence {
+                locked.announce(&self.id, Action::Leave, &joined.client);
             }
+            drop(locked);
+            let member = PresenceMember {
+                socket: self.id,
+                presence: member.presence,
+                was_listed: member.presence,
+                client: &joined.client,
+            };
+            self.hub
+                .broker()
+                .presence_leave(&joined.channel.name, member);
+        } else {
+            drop(locked);
         }
         self.hub.prune_if_idle(&joined.channel);
     }
 
-    fn message(
+    async fn message(
         &mut self,
         request: MessageRequest<'_>,
         reference: Option<&RawValue>,
     ) -> Result<Answered, Refusal> {
-        let authenticated = self.identity.authenticated;
-        let joined = self.joined.get_mut(request.channel).ok_or_else(|| {
-            let why = format!(
-                "this socket has not joined channel {:?}: join it first",
-                request.channel
-            );
-            (ErrorCode::NotSubscribed, why)
-        })?;
+        let caller = self.identity.caller();
+        let joined = self
+            .joined
+            .get_mut(request.channel)
+            .ok_or_else(|| not_subscribed(request.channel))?;
         let rule = &joined.channel.rule;
-        match (rule.send, authenticated) {
-            (SendPolicy::Nobody, _) => {
-                let why = format!("only the server publishes to channel {:?}", request.channel);
-                return Err((ErrorCode::Forbidden, why));
-            }
-            (SendPolicy::Authenticated, false) => {
-                let why = format!(
-                    "sending to channel {:?} needs a signed-in socket",
-                    request.channel
-                );
-                return Err((ErrorCode::AuthRequired, why));
-            }
-            _ => {}
-        }
+        authorize(rule, caller, Access::Send, request.channel)?;
         let config = self.hub.config();
         let limit = rule
             .max_payload_bytes
@@ -397,159 +388,136 @@ impl Session {
         if size > limit {
             let why =
                 format!("payload is {size} bytes; at most {limit} are allowed in this channel");
-            return Err((ErrorCode::PayloadTooLarge, why));
+            return Err(Refusal::new(ErrorCode::PayloadTooLarge, why));
         }
-        let per_second = rule.messages_per_second;
         if joined.rate.as_mut().is_some_and(|rate| !rate.take()) {
             let why = format!(
                 "more than {} messages per second to channel {:?}: slow down",
-                per_second.unwrap_or_default(),
+                rule.messages_per_second.unwrap_or_default(),
                 request.channel
             );
-            return Err((ErrorCode::RateLimited, why));
+            return Err(Refusal::new(ErrorCode::RateLimited, why));
         }
-        let joined = &*joined;
-
-        if request.volatile && request.target == Target::Everyone {
-            // Cursor-style updates: never stored, not echoed to the sender, coalesced per
-            // sender in each member's outbox.
+        let Some(joined) = self.joined.get(request.channel) else {
+            return Err(not_subscribed(request.channel));
+        };
+        let broker = self.hub.broker();
+        if request.volatile || request.target != Target::Everyone {
             let frame = encode::relayed(request.channel, request.payload, &joined.client);
-            let counts = joined.channel.lock().deliver_volatile(&self.id, &frame);
-            self.hub.inner.count_volatile(counts);
-            if let Some(cluster) = &self.hub.inner.cluster {
-                let socket = self.id.to_string();
-                cluster.publish(request.channel, b'v', true, Some(&socket), &frame);
-            }
+            self.relay(request.channel, joined, request.target, &frame)
+                .await?;
             return Ok(Answered::Now);
         }
-        if request.target != Target::Everyone {
-            // Messages to one socket or to authenticated members are not stored.
-            let frame = encode::relayed(request.channel, request.payload, &joined.client);
-            if let Some(cluster) = &self.hub.inner.cluster {
-                return relay_across(cluster, joined, &request, &frame);
-            }
-            let delivered = joined.channel.lock().deliver(request.target, &frame);
-            return match (delivered, request.target) {
-                (true, _) => Ok(Answered::Now),
-                (false, Target::Socket(id)) => Err((
-                    ErrorCode::UnknownSocket,
-                    format!("no socket {id:?} in channel {:?}", request.channel),
-                )),
-                (false, _) => Ok(Answered::Now),
-            };
-        }
-        let id = request
-            .id
-            .map_or_else(|| Uuid::new_v4().simple().to_string(), str::to_string);
-        if self.hub.inner.cluster.is_some() {
-            // Redis hands out the seq (and recognises a resent id); the frame goes with seq 0
-            // and is split there.
-            let epoch = joined.channel.lock().epoch.clone();
-            let at = Position {
-                seq: 0,
-                id: &id,
-                epoch: &epoch,
-            };
-            let frame =
-                encode::stored_message(request.channel, &at, request.payload, &joined.client);
-            let pending = Pending {
-                channel: joined.channel.clone(),
-                entry: NewEntry {
-                    channel: request.channel.to_string(),
-                    seq: 0,
-                    id,
-                    at_ms: now_ms(),
-                    frame,
-                },
-                sender: Some(self.outbox.clone()),
+        let (id, id_from_sender) = match request.id {
+            Some(id) => (id.to_string(), true),
+            None => (Uuid::new_v4().simple().to_string(), false),
+        };
+        let at_ms = now_ms();
+        let stamp = Stamp { id: &id, at_ms };
+        let template =
+            encode::stored_message(request.channel, &stamp, request.payload, &joined.client);
+        let message = StoredMessage {
+            channel: joined.channel.name.clone(),
+            id,
+            id_from_sender,
+            at_ms,
+            template,
+            keep: config.retention(request.channel).count,
+            answer: Answer::Socket {
+                outbox: self.outbox.clone(),
                 reference: reference.map(ToOwned::to_owned),
-                seq_at: Some(encode::seq_offset(Action::Message, request.channel)),
-            };
-            self.hub.inner.persister.submit(pending)?;
-            return Ok(Answered::WhenStored);
-        }
-        let mut locked = joined.channel.lock();
-        if let Some(seq) = locked.seq_of(&id) {
-            // A resend of a message already stored (or being stored): same ok, no delivery.
-            if let Some(reference) = reference {
-                self.outbox
-                    .push(encode::reply_stored(request.channel, reference, seq));
-            }
-            return Ok(Answered::WhenStored);
-        }
-        let seq = locked.next_seq;
-        let epoch = locked.epoch.clone();
-        let at = Position {
-            seq,
-            id: &id,
-            epoch: &epoch,
-        };
-        let frame = encode::stored_message(request.channel, &at, request.payload, &joined.client);
-        let pending = Pending {
-            channel: joined.channel.clone(),
-            entry: NewEntry {
-                channel: request.channel.to_string(),
-                seq,
-                id: id.clone(),
-                at_ms: now_ms(),
-                frame,
             },
-            sender: Some(self.outbox.clone()),
-            reference: reference.map(ToOwned::to_owned),
-            seq_at: None,
         };
-        self.hub.inner.persister.submit(pending)?;
-        locked.assign_seq(id);
-        Ok(Answered::WhenStored)
+        broker.publish_stored(message)?;
+        Ok(Answered::Later)
     }
 
-    fn history(&self, request: HistoryRequest<'_>) -> Result<(), Refusal> {
-        self.joined(request.channel)?;
-        let limit = request.limit.unwrap_or(self.hub.config().history_on_join);
-        let frames = self
-            .hub
-            .inner
-            .history
-            .latest(request.channel, request.before, limit)
-            .map_err(internal)?;
-        self.outbox.push(encode::history(request.channel, &frames));
-        Ok(())
+    /// A message that is not stored: to everyone as a volatile update, to authenticated
+    /// members, or to one socket; this node's members first, then the other nodes'.
+    async fn relay(
+        &self,
+        channel: &str,
+        joined: &Joined,
+        target: Target<'_>,
+        frame: &Bytes,
+    ) -> Result<(), Refusal> {
+        let broker = self.hub.broker();
+        match target {
+            Target::Everyone => {
+                // Cursor-style updates: never stored, not echoed to the sender, coalesced per
+                // sender in each member's outbox.
+                let counts = joined.channel.lock().deliver_volatile(&self.id, frame);
+                self.hub.count_volatile(counts);
+                let transient = Transient::Volatile {
+                    sender: self.id,
+                    frame,
+                };
+                // One that cannot reach other nodes is dropped, like any volatile update
+                // under load.
+                let _ = broker.publish_transient(channel, transient).await;
+                Ok(())
+            }
+            Target::Authenticated => {
+                joined.channel.lock().deliver(Target::Authenticated, frame);
+                broker
+                    .publish_transient(channel, Transient::Audience(frame))
+                    .await
+            }
+            Target::Socket(id) => {
+                let socket = Uuid::try_parse(id).map_err(|_| {
+                    Refusal::new(
+                        ErrorCode::UnknownSocket,
+                        format!("no socket {id:?} in channel {channel:?}"),
+                    )
+                })?;
+                if joined.channel.lock().deliver(target, frame) {
+                    return Ok(());
+                }
+                let transient = Transient::Socket { socket, frame };
+                broker.publish_transient(channel, transient).await
+            }
+        }
+    }
+
+    fn history(
+        &self,
+        request: HistoryRequest<'_>,
+        reference: Option<&RawValue>,
+    ) -> Result<Answered, Refusal> {
+        let joined = self
+            .joined
+            .get(request.channel)
+            .ok_or_else(|| not_subscribed(request.channel))?;
+        authorize(
+            &joined.channel.rule,
+            self.identity.caller(),
+            Access::ReadHistory,
+            request.channel,
+        )?;
+        let plan = Plan::History {
+            channel: joined.channel.name.clone(),
+            before: request.before,
+            limit: request.limit.unwrap_or(self.hub.config().history_on_join),
+            reference: reference.map(ToOwned::to_owned),
+        };
+        if !self.outbox.plan(plan) {
+            return Err(Refusal::new(
+                ErrorCode::RateLimited,
+                "an earlier history request of this socket is still being answered: wait for it",
+            ));
+        }
+        Ok(Answered::Later)
     }
 }
 
-/// On a cluster: a message for authenticated members or one socket, through Redis so it
-/// reaches members on every node.
-fn relay_across(
-    cluster: &crate::cluster::Cluster,
-    joined: &Joined,
-    request: &MessageRequest<'_>,
-    frame: &bytes::Bytes,
-) -> Result<Answered, Refusal> {
-    let Target::Socket(id) = request.target else {
-        joined.channel.lock().deliver(request.target, frame);
-        cluster.publish(request.channel, b'a', true, None, frame);
-        return Ok(Answered::Now);
-    };
-    let unknown = || {
-        let why = format!("no socket {id:?} in channel {:?}", request.channel);
-        (ErrorCode::UnknownSocket, why)
-    };
-    let socket = Uuid::try_parse(id).map_err(|_| unknown())?;
-    let locked = joined.channel.lock();
-    if locked.has_member(&socket) {
-        locked.deliver(request.target, frame);
-        return Ok(Answered::Now);
-    }
-    drop(locked);
-    let socket = socket.to_string();
-    if !cluster
-        .is_member(request.channel, &socket)
-        .map_err(internal)?
-    {
-        return Err(unknown());
-    }
-    cluster.publish(request.channel, b's', false, Some(&socket), frame);
-    Ok(Answered::Now)
+/// The `presence_full` frame: this node's presence members and those on other nodes.
+fn presence_full(locked: &Locked<'_>, elsewhere: Vec<String>) -> Bytes {
+    let here = locked.presence_clients();
+    let clients = here
+        .iter()
+        .map(|c| &**c)
+        .chain(elsewhere.iter().map(String::as_str));
+    encode::presence_full(&locked.channel_name(), clients)
 }
 
 impl Drop for Session {

@@ -10,9 +10,12 @@ use switchboard_hub::{
 };
 use switchboard_testkit::{unique, RedisServer};
 
+const EPOCH: &str = "e1";
+
 fn entry(channel: &str, seq: u64, at_ms: u64) -> NewEntry {
     NewEntry {
         channel: channel.into(),
+        epoch: EPOCH.into(),
         seq,
         id: format!("id-{seq}"),
         at_ms,
@@ -36,32 +39,76 @@ pub fn temp_db() -> PathBuf {
     dir.join("history.db")
 }
 
-fn opens_channels_with_an_epoch_and_continues_their_seq(store: &dyn HistoryStore) {
+fn a_channel_exists_only_once_something_was_stored_in_it(store: &dyn HistoryStore) {
     let first = store.open_channel("room1", 10).unwrap();
-    assert_eq!(first.last_seq, 0);
-    assert!(!first.epoch.is_empty());
+    assert_eq!((first.epoch, first.last_seq), (None, 0));
+    // Reading never creates it.
+    assert_eq!(store.open_channel("room1", 10).unwrap().epoch, None);
     store
         .append(&[entry("room1", 1, 10), entry("room1", 2, 10)])
         .unwrap();
     let again = store.open_channel("room1", 10).unwrap();
-    assert_eq!(again.epoch, first.epoch);
+    assert_eq!(again.epoch.as_deref(), Some(EPOCH));
     assert_eq!(again.last_seq, 2);
     assert_eq!(
         again.recent_ids,
         vec![("id-1".to_string(), 1), ("id-2".to_string(), 2)]
     );
-    assert_ne!(store.open_channel("room2", 10).unwrap().epoch, "");
+    assert!(!again.more_ids);
+    let fewer = store.open_channel("room1", 1).unwrap();
+    assert_eq!(fewer.recent_ids, vec![("id-2".to_string(), 2)]);
+    assert!(fewer.more_ids, "the store holds older ids than those read");
 }
 
 fn a_batch_with_a_stored_seq_is_refused_whole(store: &dyn HistoryStore) {
-    store.open_channel("c", 10).unwrap();
     store.append(&[entry("c", 1, 0)]).unwrap();
     assert!(store.append(&[entry("c", 2, 0), entry("c", 1, 0)]).is_err());
     assert_eq!(seqs(store.latest("c", None, 10).unwrap()), vec![1]);
 }
 
+fn the_store_knows_every_id_it_holds_and_refuses_a_second_copy(store: &dyn HistoryStore) {
+    let batch: Vec<_> = (1..=5).map(|n| entry("c", n, 0)).collect();
+    store.append(&batch).unwrap();
+    assert_eq!(store.seq_of("c", "id-3").unwrap(), Some(3));
+    assert_eq!(store.seq_of("c", "id-9").unwrap(), None);
+    assert_eq!(store.seq_of("other", "id-3").unwrap(), None);
+    let mut resent = entry("c", 6, 0);
+    resent.id = "id-2".into();
+    assert!(store.append(&[resent]).is_err(), "an id is stored once");
+    assert_eq!(store.open_channel("c", 10).unwrap().last_seq, 5);
+}
+
+fn clearing_a_channel_drops_its_messages_and_its_epoch(store: &dyn HistoryStore) {
+    store
+        .append(&[entry("c", 1, 0), entry("keep", 1, 0)])
+        .unwrap();
+    store.clear("c").unwrap();
+    let cleared = store.open_channel("c", 10).unwrap();
+    assert_eq!((cleared.epoch, cleared.last_seq), (None, 0));
+    assert!(store.latest("c", None, 10).unwrap().is_empty());
+    assert_eq!(store.seq_of("c", "id-1").unwrap(), None);
+    assert_eq!(seqs(store.latest("keep", None, 10).unwrap()), vec![1]);
+}
+
+fn huge_positions_from_clients_read_nothing_instead_of_failing(store: &dyn HistoryStore) {
+    let batch: Vec<_> = (1..=3).map(|n| entry("c", n, 0)).collect();
+    store.append(&batch).unwrap();
+    assert!(store
+        .range("c", u64::MAX, u64::MAX, usize::MAX)
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        seqs(store.range("c", 1, u64::MAX, usize::MAX).unwrap()),
+        vec![2, 3]
+    );
+    assert_eq!(
+        seqs(store.latest("c", Some(u64::MAX), usize::MAX).unwrap()),
+        vec![1, 2, 3]
+    );
+    assert!(store.latest("c", Some(0), 10).unwrap().is_empty());
+}
+
 fn ranges_and_pages_come_oldest_first(store: &dyn HistoryStore) {
-    store.open_channel("c", 10).unwrap();
     let batch: Vec<_> = (1..=10).map(|n| entry("c", n, 0)).collect();
     store.append(&batch).unwrap();
     assert_eq!(seqs(store.range("c", 3, 7, 100).unwrap()), vec![4, 5, 6, 7]);
@@ -72,7 +119,6 @@ fn ranges_and_pages_come_oldest_first(store: &dyn HistoryStore) {
 }
 
 fn trimming_keeps_the_newest_by_count_and_age(store: &dyn HistoryStore) {
-    store.open_channel("c", 10).unwrap();
     let batch: Vec<_> = (1..=10).map(|n| entry("c", n, n * 1000)).collect();
     store.append(&batch).unwrap();
     let by_count = Retention {
@@ -90,13 +136,19 @@ fn trimming_keeps_the_newest_by_count_and_age(store: &dyn HistoryStore) {
     };
     store.trim(&|_| by_age, 10_500).unwrap();
     assert_eq!(seqs(store.latest("c", None, 100).unwrap()), vec![9, 10]);
-    // Trimming never rewinds the channel's seq.
+    // Trimming never rewinds the channel's seq while anything of it is kept...
     assert_eq!(store.open_channel("c", 10).unwrap().last_seq, 10);
+    // ...and a channel trimmed to nothing is forgotten: its next message starts a new epoch.
+    let everything = Retention {
+        count: 100,
+        max_age: Duration::from_millis(1),
+    };
+    store.trim(&|_| everything, 1_000_000).unwrap();
+    assert_eq!(store.open_channel("c", 10).unwrap().epoch, None);
 }
 
 fn each_channel_is_trimmed_to_its_own_retention(store: &dyn HistoryStore) {
     for channel in ["small", "large"] {
-        store.open_channel(channel, 10).unwrap();
         let batch: Vec<_> = (1..=10).map(|n| entry(channel, n, 0)).collect();
         store.append(&batch).unwrap();
     }
@@ -115,13 +167,28 @@ macro_rules! store_suite {
             use super::*;
 
             #[test]
-            fn opens_channels_with_an_epoch_and_continues_their_seq() {
-                super::opens_channels_with_an_epoch_and_continues_their_seq(&$make);
+            fn a_channel_exists_only_once_something_was_stored_in_it() {
+                super::a_channel_exists_only_once_something_was_stored_in_it(&$make);
             }
 
             #[test]
             fn a_batch_with_a_stored_seq_is_refused_whole() {
                 super::a_batch_with_a_stored_seq_is_refused_whole(&$make);
+            }
+
+            #[test]
+            fn the_store_knows_every_id_it_holds_and_refuses_a_second_copy() {
+                super::the_store_knows_every_id_it_holds_and_refuses_a_second_copy(&$make);
+            }
+
+            #[test]
+            fn clearing_a_channel_drops_its_messages_and_its_epoch() {
+                super::clearing_a_channel_drops_its_messages_and_its_epoch(&$make);
+            }
+
+            #[test]
+            fn huge_positions_from_clients_read_nothing_instead_of_failing() {
+                super::huge_positions_from_clients_read_nothing_instead_of_failing(&$make);
             }
 
             #[test]
@@ -154,17 +221,18 @@ fn redis_store() -> RedisHistory {
 #[test]
 fn sqlite_history_survives_reopening_the_file() {
     let path = temp_db();
-    let epoch = {
+    {
         let store = SqliteHistory::open(&path).unwrap();
-        let epoch = store.open_channel("room1", 10).unwrap().epoch;
         store
             .append(&[entry("room1", 1, 0), entry("room1", 2, 0)])
             .unwrap();
-        epoch
-    };
+    }
     let store = SqliteHistory::open(&path).unwrap();
     let reopened = store.open_channel("room1", 10).unwrap();
-    assert_eq!((reopened.epoch, reopened.last_seq), (epoch, 2));
+    assert_eq!(
+        (reopened.epoch.as_deref(), reopened.last_seq),
+        (Some(EPOCH), 2)
+    );
     assert_eq!(seqs(store.latest("room1", None, 10).unwrap()), vec![1, 2]);
 }
 

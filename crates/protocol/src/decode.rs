@@ -114,8 +114,6 @@ struct Envelope<'a> {
 struct Options<'a> {
     #[serde(borrow, default)]
     channel: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "ref")]
-    reference: Option<&'a RawValue>,
     #[serde(default)]
     authenticated: Option<bool>,
     #[serde(borrow, default, rename = "socketId")]
@@ -130,6 +128,13 @@ struct Options<'a> {
     before: Option<u64>,
     #[serde(default)]
     limit: Option<usize>,
+}
+
+/// Only the `ref` of the options, read even when other fields are wrong.
+#[derive(Deserialize)]
+struct RefOnly<'a> {
+    #[serde(borrow, default, rename = "ref")]
+    reference: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -155,6 +160,44 @@ struct JoinPayload {
 /// Longest `options.ref` accepted, in bytes of JSON.
 const MAX_REF_LEN: usize = 128;
 
+/// Deepest nesting of arrays and objects accepted in a payload or join extras: deeper JSON
+/// is refused (`invalid_frame`) rather than relayed to clients whose parsers stop at a depth.
+pub const MAX_PAYLOAD_DEPTH: usize = 64;
+
+/// How deep `json` nests arrays and objects (it is valid JSON already), counted without
+/// recursion so no input can exhaust the stack.
+fn depth(json: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for byte in json.bytes() {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+fn too_deep(what: &str) -> (ErrorCode, String) {
+    (
+        ErrorCode::InvalidFrame,
+        format!("{what} nests deeper than {MAX_PAYLOAD_DEPTH} levels"),
+    )
+}
+
 /// Decodes one client text frame.
 pub fn decode_client_frame(text: &str) -> Decoded<'_> {
     let mut decoded = Decoded {
@@ -175,12 +218,32 @@ fn decode_into<'a>(
     if !text.trim_start().starts_with('{') {
         return Err((ErrorCode::BadJson, "frame is not a JSON object".into()));
     }
+    // The envelope itself is 3 levels deep at most; anything deeper is in a payload.
+    if depth(text) > MAX_PAYLOAD_DEPTH + 3 {
+        return Err(too_deep("the frame"));
+    }
     let envelope: Envelope<'a> = serde_json::from_str(text).map_err(|err| {
         (
             ErrorCode::BadJson,
             format!("frame is not a JSON object: {err}"),
         )
     })?;
+    // The ref is read on its own first, so a request refused for any other field of its
+    // options still gets its reply.
+    if let Some(raw) = envelope.options.filter(|raw| raw.get() != "null") {
+        let loose: Result<RefOnly<'a>, _> = serde_json::from_str(raw.get());
+        if let Some(raw) = loose.ok().and_then(|found| found.reference) {
+            let first = raw.get().as_bytes().first().copied();
+            let scalar = matches!(first, Some(b'"' | b'-' | b'0'..=b'9'));
+            if !scalar || raw.get().len() > MAX_REF_LEN {
+                return Err((
+                    ErrorCode::InvalidFrame,
+                    "options.ref must be a string or a number of at most 128 bytes".into(),
+                ));
+            }
+            *reference = Some(raw);
+        }
+    }
     let options: Options<'a> = match envelope.options {
         None => Options::default(),
         Some(raw) if raw.get() == "null" => Options::default(),
@@ -191,17 +254,6 @@ fn decode_into<'a>(
             )
         })?,
     };
-    if let Some(raw) = options.reference {
-        let first = raw.get().as_bytes().first().copied();
-        let scalar = matches!(first, Some(b'"' | b'-' | b'0'..=b'9'));
-        if !scalar || raw.get().len() > MAX_REF_LEN {
-            return Err((
-                ErrorCode::InvalidFrame,
-                "options.ref must be a string or a number of at most 128 bytes".into(),
-            ));
-        }
-        *reference = Some(raw);
-    }
     let action: &str = match envelope.action {
         None => return Err((ErrorCode::InvalidFrame, "action is missing".into())),
         Some(raw) => serde_json::from_str(raw.get())
@@ -231,6 +283,12 @@ fn decode_into<'a>(
     *channel_out = Some(channel);
     match action {
         "join" => {
+            if envelope
+                .payload
+                .is_some_and(|raw| depth(raw.get()) > MAX_PAYLOAD_DEPTH)
+            {
+                return Err(too_deep("the join payload"));
+            }
             let payload: JoinPayload = match envelope.payload {
                 None => JoinPayload::default(),
                 Some(raw) if raw.get() == "null" => JoinPayload::default(),
@@ -289,6 +347,9 @@ fn decode_into<'a>(
                 ));
             }
             let payload = envelope.payload.unwrap_or(RawValue::NULL);
+            if depth(payload.get()) > MAX_PAYLOAD_DEPTH {
+                return Err(too_deep("the payload"));
+            }
             Ok(ClientRequest::Message(MessageRequest {
                 channel,
                 payload,
@@ -421,6 +482,40 @@ mod tests {
             code_of(r#"{"action":"message","options":{"channel":"c","id":"has space"}}"#),
             ErrorCode::InvalidFrame
         );
+    }
+
+    #[test]
+    fn payloads_nested_too_deep_are_refused_without_recursion() {
+        let nested = |n: usize| {
+            format!(
+                r#"{{"action":"message","options":{{"channel":"c"}},"payload":{}"x"{}}}"#,
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
+        assert!(decode_client_frame(&nested(MAX_PAYLOAD_DEPTH))
+            .request
+            .is_ok());
+        assert_eq!(
+            code_of(&nested(MAX_PAYLOAD_DEPTH + 1)),
+            ErrorCode::InvalidFrame
+        );
+        assert_eq!(code_of(&nested(1_000_000)), ErrorCode::InvalidFrame);
+        // Brackets inside strings are text, not nesting.
+        let text = format!(
+            r#"{{"action":"message","options":{{"channel":"c"}},"payload":"{}"}}"#,
+            "[{".repeat(1000)
+        );
+        assert!(decode_client_frame(&text).request.is_ok());
+    }
+
+    #[test]
+    fn the_ref_is_kept_when_another_option_has_the_wrong_type() {
+        let decoded = decode_client_frame(
+            r#"{"action":"history","options":{"channel":"a","limit":"9","ref":"r2"}}"#,
+        );
+        assert_eq!(decoded.reference.map(RawValue::get), Some(r#""r2""#));
+        assert_eq!(decoded.request.unwrap_err().0, ErrorCode::InvalidFrame);
     }
 
     #[test]

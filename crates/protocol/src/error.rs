@@ -78,6 +78,8 @@ pub enum CloseCode {
     /// 1013: the client did not read fast enough and its outbound queue filled up;
     /// clients should reconnect (and resume).
     TryAgainLater,
+    /// 4001: an operator disconnected the socket; clients should not reconnect at once.
+    Disconnected,
 }
 
 impl CloseCode {
@@ -88,7 +90,21 @@ impl CloseCode {
             CloseCode::MessageTooBig => 1009,
             CloseCode::ServiceRestart => 1012,
             CloseCode::TryAgainLater => 1013,
+            CloseCode::Disconnected => 4001,
         }
+    }
+
+    /// The close code with this number, if the server sends it.
+    pub fn from_code(code: u16) -> Option<Self> {
+        [
+            CloseCode::PolicyViolation,
+            CloseCode::MessageTooBig,
+            CloseCode::ServiceRestart,
+            CloseCode::TryAgainLater,
+            CloseCode::Disconnected,
+        ]
+        .into_iter()
+        .find(|c| c.code() == code)
     }
 
     /// The short reason sent in the close frame.
@@ -98,6 +114,7 @@ impl CloseCode {
             CloseCode::MessageTooBig => "frame too large",
             CloseCode::ServiceRestart => "server restarting",
             CloseCode::TryAgainLater => "client too slow: outbound queue full",
+            CloseCode::Disconnected => "disconnected by an operator",
         }
     }
 }

@@ -114,6 +114,16 @@ pub struct ClientInfo {
     pub permissions: Map<String, Value>,
 }
 
+impl ClientInfo {
+    /// Whether the server vouches that the socket is signed in (it checked a token).
+    pub fn authenticated(&self) -> bool {
+        self.permissions
+            .get("authenticated")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+}
+
 /// Payload of an `error` frame and of a failed `reply`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorPayload {

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::browser;
 use crate::identity::{self, NameForm};
 use crate::realtime::{use_channel, Channel, ChannelOptions, ConnectionStatus};
-use message::{merge, ChatMessage, ChatUser};
+use message::{merge, safe_colour, Author, ChatMessage, ChatUser};
 use server::{recent_messages, send_message};
 
 /// Channel the debug control sends to without joining it.
@@ -81,9 +81,11 @@ fn ChatRoom(room: String) -> impl IntoView {
     }
 }
 
-/// One message: author, time, text (always as text, never as HTML).
+/// One message: author, time, text (always as text, never as HTML). The author is the
+/// server's word for who sent it; a signed-in author is marked as verified.
 #[component]
 fn MessageRow(message: ChatMessage, hydrated: RwSignal<bool>) -> impl IntoView {
+    let author = message.author();
     let sent_at = message.sent_at.clone();
     // The server cannot know the reader's time zone: it shows UTC until the page hydrates.
     let time = move || match hydrated.get() {
@@ -91,8 +93,14 @@ fn MessageRow(message: ChatMessage, hydrated: RwSignal<bool>) -> impl IntoView {
         false => sent_at.get(11..16).unwrap_or_default().to_string(),
     };
     view! {
-        <li class="message" data-id=message.id.clone()>
-            <span class="author" style:color=message.user.colour.clone()>{message.user.name.clone()}</span>
+        <li class="message" data-id=message.id.clone() data-author=author.id.clone()>
+            <span class="author">
+                <span class="swatch" style:background=safe_colour(Some(&author.colour)) aria-hidden="true"></span>
+                <span class="name">{author.name.clone()}</span>
+                {author.verified.then(|| view! {
+                    <span class="verified" title="Signed in" role="img" aria-label="signed in"></span>
+                })}
+            </span>
             <time datetime=message.sent_at.clone()>{time}</time>
             <p class="text">{message.text.clone()}</p>
         </li>
@@ -135,6 +143,7 @@ fn LiveRoom(
             text: text.clone(),
             user: me.get_value(),
             sent_at: browser::now_iso(),
+            author: None,
         };
         if let Some(problem) = message.problem() {
             failure.set(Some(("invalid".into(), problem.into())));
@@ -163,7 +172,7 @@ fn LiveRoom(
             }),
             SendPath::ServerFunction => spawn_local(async move {
                 if let Err(error) = send_message(room.get_value(), message).await {
-                    refused("server_function".into(), error.to_string());
+                    refused("server_function".into(), identity::explain(&error));
                 }
             }),
         }
@@ -172,11 +181,14 @@ fn LiveRoom(
         <aside class="presence">
             <h2>{move || format!("Here now · {}", people(&channel).len())}</h2>
             <ul>
-                <For each=move || people(&channel) key=|p| (p.id.clone(), p.tabs) let:person>
+                <For each=move || people(&channel) key=|p| (p.id.clone(), p.verified, p.tabs) let:person>
                     <li class="person" data-user=person.id.clone()>
-                        <span class="dot" style:background=person.colour.clone()></span>
+                        <span class="dot" style:background=person.colour.clone() aria-hidden="true"></span>
                         {person.name.clone()}
                         {(person.tabs > 1).then(|| format!(" ({} tabs)", person.tabs))}
+                        {person.verified.then(|| view! {
+                            <span class="verified" title="Signed in" role="img" aria-label="signed in"></span>
+                        })}
                     </li>
                 </For>
             </ul>
@@ -254,26 +266,27 @@ struct Person {
     id: String,
     name: String,
     colour: String,
+    verified: bool,
     tabs: usize,
 }
 
+/// The presence list grouped by person, as the server names them: a signed-in person by
+/// their token's user id, a guest by the id its page joined with — never one with the other,
+/// so a guest cannot pass for a signed-in person.
 fn people(channel: &Channel) -> Vec<Person> {
     let mut people: Vec<Person> = Vec::new();
     for member in channel.presence.get() {
-        let text = |key: &str| {
-            member
-                .extras
-                .get(key)
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
-        let id = text("id").unwrap_or_else(|| member.socket_id.clone());
-        match people.iter_mut().find(|p| p.id == id) {
+        let author = Author::of(&member);
+        match people
+            .iter_mut()
+            .find(|p| p.id == author.id && p.verified == author.verified)
+        {
             Some(person) => person.tabs += 1,
             None => people.push(Person {
-                id,
-                name: text("name").unwrap_or_else(|| "Anonymous".into()),
-                colour: text("colour").unwrap_or_else(|| "#888".into()),
+                id: author.id,
+                name: author.name,
+                colour: author.colour,
+                verified: author.verified,
                 tabs: 1,
             }),
         }

@@ -100,7 +100,8 @@ fn apply(cursors: &mut Vec<Cursor>, frame: &Frame, now: f64) {
                     cursors.push(Cursor {
                         socket_id: client.socket_id.clone(),
                         name: text("name", "Anonymous"),
-                        colour: text("colour", "#888"),
+                        // Checked again here: only a real colour reaches the page's CSS.
+                        colour: crate::pages::chat::message::safe_colour(Some(&text("colour", ""))),
                         x,
                         y,
                         updated_at: now,

@@ -17,6 +17,8 @@ struct Channel {
     epoch: String,
     last_seq: u64,
     entries: VecDeque<Entry>,
+    /// Seq of every retained entry, by id.
+    ids: HashMap<String, u64>,
 }
 
 #[derive(Debug)]
@@ -27,36 +29,43 @@ struct Entry {
     frame: bytes::Bytes,
 }
 
-fn new_epoch() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..16].to_string()
-}
-
 impl MemoryHistory {
     fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, Channel>) -> R) -> R {
         f(&mut self.channels.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
+fn frames<'a>(entries: impl Iterator<Item = &'a Entry>) -> Vec<StoredFrame> {
+    entries
+        .map(|e| StoredFrame {
+            seq: e.seq,
+            frame: e.frame.clone(),
+        })
+        .collect()
+}
+
 impl HistoryStore for MemoryHistory {
     fn open_channel(&self, channel: &str, recent_ids: usize) -> Result<ChannelHistory, StoreError> {
-        Ok(self.with(|channels| {
-            let state = channels
-                .entry(channel.to_string())
-                .or_insert_with(|| Channel {
-                    epoch: new_epoch(),
-                    last_seq: 0,
-                    entries: VecDeque::new(),
-                });
-            let skip = state.entries.len().saturating_sub(recent_ids);
-            ChannelHistory {
-                epoch: state.epoch.clone(),
-                last_seq: state.last_seq,
-                recent_ids: state
-                    .entries
-                    .iter()
-                    .skip(skip)
-                    .map(|e| (e.id.clone(), e.seq))
-                    .collect(),
+        Ok(self.with(|channels| match channels.get(channel) {
+            None => ChannelHistory {
+                epoch: None,
+                last_seq: 0,
+                recent_ids: Vec::new(),
+                more_ids: false,
+            },
+            Some(state) => {
+                let skip = state.entries.len().saturating_sub(recent_ids);
+                ChannelHistory {
+                    epoch: Some(state.epoch.clone()),
+                    last_seq: state.last_seq,
+                    recent_ids: state
+                        .entries
+                        .iter()
+                        .skip(skip)
+                        .map(|e| (e.id.clone(), e.seq))
+                        .collect(),
+                    more_ids: skip > 0,
+                }
             }
         }))
     }
@@ -69,10 +78,13 @@ impl HistoryStore for MemoryHistory {
                 let previous = *last
                     .entry(entry.channel.as_str())
                     .or_insert_with(|| channels.get(&entry.channel).map_or(0, |c| c.last_seq));
-                if entry.seq <= previous {
+                let duplicate = channels
+                    .get(&entry.channel)
+                    .is_some_and(|c| c.ids.contains_key(&entry.id));
+                if entry.seq <= previous || duplicate {
                     return Err(StoreError(format!(
-                        "seq {} of channel {:?} is already stored",
-                        entry.seq, entry.channel
+                        "seq {} (id {:?}) of channel {:?} is already stored",
+                        entry.seq, entry.id, entry.channel
                     )));
                 }
                 last.insert(entry.channel.as_str(), entry.seq);
@@ -81,11 +93,13 @@ impl HistoryStore for MemoryHistory {
                 let state = channels
                     .entry(entry.channel.clone())
                     .or_insert_with(|| Channel {
-                        epoch: new_epoch(),
+                        epoch: entry.epoch.clone(),
                         last_seq: 0,
                         entries: VecDeque::new(),
+                        ids: HashMap::new(),
                     });
                 state.last_seq = state.last_seq.max(entry.seq);
+                state.ids.insert(entry.id.clone(), entry.seq);
                 state.entries.push_back(Entry {
                     seq: entry.seq,
                     id: entry.id.clone(),
@@ -97,6 +111,10 @@ impl HistoryStore for MemoryHistory {
         })
     }
 
+    fn seq_of(&self, channel: &str, id: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.with(|channels| channels.get(channel)?.ids.get(id).copied()))
+    }
+
     fn range(
         &self,
         channel: &str,
@@ -106,16 +124,13 @@ impl HistoryStore for MemoryHistory {
     ) -> Result<Vec<StoredFrame>, StoreError> {
         Ok(self.with(|channels| {
             channels.get(channel).map_or_else(Vec::new, |state| {
-                state
-                    .entries
-                    .iter()
-                    .filter(|e| e.seq > after && e.seq <= up_to)
-                    .take(limit)
-                    .map(|e| StoredFrame {
-                        seq: e.seq,
-                        frame: e.frame.clone(),
-                    })
-                    .collect()
+                frames(
+                    state
+                        .entries
+                        .iter()
+                        .filter(|e| e.seq > after && e.seq <= up_to)
+                        .take(limit),
+                )
             })
         }))
     }
@@ -128,19 +143,16 @@ impl HistoryStore for MemoryHistory {
     ) -> Result<Vec<StoredFrame>, StoreError> {
         Ok(self.with(|channels| {
             channels.get(channel).map_or_else(Vec::new, |state| {
-                let mut frames: Vec<StoredFrame> = state
-                    .entries
-                    .iter()
-                    .rev()
-                    .filter(|e| before.is_none_or(|before| e.seq < before))
-                    .take(limit)
-                    .map(|e| StoredFrame {
-                        seq: e.seq,
-                        frame: e.frame.clone(),
-                    })
-                    .collect();
-                frames.reverse();
-                frames
+                let mut newest_first = frames(
+                    state
+                        .entries
+                        .iter()
+                        .rev()
+                        .filter(|e| before.is_none_or(|before| e.seq < before))
+                        .take(limit),
+                );
+                newest_first.reverse();
+                newest_first
             })
         }))
     }
@@ -154,14 +166,22 @@ impl HistoryStore for MemoryHistory {
                 let floor = state.last_seq.saturating_sub(retention.count);
                 while let Some(front) = state.entries.front() {
                     if front.seq <= floor || front.at_ms < oldest_ms {
-                        state.entries.pop_front();
+                        if let Some(gone) = state.entries.pop_front() {
+                            state.ids.remove(&gone.id);
+                        }
                         dropped += 1;
                     } else {
                         break;
                     }
                 }
             }
+            channels.retain(|_, state| !state.entries.is_empty());
             dropped
         }))
+    }
+
+    fn clear(&self, channel: &str) -> Result<(), StoreError> {
+        self.with(|channels| channels.remove(channel));
+        Ok(())
     }
 }

@@ -18,16 +18,21 @@ use bytes::Bytes;
 use std::fmt;
 use std::time::Duration;
 
-/// A channel's history position, read when the channel becomes active.
+/// A channel's history position, read when the channel becomes active or is first published
+/// to. Reading it never creates anything: a channel exists in the store only once a message
+/// was stored in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelHistory {
     /// Changes only when the channel's history is reset; resume tokens from another epoch are
-    /// answered with a gap.
-    pub epoch: String,
-    /// The highest `seq` ever stored in the channel (0 when none).
+    /// answered with a gap. `None` when the store holds nothing of the channel.
+    pub epoch: Option<String>,
+    /// The highest `seq` stored in the channel's epoch (0 when none).
     pub last_seq: u64,
     /// `(id, seq)` of the latest stored messages, newest last, for de-duplication of resends.
     pub recent_ids: Vec<(String, u64)>,
+    /// The store holds ids older than `recent_ids`: a resend that misses them must be looked
+    /// up with [`HistoryStore::seq_of`].
+    pub more_ids: bool,
 }
 
 /// One message to store.
@@ -35,6 +40,8 @@ pub struct ChannelHistory {
 pub struct NewEntry {
     /// The channel.
     pub channel: String,
+    /// The channel's epoch: recorded with the channel's first message, kept after.
+    pub epoch: String,
     /// Its sequence number in the channel.
     pub seq: u64,
     /// Its id (client-chosen or generated), unique per channel.
@@ -75,13 +82,16 @@ pub struct Retention {
     pub max_age: Duration,
 }
 
-/// Where channels' messages are kept. Calls block; the hub makes them from its persister
-/// thread and, for reads, while a channel or join needs them.
+/// Where channels' messages are kept. Calls block: the engine makes them from its own threads
+/// (the persister) or through `spawn_blocking`, never on an async worker.
 pub trait HistoryStore: Send + Sync + 'static {
-    /// The channel's epoch, last seq and recent ids; creates its history on first use.
+    /// The channel's epoch, last seq and latest `recent_ids` ids; reads only.
     fn open_channel(&self, channel: &str, recent_ids: usize) -> Result<ChannelHistory, StoreError>;
     /// Stores a batch of messages atomically: after `Ok`, all are durable; after `Err`, none.
+    /// A channel's first message records the channel with the entry's epoch.
     fn append(&self, batch: &[NewEntry]) -> Result<(), StoreError>;
+    /// The seq of the stored message of `channel` with this id: the authority on resends.
+    fn seq_of(&self, channel: &str, id: &str) -> Result<Option<u64>, StoreError>;
     /// Frames with `after < seq <= up_to`, oldest first, at most `limit`.
     fn range(
         &self,
@@ -97,6 +107,89 @@ pub trait HistoryStore: Send + Sync + 'static {
         before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<StoredFrame>, StoreError>;
-    /// Drops messages beyond each channel's retention; returns how many were dropped.
+    /// Drops messages beyond each channel's retention, and forgets channels left with no
+    /// message (their next message starts a new epoch); returns how many messages were dropped.
     fn trim(&self, retention: &dyn Fn(&str) -> Retention, now_ms: u64) -> Result<u64, StoreError>;
+    /// Drops every message of `channel` and its epoch: its next message starts a new epoch.
+    fn clear(&self, channel: &str) -> Result<(), StoreError>;
+    /// Called after a failed write: reconnect or reopen whatever may be broken.
+    fn recover(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// Reads of a [`HistoryStore`] for async code: each runs on a blocking thread, so a slow disk
+/// or Redis never stalls an async worker.
+#[derive(Clone)]
+pub struct HistoryReader {
+    store: std::sync::Arc<dyn HistoryStore>,
+}
+
+impl std::fmt::Debug for HistoryReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HistoryReader")
+    }
+}
+
+impl HistoryReader {
+    /// Reads of `store`.
+    pub fn new(store: std::sync::Arc<dyn HistoryStore>) -> Self {
+        Self { store }
+    }
+
+    /// The store read from.
+    pub fn store(&self) -> &std::sync::Arc<dyn HistoryStore> {
+        &self.store
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&dyn HistoryStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || read(store.as_ref()))
+            .await
+            .unwrap_or_else(|err| Err(StoreError(format!("history read failed: {err}"))))
+    }
+
+    /// [`HistoryStore::range`], off the async threads.
+    pub async fn range(
+        &self,
+        channel: &str,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredFrame>, StoreError> {
+        let channel = channel.to_string();
+        self.blocking(move |store| store.range(&channel, after, up_to, limit))
+            .await
+    }
+
+    /// [`HistoryStore::latest`], off the async threads.
+    pub async fn latest(
+        &self,
+        channel: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredFrame>, StoreError> {
+        let channel = channel.to_string();
+        self.blocking(move |store| store.latest(&channel, before, limit))
+            .await
+    }
+
+    /// [`HistoryStore::open_channel`], off the async threads.
+    pub async fn open_channel(
+        &self,
+        channel: &str,
+        recent_ids: usize,
+    ) -> Result<ChannelHistory, StoreError> {
+        let channel = channel.to_string();
+        self.blocking(move |store| store.open_channel(&channel, recent_ids))
+            .await
+    }
+}
+
+/// A new random epoch.
+pub(crate) fn new_epoch() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..16].to_string()
 }

@@ -21,23 +21,27 @@ use std::time::Duration;
 use super::{ChannelHistory, HistoryStore, NewEntry, Retention, StoreError, StoredFrame};
 
 /// Stores entries whose seq the caller chose, all or none (the [`HistoryStore`] contract).
+/// KEYS: per entry meta, log, ids, then the channel set. ARGV: per entry seq, id, at, frame,
+/// epoch, channel.
 const APPEND: &str = r"
 local last = {}
-local n = #KEYS / 3
+local n = (#KEYS - 1) / 3
 for i = 1, n do
   local meta = KEYS[i * 3 - 2]
-  local seq = tonumber(ARGV[i * 4 - 3])
+  local seq = tonumber(ARGV[i * 6 - 5])
   local current = last[meta] or tonumber(redis.call('HGET', meta, 'seq') or '0')
-  if seq <= current then
+  if seq <= current or redis.call('ZSCORE', KEYS[i * 3], ARGV[i * 6 - 4]) then
     return redis.error_reply('seq ' .. seq .. ' is already stored in ' .. meta)
   end
   last[meta] = seq
 end
 for i = 1, n do
-  local seq = ARGV[i * 4 - 3]
-  redis.call('XADD', KEYS[i * 3 - 1], seq .. '-0', 'f', ARGV[i * 4], 'id', ARGV[i * 4 - 2],
-    'at', ARGV[i * 4 - 1])
-  redis.call('ZADD', KEYS[i * 3], seq, ARGV[i * 4 - 2])
+  local seq = ARGV[i * 6 - 5]
+  redis.call('HSETNX', KEYS[i * 3 - 2], 'epoch', ARGV[i * 6 - 1])
+  redis.call('XADD', KEYS[i * 3 - 1], seq .. '-0', 'f', ARGV[i * 6 - 2], 'id', ARGV[i * 6 - 4],
+    'at', ARGV[i * 6 - 3])
+  redis.call('ZADD', KEYS[i * 3], seq, ARGV[i * 6 - 4])
+  redis.call('SADD', KEYS[#KEYS], ARGV[i * 6])
 end
 for meta, seq in pairs(last) do
   redis.call('HSET', meta, 'seq', seq)
@@ -45,38 +49,70 @@ end
 return n
 ";
 
-/// Takes the channel's next seq, stores the message and publishes it, unless a message with
-/// the same id is retained (then answers with that one's seq). Returns `{seq, duplicate}`.
-/// KEYS: meta, log, ids. ARGV: id, at, frame head, frame tail, keep, topic.
+/// Takes the channel's next seq (and its epoch, recording `ARGV[8]` if it has none), stores
+/// the message and publishes it, unless a message with the same id is retained (then answers
+/// with that one's seq). Returns `{seq, duplicate, epoch}`.
+/// KEYS: meta, log, ids, channel set. ARGV: id, at, frame head, frame middle, frame tail,
+/// keep, topic, proposed epoch, channel.
 const PUBLISH: &str = r"
+redis.call('HSETNX', KEYS[1], 'epoch', ARGV[8])
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
 local known = redis.call('ZSCORE', KEYS[3], ARGV[1])
 if known then
-  return {tonumber(known), 1}
+  return {tonumber(known), 1, epoch}
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-local frame = ARGV[3] .. seq .. ARGV[4]
-local keep = tonumber(ARGV[5])
+local frame = ARGV[3] .. seq .. ARGV[4] .. epoch .. ARGV[5]
+local keep = tonumber(ARGV[6])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', keep, seq .. '-0', 'f', frame, 'id', ARGV[1],
   'at', ARGV[2])
 redis.call('ZADD', KEYS[3], seq, ARGV[1])
 if seq > keep then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', seq - keep)
 end
-redis.call('PUBLISH', ARGV[6], 'm ' .. seq .. ' ' .. frame)
-return {seq, 0}
+redis.call('SADD', KEYS[4], ARGV[9])
+redis.call('PUBLISH', ARGV[7], 'm ' .. seq .. ' ' .. epoch .. ' ' .. frame)
+return {seq, 0, epoch}
 ";
 
-/// A message for [`RedisHistory::publish_batch`]: its frame split around the seq.
+/// Forgets a channel whose stream is empty (trimmed to nothing): its next message starts a new
+/// epoch. KEYS: meta, log, ids, channel set. ARGV: channel.
+const FORGET_IF_EMPTY: &str = r"
+if redis.call('XLEN', KEYS[2]) == 0 then
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+  redis.call('SREM', KEYS[4], ARGV[1])
+  return 1
+end
+return 0
+";
+
+/// A message for [`RedisHistory::publish_batch`]: its frame split around the seq and the
+/// epoch, which Redis splices in.
 pub(crate) struct Publish<'a> {
     pub(crate) channel: &'a str,
     pub(crate) id: &'a str,
     pub(crate) at_ms: u64,
     /// The frame up to its seq digits.
     pub(crate) head: &'a [u8],
-    /// The frame after its seq digits.
+    /// The frame between the seq and the epoch.
+    pub(crate) middle: &'a [u8],
+    /// The frame after the epoch.
     pub(crate) tail: &'a [u8],
     /// Messages the channel keeps.
     pub(crate) keep: u64,
+    /// The epoch recorded if the channel has none yet.
+    pub(crate) epoch: &'a str,
+}
+
+/// What Redis answered for one published message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Published {
+    /// The message's seq (the original one for a resend).
+    pub(crate) seq: u64,
+    /// The id was already stored: a resend, not stored or published again.
+    pub(crate) duplicate: bool,
+    /// The channel's epoch.
+    pub(crate) epoch: String,
 }
 
 /// History kept in Redis streams, shared by every node that uses the same Redis and prefix.
@@ -88,6 +124,7 @@ pub struct RedisHistory {
     idle: Mutex<Vec<Connection>>,
     append_sha: String,
     publish_sha: String,
+    forget_sha: String,
 }
 
 impl std::fmt::Debug for RedisHistory {
@@ -128,6 +165,7 @@ impl RedisHistory {
             idle: Mutex::new(Vec::new()),
             append_sha: redis::Script::new(APPEND).get_hash().to_string(),
             publish_sha: redis::Script::new(PUBLISH).get_hash().to_string(),
+            forget_sha: redis::Script::new(FORGET_IF_EMPTY).get_hash().to_string(),
         };
         store.with_conn(|conn| redis::cmd("PING").query::<String>(conn))?;
         Ok(store)
@@ -154,6 +192,11 @@ impl RedisHistory {
 
     pub(crate) fn key(&self, channel: &str, part: &str) -> String {
         format!("{}:c:{channel}:{part}", self.prefix)
+    }
+
+    /// The set of every channel with stored messages, walked by trimming.
+    fn channels_key(&self) -> String {
+        format!("{}:channels", self.prefix)
     }
 
     /// The pub/sub topic of a channel.
@@ -248,31 +291,33 @@ impl RedisHistory {
         }
     }
 
-    /// Stores and publishes messages, each given its seq by Redis; one round trip for the
-    /// batch. Every element is `(seq, was_already_stored)`.
+    /// Stores and publishes messages, each given its seq (and its channel's epoch) by Redis;
+    /// one round trip for the batch.
     pub(crate) fn publish_batch(
         &self,
         batch: &[Publish<'_>],
-    ) -> Result<Vec<(u64, bool)>, StoreError> {
+    ) -> Result<Vec<Published>, StoreError> {
         self.with_conn(|conn| {
             let mut pipe = redis::pipe();
             for message in batch {
-                let at = message.at_ms.to_string();
-                let keep = message.keep.max(1).to_string();
                 pipe.cmd("EVALSHA")
                     .arg(&self.publish_sha)
-                    .arg(3)
+                    .arg(4)
                     .arg(self.key(message.channel, "meta"))
                     .arg(self.key(message.channel, "log"))
                     .arg(self.key(message.channel, "ids"))
+                    .arg(self.channels_key())
                     .arg(message.id)
-                    .arg(at)
+                    .arg(message.at_ms)
                     .arg(message.head)
+                    .arg(message.middle)
                     .arg(message.tail)
-                    .arg(keep)
-                    .arg(self.topic(message.channel));
+                    .arg(message.keep.max(1))
+                    .arg(self.topic(message.channel))
+                    .arg(message.epoch)
+                    .arg(message.channel);
             }
-            match pipe.query::<Vec<(u64, u64)>>(conn) {
+            match pipe.query::<Vec<(u64, u64, String)>>(conn) {
                 Err(err)
                     if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
                 {
@@ -280,7 +325,7 @@ impl RedisHistory {
                         .arg("LOAD")
                         .arg(PUBLISH)
                         .query::<String>(conn)?;
-                    pipe.query::<Vec<(u64, u64)>>(conn)
+                    pipe.query::<Vec<(u64, u64, String)>>(conn)
                 }
                 other => other,
             }
@@ -288,7 +333,11 @@ impl RedisHistory {
         .map(|answers| {
             answers
                 .into_iter()
-                .map(|(seq, dup)| (seq, dup == 1))
+                .map(|(seq, duplicate, epoch)| Published {
+                    seq,
+                    duplicate: duplicate == 1,
+                    epoch,
+                })
                 .collect()
         })
     }
@@ -388,15 +437,10 @@ impl RedisHistory {
 impl HistoryStore for RedisHistory {
     fn open_channel(&self, channel: &str, recent_ids: usize) -> Result<ChannelHistory, StoreError> {
         let meta = self.key(channel, "meta");
-        let fresh = uuid::Uuid::new_v4().simple().to_string();
-        let (_, epoch, seq, ids, _): ((), String, Option<u64>, Vec<(String, u64)>, ()) = self
+        let asked = recent_ids.saturating_add(1).min(i64::MAX as usize) as i64;
+        let (epoch, seq, mut ids): (Option<String>, Option<u64>, Vec<(String, u64)>) = self
             .with_conn(|conn| {
                 redis::pipe()
-                    .cmd("HSETNX")
-                    .arg(&meta)
-                    .arg("epoch")
-                    .arg(&fresh)
-                    .ignore()
                     .cmd("HGET")
                     .arg(&meta)
                     .arg("epoch")
@@ -405,21 +449,20 @@ impl HistoryStore for RedisHistory {
                     .arg("seq")
                     .cmd("ZRANGE")
                     .arg(self.key(channel, "ids"))
-                    .arg(-(recent_ids.max(1) as i64))
+                    .arg(-asked)
                     .arg(-1)
                     .arg("WITHSCORES")
-                    .cmd("SADD")
-                    .arg(format!("{}:channels", self.prefix))
-                    .arg(channel)
-                    .ignore()
-                    .query::<(String, Option<u64>, Vec<(String, u64)>)>(conn)
-                    .map(|(epoch, seq, ids)| ((), epoch, seq, ids, ()))
+                    .query(conn)
             })?;
-        let recent_ids = if recent_ids == 0 { Vec::new() } else { ids };
+        let more_ids = ids.len() > recent_ids;
+        if more_ids {
+            ids.remove(0);
+        }
         Ok(ChannelHistory {
+            last_seq: if epoch.is_some() { seq.unwrap_or(0) } else { 0 },
             epoch,
-            last_seq: seq.unwrap_or(0),
-            recent_ids,
+            recent_ids: ids,
+            more_ids,
         })
     }
 
@@ -427,8 +470,8 @@ impl HistoryStore for RedisHistory {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut keys = Vec::with_capacity(batch.len() * 3);
-        let mut args: Vec<Vec<u8>> = Vec::with_capacity(batch.len() * 4);
+        let mut keys = Vec::with_capacity(batch.len() * 3 + 1);
+        let mut args: Vec<Vec<u8>> = Vec::with_capacity(batch.len() * 6);
         for entry in batch {
             keys.push(self.key(&entry.channel, "meta"));
             keys.push(self.key(&entry.channel, "log"));
@@ -437,10 +480,23 @@ impl HistoryStore for RedisHistory {
             args.push(entry.id.clone().into_bytes());
             args.push(entry.at_ms.to_string().into_bytes());
             args.push(entry.frame.to_vec());
+            args.push(entry.epoch.clone().into_bytes());
+            args.push(entry.channel.clone().into_bytes());
         }
+        keys.push(self.channels_key());
         let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
         self.with_conn(|conn| Self::eval::<u64>(conn, APPEND, &self.append_sha, &keys, &args))?;
         Ok(())
+    }
+
+    fn seq_of(&self, channel: &str, id: &str) -> Result<Option<u64>, StoreError> {
+        let ids = self.key(channel, "ids");
+        self.with_conn(|conn| {
+            redis::cmd("ZSCORE")
+                .arg(&ids)
+                .arg(id)
+                .query::<Option<u64>>(conn)
+        })
     }
 
     fn range(
@@ -461,7 +517,7 @@ impl HistoryStore for RedisHistory {
         };
         let value = self.with_conn(|conn| {
             let mut cmd = redis::cmd("XRANGE");
-            cmd.arg(&log).arg(format!("{}-0", after + 1)).arg(&end);
+            cmd.arg(&log).arg(format!("({after}-0")).arg(&end);
             if limit < usize::MAX {
                 cmd.arg("COUNT").arg(limit);
             }
@@ -500,11 +556,8 @@ impl HistoryStore for RedisHistory {
     }
 
     fn trim(&self, retention: &dyn Fn(&str) -> Retention, now_ms: u64) -> Result<u64, StoreError> {
-        let channels: Vec<String> = self.with_conn(|conn| {
-            redis::cmd("SMEMBERS")
-                .arg(format!("{}:channels", self.prefix))
-                .query(conn)
-        })?;
+        let channels: Vec<String> =
+            self.with_conn(|conn| redis::cmd("SMEMBERS").arg(self.channels_key()).query(conn))?;
         let mut dropped = 0;
         for channel in channels {
             let keep = retention(&channel);
@@ -545,8 +598,39 @@ impl HistoryStore for RedisHistory {
                 }
                 Ok(by_count + by_age)
             })?;
+            let keys = [
+                self.key(&channel, "meta"),
+                self.key(&channel, "log"),
+                self.key(&channel, "ids"),
+                self.channels_key(),
+            ];
+            self.with_conn(|conn| {
+                Self::eval::<u64>(
+                    conn,
+                    FORGET_IF_EMPTY,
+                    &self.forget_sha,
+                    &keys,
+                    &[channel.as_bytes()],
+                )
+            })?;
         }
         Ok(dropped)
+    }
+
+    fn clear(&self, channel: &str) -> Result<(), StoreError> {
+        self.with_conn(|conn| {
+            redis::pipe()
+                .cmd("DEL")
+                .arg(self.key(channel, "meta"))
+                .arg(self.key(channel, "log"))
+                .arg(self.key(channel, "ids"))
+                .ignore()
+                .cmd("SREM")
+                .arg(self.channels_key())
+                .arg(channel)
+                .ignore()
+                .query::<()>(conn)
+        })
     }
 }
 

@@ -32,11 +32,16 @@ CREATE UNIQUE INDEX IF NOT EXISTS messages_by_id ON messages (channel, id);
 CREATE INDEX IF NOT EXISTS messages_by_age ON messages (at_ms);
 ";
 
+/// Reader connections kept open: history reads run in parallel with each other and with
+/// commits (WAL), each on a blocking thread of its own.
+const READERS: usize = 4;
+
 /// A SQLite history file.
 pub struct SqliteHistory {
     path: PathBuf,
     writer: Mutex<Connection>,
-    reader: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for SqliteHistory {
@@ -47,17 +52,38 @@ impl std::fmt::Debug for SqliteHistory {
     }
 }
 
+/// A failure to open or check the file, with what the operator should do.
+fn open_failure(path: &Path, what: &str, err: rusqlite::Error) -> StoreError {
+    StoreError(format!(
+        "history database {}: {what}: {err}. Move the file aside or restore it from a backup, then start again",
+        path.display()
+    ))
+}
+
+/// Opens the writer connection: WAL, `synchronous = FULL`.
+fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let fail = |what: &str, err| open_failure(path, what, err);
+    let writer = Connection::open(path).map_err(|e| fail("cannot open", e))?;
+    writer
+        .pragma_update(None, "journal_mode", "WAL")
+        .map_err(|e| fail("cannot read it as a SQLite database", e))?;
+    writer
+        .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;")
+        .map_err(|e| fail("cannot configure", e))?;
+    // Another process holding the file (a backup) makes a commit wait this long before it
+    // fails and is retried; senders get no ok meanwhile.
+    writer
+        .busy_timeout(std::time::Duration::from_secs(1))
+        .map_err(|e| fail("cannot configure", e))?;
+    Ok(writer)
+}
+
 impl SqliteHistory {
     /// Opens (or creates) the history file at `path` and checks it. A file that is not a
     /// Switchboard history database, or is damaged, is refused: the server must not start
     /// empty over data it cannot read.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let fail = |what: &str, err: rusqlite::Error| {
-            StoreError(format!(
-                "history database {}: {what}: {err}. Move the file aside or restore it from a backup, then start again",
-                path.display()
-            ))
-        };
+        let fail = |what: &str, err| open_failure(path, what, err);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|err| {
                 StoreError(format!(
@@ -66,10 +92,7 @@ impl SqliteHistory {
                 ))
             })?;
         }
-        let writer = Connection::open(path).map_err(|e| fail("cannot open", e))?;
-        writer
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| fail("cannot read it as a SQLite database", e))?;
+        let writer = open_writer(path)?;
         let check: String = writer
             .query_row("PRAGMA quick_check", [], |row| row.get(0))
             .map_err(|e| fail("integrity check failed", e))?;
@@ -79,9 +102,6 @@ impl SqliteHistory {
                 path.display()
             )));
         }
-        writer
-            .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;")
-            .map_err(|e| fail("cannot configure", e))?;
         writer
             .execute_batch(SCHEMA)
             .map_err(|e| fail("cannot create the schema", e))?;
@@ -110,12 +130,18 @@ impl SqliteHistory {
                 )))
             }
         }
-        let reader = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|e| fail("cannot open a reader", e))?;
+        let readers = (0..READERS)
+            .map(|_| {
+                Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+                    .map(Mutex::new)
+                    .map_err(|e| fail("cannot open a reader", e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),
-            reader: Mutex::new(reader),
+            readers,
+            next_reader: Default::default(),
         })
     }
 
@@ -123,17 +149,24 @@ impl SqliteHistory {
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A reader: an idle one if there is one, else the next in turn.
     fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.reader.lock().unwrap_or_else(|e| e.into_inner())
+        for reader in &self.readers {
+            if let Ok(idle) = reader.try_lock() {
+                return idle;
+            }
+        }
+        let turn = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.readers[turn % self.readers.len()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 }
 
 fn store_error(err: rusqlite::Error) -> StoreError {
     StoreError(format!("history database: {err}"))
-}
-
-fn new_epoch() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..16].to_string()
 }
 
 fn frames(rows: Vec<(i64, Vec<u8>)>) -> Vec<StoredFrame> {
@@ -145,46 +178,58 @@ fn frames(rows: Vec<(i64, Vec<u8>)>) -> Vec<StoredFrame> {
         .collect()
 }
 
+/// A seq as SQLite's signed integer; seqs beyond it cannot exist, so they compare as the
+/// largest.
+fn sql_seq(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+/// A count as SQLite's signed integer.
+fn sql_count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 impl HistoryStore for SqliteHistory {
     fn open_channel(&self, channel: &str, recent_ids: usize) -> Result<ChannelHistory, StoreError> {
-        let db = self.writer();
+        let db = self.reader();
         let existing: Option<(String, i64)> = db
-            .query_row(
-                "SELECT epoch, last_seq FROM channels WHERE name = ?1",
-                [channel],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()
+            .prepare_cached("SELECT epoch, last_seq FROM channels WHERE name = ?1")
+            .and_then(|mut statement| {
+                statement
+                    .query_row([channel], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+            })
             .map_err(store_error)?;
-        let (epoch, last_seq) = match existing {
-            Some(found) => found,
-            None => {
-                let epoch = new_epoch();
-                db.execute(
-                    "INSERT INTO channels (name, epoch, last_seq) VALUES (?1, ?2, 0)",
-                    params![channel, epoch],
-                )
-                .map_err(store_error)?;
-                (epoch, 0)
-            }
+        let Some((epoch, last_seq)) = existing else {
+            return Ok(ChannelHistory {
+                epoch: None,
+                last_seq: 0,
+                recent_ids: Vec::new(),
+                more_ids: false,
+            });
         };
         let mut statement = db
             .prepare_cached(
                 "SELECT id, seq FROM messages WHERE channel = ?1 ORDER BY seq DESC LIMIT ?2",
             )
             .map_err(store_error)?;
+        // One more than asked for tells whether the store holds older ids.
         let mut ids: Vec<(String, u64)> = statement
-            .query_map(params![channel, recent_ids as i64], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
-            })
+            .query_map(
+                params![channel, sql_count(recent_ids).saturating_add(1)],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)),
+            )
             .map_err(store_error)?
             .collect::<Result<_, _>>()
             .map_err(store_error)?;
+        let more_ids = ids.len() > recent_ids;
+        ids.truncate(recent_ids);
         ids.reverse();
         Ok(ChannelHistory {
-            epoch,
+            epoch: Some(epoch),
             last_seq: last_seq as u64,
             recent_ids: ids,
+            more_ids,
         })
     }
 
@@ -198,24 +243,39 @@ impl HistoryStore for SqliteHistory {
                 )
                 .map_err(store_error)?;
             let mut advance = tx
-                .prepare_cached("UPDATE channels SET last_seq = max(last_seq, ?2) WHERE name = ?1")
+                .prepare_cached(
+                    "INSERT INTO channels (name, epoch, last_seq) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
+                )
                 .map_err(store_error)?;
             for entry in batch {
                 insert
                     .execute(params![
                         entry.channel,
-                        entry.seq as i64,
+                        sql_seq(entry.seq),
                         entry.id,
                         entry.at_ms as i64,
                         &entry.frame[..]
                     ])
                     .map_err(store_error)?;
                 advance
-                    .execute(params![entry.channel, entry.seq as i64])
+                    .execute(params![entry.channel, entry.epoch, sql_seq(entry.seq)])
                     .map_err(store_error)?;
             }
         }
         tx.commit().map_err(store_error)
+    }
+
+    fn seq_of(&self, channel: &str, id: &str) -> Result<Option<u64>, StoreError> {
+        let db = self.reader();
+        let mut statement = db
+            .prepare_cached("SELECT seq FROM messages WHERE channel = ?1 AND id = ?2")
+            .map_err(store_error)?;
+        statement
+            .query_row(params![channel, id], |row| row.get::<_, i64>(0))
+            .optional()
+            .map(|seq| seq.map(|seq| seq as u64))
+            .map_err(store_error)
     }
 
     fn range(
@@ -233,7 +293,7 @@ impl HistoryStore for SqliteHistory {
             .map_err(store_error)?;
         let rows = statement
             .query_map(
-                params![channel, after as i64, up_to as i64, limit as i64],
+                params![channel, sql_seq(after), sql_seq(up_to), sql_count(limit)],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .map_err(store_error)?
@@ -249,14 +309,14 @@ impl HistoryStore for SqliteHistory {
         limit: usize,
     ) -> Result<Vec<StoredFrame>, StoreError> {
         let db = self.reader();
-        let before = before.map_or(i64::MAX, |b| b as i64);
+        let before = before.map_or(i64::MAX, sql_seq);
         let mut statement = db
             .prepare_cached(
                 "SELECT seq, frame FROM messages WHERE channel = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
             )
             .map_err(store_error)?;
         let mut rows = statement
-            .query_map(params![channel, before, limit as i64], |row| {
+            .query_map(params![channel, before, sql_count(limit)], |row| {
                 Ok((row.get(0)?, row.get(1)?))
             })
             .map_err(store_error)?
@@ -285,12 +345,33 @@ impl HistoryStore for SqliteHistory {
         let mut dropped = 0;
         for (channel, last_seq) in channels {
             let retention = retention(&channel);
-            let floor = last_seq - retention.count.min(i64::MAX as u64) as i64;
+            let floor = last_seq.saturating_sub(sql_seq(retention.count));
             let oldest_ms = now_ms.saturating_sub(retention.max_age.as_millis() as u64) as i64;
             dropped += delete
                 .execute(params![channel, floor, oldest_ms])
                 .map_err(store_error)? as u64;
         }
+        db.execute(
+            "DELETE FROM channels WHERE NOT EXISTS (SELECT 1 FROM messages WHERE channel = name)",
+            [],
+        )
+        .map_err(store_error)?;
         Ok(dropped)
+    }
+
+    fn clear(&self, channel: &str) -> Result<(), StoreError> {
+        let mut db = self.writer();
+        let tx = db.transaction().map_err(store_error)?;
+        tx.execute("DELETE FROM messages WHERE channel = ?1", [channel])
+            .map_err(store_error)?;
+        tx.execute("DELETE FROM channels WHERE name = ?1", [channel])
+            .map_err(store_error)?;
+        tx.commit().map_err(store_error)
+    }
+
+    fn recover(&self) -> Result<(), StoreError> {
+        let fresh = open_writer(&self.path)?;
+        *self.writer() = fresh;
+        Ok(())
     }
 }

@@ -1,0 +1,210 @@
+//! The seam between the engine and how messages are ordered, stored and spread: a [`Broker`].
+//!
+//! The engine (sessions, channels, outboxes) is the same whether this node runs alone or is
+//! one of many; what differs sits behind this trait, and two implementations stand side by
+//! side and pass one contract suite:
+//! - [`LocalBroker`] — one node: the persister thread hands out each channel's seqs, commits
+//!   messages to the history store (SQLite or memory) in batches and only then delivers them
+//!   in-process;
+//! - [`RedisBroker`] — several nodes on one Redis: a script hands out the seq, stores and
+//!   publishes in one step, every node delivers what it receives to its own members, and
+//!   presence spans the nodes.
+//!
+//! A broker never reaches back into the hub: it gets the [`Registry`] of this node's active
+//! channels (to deliver into) and its settings as values.
+
+mod local;
+mod persister;
+mod queue;
+mod redis;
+
+pub use local::LocalBroker;
+pub use redis::{RedisBroker, RedisConfig};
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use serde_json::value::RawValue;
+use std::sync::Arc;
+use switchboard_protocol::ErrorCode;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::access::Refusal;
+use crate::encode::{self, StoredTemplate};
+use crate::history::{ChannelHistory, HistoryReader, StoreError};
+use crate::outbox::Outbox;
+
+/// A message to store: ordered (seq), stored and delivered as one step by the broker.
+#[derive(Debug)]
+pub struct StoredMessage {
+    pub(crate) channel: Arc<str>,
+    /// The message id: the sender's (a resend with the same id is stored once) or generated.
+    pub(crate) id: String,
+    /// The id came from the sender, so it may be a resend.
+    pub(crate) id_from_sender: bool,
+    pub(crate) at_ms: u64,
+    pub(crate) template: StoredTemplate,
+    /// Messages the channel keeps.
+    pub(crate) keep: u64,
+    /// Who hears the outcome.
+    pub(crate) answer: Answer,
+}
+
+impl StoredMessage {
+    /// Bytes this message holds while it waits.
+    pub(crate) fn size(&self) -> usize {
+        self.template.len() + self.id.len() + self.channel.len()
+    }
+}
+
+/// A stored message's outcome: accepted with its seq, or refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// The message's seq in its channel (the first copy's, for a resend).
+    pub seq: u64,
+    /// The id was already stored: this was a resend, not stored or delivered again.
+    pub resend: bool,
+}
+
+/// Who hears a stored message's outcome.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// The sending socket: a `reply` when it gave a ref, an `error` frame when it failed
+    /// without one, nothing for a success without one.
+    Socket {
+        outbox: Outbox,
+        reference: Option<Box<RawValue>>,
+    },
+    /// A server-side caller waiting for the outcome.
+    Caller(oneshot::Sender<Result<Accepted, Refusal>>),
+}
+
+impl Answer {
+    /// Tells the outcome.
+    pub(crate) fn send(self, channel: &str, outcome: Result<Accepted, Refusal>) {
+        match self {
+            Answer::Caller(tx) => {
+                let _ = tx.send(outcome);
+            }
+            Answer::Socket { outbox, reference } => match (reference, outcome) {
+                (Some(reference), Ok(accepted)) => {
+                    outbox.push(encode::reply_stored(channel, &reference, accepted.seq));
+                }
+                (Some(reference), Err(refusal)) => outbox.push(encode::reply(
+                    Some(channel),
+                    &reference,
+                    Err((refusal.code, &refusal.message)),
+                )),
+                (None, Err(refusal)) => {
+                    outbox.push(encode::error(Some(channel), refusal.code, &refusal.message))
+                }
+                (None, Ok(_)) => {}
+            },
+        }
+    }
+}
+
+/// A frame that is not stored, by kind. This node's own members were served already; the
+/// broker carries it to the members on other nodes. (Presence changes cross nodes with the
+/// presence record they change: see [`Broker::presence_join`] and [`Broker::presence_leave`].)
+#[derive(Debug, Clone, Copy)]
+pub enum Transient<'a> {
+    /// A message for the channel's authenticated members.
+    Audience(&'a Bytes),
+    /// A cursor-style update from `sender` (never back to it).
+    Volatile {
+        /// The sending socket.
+        sender: Uuid,
+        /// The encoded frame.
+        frame: &'a Bytes,
+    },
+    /// A message for one socket that is not a member on this node.
+    Socket {
+        /// The addressed socket.
+        socket: Uuid,
+        /// The encoded frame.
+        frame: &'a Bytes,
+    },
+}
+
+/// A member as presence records it across nodes.
+#[derive(Debug, Clone, Copy)]
+pub struct PresenceMember<'a> {
+    /// The socket.
+    pub socket: Uuid,
+    /// Listed in presence now.
+    pub presence: bool,
+    /// Was listed before this change (a re-join that changes the flag).
+    pub was_listed: bool,
+    /// Its client object (JSON).
+    pub client: &'a str,
+}
+
+/// How messages are ordered, stored and spread: one node, or many.
+pub trait Broker: Send + Sync + 'static {
+    /// Reads of the history store, off the async threads.
+    fn reader(&self) -> &HistoryReader;
+
+    /// Opens `channel` on this node: subscribes to it (on a cluster) and reads where its
+    /// history stands. Runs under the channel's own activation, never the registry's lock.
+    fn activate<'a>(
+        &'a self,
+        channel: &'a str,
+    ) -> BoxFuture<'a, Result<ChannelHistory, StoreError>>;
+
+    /// The channel's last member here left. Called under the registry's lock: must not wait.
+    fn deactivate(&self, channel: &str);
+
+    /// Queues a message to store; its [`Answer`] hears the outcome once it is stored (or
+    /// refused). Refused at once with `overloaded` when too much is waiting.
+    fn publish_stored(&self, message: StoredMessage) -> Result<(), Refusal>;
+
+    /// Carries a frame that is not stored to the members on other nodes.
+    fn publish_transient<'a>(
+        &'a self,
+        channel: &'a str,
+        transient: Transient<'a>,
+    ) -> BoxFuture<'a, Result<(), Refusal>>;
+
+    /// Records a member's presence across nodes (announcing a change to the other nodes) and
+    /// returns the client objects of the presence members on other nodes.
+    fn presence_join<'a>(
+        &'a self,
+        channel: &'a str,
+        member: PresenceMember<'a>,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>>;
+
+    /// Removes a member from presence across nodes and announces its leave there when it was
+    /// listed (queued: never waits).
+    fn presence_leave(&self, channel: &str, member: PresenceMember<'_>);
+
+    /// Drops a channel's history: its next message starts a new epoch.
+    fn clear_history<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Whether this node can store and deliver now (the reason when it cannot).
+    fn health(&self) -> BoxFuture<'_, Result<(), Unhealthy>>;
+
+    /// This node's id, when it is one of several.
+    fn node(&self) -> Option<&str>;
+
+    /// Leaves cleanly after a shutdown: this node's members leave presence at once.
+    fn depart(&self);
+}
+
+/// Why a node cannot serve now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unhealthy {
+    /// A stable word for load balancers and dashboards (`storage_failing`,
+    /// `redis_unreachable`).
+    pub status: &'static str,
+    /// What failed.
+    pub error: String,
+}
+
+/// The refusal for a message the store could not take.
+pub(crate) fn not_stored(why: impl std::fmt::Display) -> Refusal {
+    Refusal::new(
+        ErrorCode::Internal,
+        format!("the message was not stored: {why}"),
+    )
+}

@@ -1,0 +1,362 @@
+//! The persister: the one thread of a single node that orders, stores and delivers messages.
+//!
+//! It takes everything waiting (up to a batch) and, per message, under nothing but its own
+//! state: recognises a resend (the store is the authority on which ids it holds; a cache of
+//! each channel's latest ids answers most questions without asking it), hands out the next
+//! seq, and fills the seq and epoch into the frame encoded once by the sender's session. Then
+//! it commits the batch in one transaction, and only then delivers each message to its channel
+//! and answers its sender. So a message is never seen before it is durable, an ok always
+//! follows a commit (a resend's ok too, when its first copy was in the same batch), and seqs
+//! have no holes.
+//!
+//! A failed commit is retried (the store reopened in between); if it keeps failing, the batch
+//! is refused, every channel it touched forgets its seq state (reloaded from the store on its
+//! next message) and the node reports itself unhealthy until a commit succeeds again.
+//! Between batches it trims history to the retention.
+
+use bytes::Bytes;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+use super::queue::{Batch, JobReceiver};
+use super::{not_stored, Accepted, StoredMessage};
+use crate::access::Refusal;
+use crate::history::{new_epoch, HistoryStore, NewEntry, Retention, StoreError};
+use crate::registry::Registry;
+use crate::time::now_ms;
+
+/// Most messages committed in one transaction.
+const MAX_BATCH: usize = 1024;
+
+/// Pauses before the retries of a failed commit.
+const RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(20), Duration::from_millis(200)];
+
+/// Seq states kept for channels nobody published to lately, at most.
+const IDLE_STATES: usize = 4096;
+
+/// What the persister is asked to do.
+#[derive(Debug)]
+pub(crate) enum Job {
+    /// Order, store and deliver a message.
+    Store(StoredMessage),
+    /// Drop a channel's history (its next message starts a new epoch).
+    Clear {
+        channel: Arc<str>,
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+/// What the persister needs to know of the settings.
+pub(crate) struct Settings {
+    /// Retention of each channel.
+    pub(crate) retention: Box<dyn Fn(&str) -> Retention + Send>,
+    /// How often to trim.
+    pub(crate) trim_every: Duration,
+}
+
+/// Whether the last commit worked, and why not.
+#[derive(Debug, Default)]
+pub(crate) struct StoreHealth(Mutex<Option<String>>);
+
+impl StoreHealth {
+    /// The reason storing fails now, if it does.
+    pub(crate) fn failing(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, failing: Option<String>) {
+        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match (&*state, &failing) {
+            (None, Some(why)) => tracing::error!("storing messages fails: {why}"),
+            (Some(_), None) => tracing::info!("storing messages works again"),
+            _ => {}
+        }
+        *state = failing;
+    }
+}
+
+/// Where a channel's ordering stands.
+struct SeqState {
+    epoch: Arc<str>,
+    next_seq: u64,
+    ids: RecentIds,
+    /// The cache holds every id the store holds: a miss means a new message.
+    complete: bool,
+    used: Instant,
+}
+
+/// The latest stored ids of a channel, with their seqs.
+struct RecentIds {
+    seqs: HashMap<String, u64>,
+    order: VecDeque<String>,
+    capacity: usize,
+}
+
+impl RecentIds {
+    /// Remembers an id; false when an older one had to be forgotten for it.
+    fn insert(&mut self, id: String, seq: u64) -> bool {
+        if self.seqs.insert(id.clone(), seq).is_none() {
+            self.order.push_back(id);
+        }
+        let mut kept_all = true;
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.seqs.remove(&old);
+                kept_all = false;
+            }
+        }
+        kept_all
+    }
+}
+
+/// What became of one message of a batch.
+enum Outcome {
+    New {
+        seq: u64,
+        epoch: Arc<str>,
+        frame: Bytes,
+    },
+    Resend {
+        seq: u64,
+        /// Its first copy is in this batch: it stands or falls with the commit.
+        in_batch: bool,
+    },
+    Refused(Refusal),
+}
+
+/// The thread's state.
+pub(crate) struct Persister {
+    store: Arc<dyn HistoryStore>,
+    registry: Arc<Registry>,
+    settings: Settings,
+    health: Arc<StoreHealth>,
+    states: HashMap<Arc<str>, SeqState>,
+}
+
+impl Persister {
+    /// Starts the thread.
+    pub(crate) fn start(
+        store: Arc<dyn HistoryStore>,
+        registry: Arc<Registry>,
+        settings: Settings,
+        health: Arc<StoreHealth>,
+        jobs: JobReceiver<Job>,
+    ) -> std::io::Result<()> {
+        let persister = Persister {
+            store,
+            registry,
+            settings,
+            health,
+            states: HashMap::new(),
+        };
+        std::thread::Builder::new()
+            .name("switchboard-persister".into())
+            .spawn(move || persister.run(&jobs))
+            .map(drop)
+    }
+
+    fn run(mut self, jobs: &JobReceiver<Job>) {
+        let mut taken = Vec::with_capacity(MAX_BATCH);
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut next_trim = Instant::now() + self.settings.trim_every;
+        loop {
+            let wait = next_trim.saturating_duration_since(Instant::now());
+            if let Batch::Closed = jobs.take(&mut taken, MAX_BATCH, wait) {
+                return;
+            }
+            for job in taken.drain(..) {
+                match job {
+                    Job::Store(message) => batch.push(message),
+                    Job::Clear { channel, done } => {
+                        // Everything sent before the clear is stored (and cleared) first.
+                        self.commit(&mut batch);
+                        self.states.remove(&channel);
+                        let _ = done.send(self.store.clear(&channel));
+                    }
+                }
+            }
+            self.commit(&mut batch);
+            if Instant::now() >= next_trim {
+                next_trim = Instant::now() + self.settings.trim_every;
+                self.trim();
+            }
+        }
+    }
+
+    /// The channel's seq state, read from the store when not held.
+    fn state(&mut self, channel: &Arc<str>, keep: u64) -> Result<&mut SeqState, StoreError> {
+        if !self.states.contains_key(channel) {
+            let capacity = keep.clamp(1, 10_000) as usize;
+            let history = self.store.open_channel(channel, capacity)?;
+            let mut ids = RecentIds {
+                seqs: HashMap::new(),
+                order: VecDeque::new(),
+                capacity,
+            };
+            for (id, seq) in history.recent_ids {
+                ids.insert(id, seq);
+            }
+            let state = SeqState {
+                epoch: Arc::from(history.epoch.unwrap_or_else(new_epoch)),
+                next_seq: history.last_seq.saturating_add(1),
+                ids,
+                complete: !history.more_ids,
+                used: Instant::now(),
+            };
+            self.states.insert(channel.clone(), state);
+        }
+        let state = self
+            .states
+            .get_mut(channel)
+            .ok_or_else(|| StoreError("seq state vanished".into()))?;
+        state.used = Instant::now();
+        Ok(state)
+    }
+
+    /// Decides what becomes of `message`: a new entry (added to `entries`), a resend, or a
+    /// refusal.
+    fn order(
+        &mut self,
+        message: &StoredMessage,
+        entries: &mut Vec<NewEntry>,
+        new_here: &mut HashSet<(Arc<str>, String)>,
+    ) -> Outcome {
+        let store = self.store.clone();
+        let state = match self.state(&message.channel, message.keep) {
+            Ok(state) => state,
+            Err(err) => return Outcome::Refused(not_stored(err)),
+        };
+        if message.id_from_sender {
+            let key = (message.channel.clone(), message.id.clone());
+            if let Some(seq) = state.ids.seqs.get(&message.id) {
+                return Outcome::Resend {
+                    seq: *seq,
+                    in_batch: new_here.contains(&key),
+                };
+            }
+            if !state.complete {
+                match store.seq_of(&message.channel, &message.id) {
+                    Ok(Some(seq)) => {
+                        return Outcome::Resend {
+                            seq,
+                            in_batch: false,
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(err) => return Outcome::Refused(not_stored(err)),
+                }
+            }
+            new_here.insert(key);
+        }
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        if !state.ids.insert(message.id.clone(), seq) {
+            state.complete = false;
+        }
+        let frame = message.template.fill(seq, &state.epoch);
+        entries.push(NewEntry {
+            channel: message.channel.to_string(),
+            epoch: state.epoch.to_string(),
+            seq,
+            id: message.id.clone(),
+            at_ms: message.at_ms,
+            frame: frame.clone(),
+        });
+        Outcome::New {
+            seq,
+            epoch: state.epoch.clone(),
+            frame,
+        }
+    }
+
+    /// Orders, stores, then delivers and answers a batch.
+    fn commit(&mut self, batch: &mut Vec<StoredMessage>) {
+        if batch.is_empty() {
+            return;
+        }
+        let mut entries = Vec::with_capacity(batch.len());
+        let mut new_here = HashSet::new();
+        let outcomes: Vec<Outcome> = batch
+            .iter()
+            .map(|message| self.order(message, &mut entries, &mut new_here))
+            .collect();
+        let stored = if entries.is_empty() {
+            Ok(())
+        } else {
+            self.append(&entries)
+        };
+        if let Err(why) = &stored {
+            // Seqs handed out in this batch were not stored: reload them from the store.
+            for entry in &entries {
+                self.states.remove(entry.channel.as_str());
+            }
+            self.health.set(Some(why.clone()));
+        } else if !entries.is_empty() {
+            self.health.set(None);
+        }
+        for (message, outcome) in batch.drain(..).zip(outcomes) {
+            let channel = message.channel.clone();
+            let answer = match (outcome, &stored) {
+                (Outcome::Refused(refusal), _) => Err(refusal),
+                (
+                    Outcome::Resend {
+                        seq,
+                        in_batch: false,
+                    },
+                    _,
+                )
+                | (Outcome::Resend { seq, .. }, Ok(())) => Ok(Accepted { seq, resend: true }),
+                (Outcome::New { seq, epoch, frame }, Ok(())) => {
+                    self.registry.deliver_stored(&channel, seq, &epoch, &frame);
+                    Ok(Accepted { seq, resend: false })
+                }
+                (Outcome::New { .. } | Outcome::Resend { .. }, Err(why)) => Err(not_stored(why)),
+            };
+            message.answer.send(&channel, answer);
+        }
+    }
+
+    /// Appends, retrying a failed commit on a recovered store.
+    fn append(&self, entries: &[NewEntry]) -> Result<(), String> {
+        let mut failure = match self.store.append(entries) {
+            Ok(()) => return Ok(()),
+            Err(err) => err,
+        };
+        for pause in RETRY_PAUSES {
+            tracing::warn!(
+                "storing {} messages failed, retrying: {failure}",
+                entries.len()
+            );
+            std::thread::sleep(pause);
+            if let Err(err) = self.store.recover() {
+                failure = err;
+                continue;
+            }
+            match self.store.append(entries) {
+                Ok(()) => return Ok(()),
+                Err(err) => failure = err,
+            }
+        }
+        Err(failure.to_string())
+    }
+
+    fn trim(&mut self) {
+        match self.store.trim(self.settings.retention.as_ref(), now_ms()) {
+            Ok(0) => {}
+            Ok(dropped) => {
+                tracing::debug!("trimmed {dropped} messages beyond the retention");
+                // The store may have forgotten channels trimmed to nothing; what is cached of
+                // them is read again on their next message.
+                self.states.clear();
+            }
+            Err(err) => tracing::warn!("trimming history failed: {err}"),
+        }
+        if self.states.len() > IDLE_STATES {
+            let idle_for = self.settings.trim_every.max(Duration::from_secs(60));
+            self.states
+                .retain(|_, state| state.used.elapsed() < idle_for);
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The queue in front of a broker's writer thread, bounded in messages and in bytes: when
+//! either is full, senders are told `overloaded` at once instead of the server holding more.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_protocol::ErrorCode;
+
+use crate::access::Refusal;
+
+/// Sending side: cheap to share.
+#[derive(Debug)]
+pub(crate) struct JobQueue<T> {
+    tx: SyncSender<(T, usize)>,
+    bytes: Arc<AtomicUsize>,
+    max_bytes: usize,
+}
+
+/// Receiving side, owned by the writer thread.
+#[derive(Debug)]
+pub(crate) struct JobReceiver<T> {
+    rx: Receiver<(T, usize)>,
+    bytes: Arc<AtomicUsize>,
+}
+
+/// A queue of at most `max_jobs` jobs and `max_bytes` bytes.
+pub(crate) fn job_queue<T>(max_jobs: usize, max_bytes: usize) -> (JobQueue<T>, JobReceiver<T>) {
+    let (tx, rx) = mpsc::sync_channel(max_jobs.max(1));
+    let bytes = Arc::new(AtomicUsize::new(0));
+    (
+        JobQueue {
+            tx,
+            bytes: bytes.clone(),
+            max_bytes: max_bytes.max(1),
+        },
+        JobReceiver { rx, bytes },
+    )
+}
+
+fn overloaded() -> Refusal {
+    Refusal::new(
+        ErrorCode::Overloaded,
+        "the server is storing messages slower than they arrive; retry shortly",
+    )
+}
+
+impl<T> JobQueue<T> {
+    /// Queues a job of `size` bytes, or refuses it with `overloaded`.
+    pub(crate) fn submit(&self, job: T, size: usize) -> Result<(), Refusal> {
+        let before = self.bytes.fetch_add(size, Ordering::AcqRel);
+        if before > 0 && before + size > self.max_bytes {
+            self.bytes.fetch_sub(size, Ordering::AcqRel);
+            return Err(overloaded());
+        }
+        match self.tx.try_send((job, size)) {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                self.bytes.fetch_sub(size, Ordering::AcqRel);
+                Err(match err {
+                    TrySendError::Full(_) => overloaded(),
+                    TrySendError::Disconnected(_) => {
+                        Refusal::new(ErrorCode::Internal, "message storage has stopped")
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// What waiting for a batch gave.
+pub(crate) enum Batch {
+    /// Jobs (possibly none, when the wait timed out).
+    Jobs,
+    /// Every sender is gone: the writer should stop.
+    Closed,
+}
+
+impl<T> JobReceiver<T> {
+    /// Waits up to `wait` for a job, then takes everything else waiting, up to `max` in all.
+    pub(crate) fn take(&self, into: &mut Vec<T>, max: usize, wait: Duration) -> Batch {
+        match self.rx.recv_timeout(wait) {
+            Ok(job) => self.accept(into, job),
+            Err(RecvTimeoutError::Timeout) => return Batch::Jobs,
+            Err(RecvTimeoutError::Disconnected) => return Batch::Closed,
+        }
+        while into.len() < max {
+            match self.rx.try_recv() {
+                Ok(job) => self.accept(into, job),
+                Err(_) => break,
+            }
+        }
+        Batch::Jobs
+    }
+
+    fn accept(&self, into: &mut Vec<T>, (job, size): (T, usize)) {
+        self.bytes.fetch_sub(size, Ordering::AcqRel);
+        into.push(job);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_in_bytes_or_jobs_answers_overloaded() {
+        let (queue, rx) = job_queue::<u32>(3, 100);
+        queue.submit(1, 60).unwrap();
+        assert_eq!(queue.submit(2, 60).unwrap_err().code, ErrorCode::Overloaded);
+        queue.submit(3, 40).unwrap();
+        let mut batch = Vec::new();
+        rx.take(&mut batch, 10, Duration::from_millis(1));
+        assert_eq!(batch, [1, 3]);
+        for n in 0..3 {
+            queue.submit(n, 1).unwrap();
+        }
+        assert_eq!(queue.submit(9, 1).unwrap_err().code, ErrorCode::Overloaded);
+    }
+
+    #[test]
+    fn one_job_larger_than_the_budget_still_goes_through_an_empty_queue() {
+        let (queue, _rx) = job_queue::<u32>(3, 100);
+        queue.submit(1, 500).unwrap();
+        assert!(queue.submit(2, 1).is_err());
+    }
+}

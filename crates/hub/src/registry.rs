@@ -1,0 +1,251 @@
+//! The channels active on this node, by name.
+//!
+//! A channel becomes active when its first local member joins and leaves the registry when
+//! its last one goes. Activation reads the channel's history position (and, on a cluster,
+//! subscribes to it) — I/O that must not hold up anyone else — so it runs under the channel's
+//! own slot, not the registry's lock: joiners of one channel wait for each other, joiners of
+//! other channels do not wait at all. Stored messages that arrive while a channel is being
+//! activated are kept in its slot and delivered once it is active, so none falls between the
+//! position read and the first live delivery.
+
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use tokio::sync::OnceCell;
+
+use crate::channel::Channel;
+use crate::stats::Counters;
+
+/// Every channel active (or being activated) here.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    slots: Mutex<HashMap<Arc<str>, Slot>>,
+    /// Totals of what was delivered through the registry's channels.
+    pub(crate) counters: Counters,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Activating(Arc<Activation>),
+    Active(Arc<Channel>),
+}
+
+/// A channel being activated: the result every joiner waits for, and the stored messages that
+/// arrived meanwhile.
+#[derive(Debug, Default)]
+struct Activation {
+    done: OnceCell<Arc<Channel>>,
+    buffered: Mutex<Vec<Stored>>,
+}
+
+/// A stored message to deliver: seq, epoch, frame.
+#[derive(Debug)]
+struct Stored {
+    seq: u64,
+    epoch: Arc<str>,
+    frame: Bytes,
+}
+
+impl Registry {
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The channel if it is active here.
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Channel>> {
+        match self.slots().get(name) {
+            Some(Slot::Active(channel)) => Some(channel.clone()),
+            _ => None,
+        }
+    }
+
+    /// Every active channel.
+    pub(crate) fn all(&self) -> Vec<Arc<Channel>> {
+        let slots = self.slots();
+        slots
+            .values()
+            .filter_map(|slot| match slot {
+                Slot::Active(channel) => Some(channel.clone()),
+                Slot::Activating(_) => None,
+            })
+            .collect()
+    }
+
+    /// Active channels now.
+    pub(crate) fn len(&self) -> usize {
+        let slots = self.slots();
+        slots
+            .values()
+            .filter(|slot| matches!(slot, Slot::Active(_)))
+            .count()
+    }
+
+    /// The active channel `name`, activated with `open` if it is not (at most one activation
+    /// runs per channel; a failed one lets the next joiner try again).
+    pub(crate) async fn activate<E, F, Fut>(&self, name: &str, open: F) -> Result<Arc<Channel>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Channel, E>>,
+    {
+        let activation = {
+            let mut slots = self.slots();
+            match slots.get(name) {
+                Some(Slot::Active(channel)) => return Ok(channel.clone()),
+                Some(Slot::Activating(activation)) => activation.clone(),
+                None => {
+                    let activation = Arc::new(Activation::default());
+                    slots.insert(Arc::from(name), Slot::Activating(activation.clone()));
+                    activation
+                }
+            }
+        };
+        let opened = activation
+            .done
+            .get_or_try_init(|| async move { open().await.map(Arc::new) })
+            .await;
+        let mut slots = self.slots();
+        let current = slots.get(name);
+        let ours = matches!(current, Some(Slot::Activating(a)) if Arc::ptr_eq(a, &activation));
+        match opened {
+            Ok(channel) => {
+                if let Some(Slot::Active(active)) = current {
+                    return Ok(active.clone());
+                }
+                let channel = channel.clone();
+                {
+                    let mut locked = channel.lock();
+                    let buffered = activation
+                        .buffered
+                        .lock()
+                        .map(|mut b| std::mem::take(&mut *b))
+                        .unwrap_or_default();
+                    for stored in buffered {
+                        locked.deliver_stored(stored.seq, &stored.epoch, &stored.frame);
+                    }
+                }
+                slots.insert(channel.name.clone(), Slot::Active(channel.clone()));
+                Ok(channel)
+            }
+            Err(err) => {
+                if ours {
+                    slots.remove(name);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Delivers a stored message to the channel's members here, if it is active (or keeps it
+    /// for them if it is being activated).
+    pub(crate) fn deliver_stored(&self, name: &str, seq: u64, epoch: &str, frame: &Bytes) {
+        let channel = {
+            let slots = self.slots();
+            match slots.get(name) {
+                Some(Slot::Active(channel)) => channel.clone(),
+                Some(Slot::Activating(activation)) => {
+                    let mut buffered = activation
+                        .buffered
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    buffered.push(Stored {
+                        seq,
+                        epoch: Arc::from(epoch),
+                        frame: frame.clone(),
+                    });
+                    return;
+                }
+                None => return,
+            }
+        };
+        channel.lock().deliver_stored(seq, epoch, frame);
+    }
+
+    /// Takes the channel out of the registry if it has no members; `removed` runs (under the
+    /// registry's lock, so it is ordered with the next activation) when it was.
+    pub(crate) fn prune_if_idle(&self, channel: &Arc<Channel>, removed: impl FnOnce(&str)) -> bool {
+        let mut slots = self.slots();
+        let current = matches!(
+            slots.get(&channel.name),
+            Some(Slot::Active(active)) if Arc::ptr_eq(active, channel)
+        );
+        let mut locked = channel.lock();
+        if !current || !locked.is_idle() {
+            return false;
+        }
+        locked.retired = true;
+        drop(locked);
+        slots.remove(&channel.name);
+        removed(&channel.name);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::ChannelRule;
+
+    fn open(name: &str, last_seq: u64) -> Channel {
+        Channel::new(
+            Arc::from(name),
+            ChannelRule::open("*"),
+            Some("e".into()),
+            last_seq,
+        )
+    }
+
+    #[tokio::test]
+    async fn messages_stored_while_a_channel_activates_are_delivered_after_its_position() {
+        let registry = Arc::new(Registry::default());
+        let (release, wait) = tokio::sync::oneshot::channel::<()>();
+        let activating = {
+            let registry = registry.clone();
+            tokio::spawn(async move {
+                registry
+                    .activate("room", || async move {
+                        let _ = wait.await;
+                        Ok::<_, ()>(open("room", 5))
+                    })
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        // 5 was already counted in the position read; 6 arrived during the activation.
+        registry.deliver_stored("room", 5, "e", &Bytes::from_static(b"5"));
+        registry.deliver_stored("room", 6, "e", &Bytes::from_static(b"6"));
+        let _ = release.send(());
+        let channel = activating.await.unwrap().unwrap();
+        assert_eq!(channel.lock().delivered_seq, 6);
+        assert!(registry.get("room").is_some());
+    }
+
+    #[tokio::test]
+    async fn a_failed_activation_leaves_nothing_behind() {
+        let registry = Registry::default();
+        let failed = registry
+            .activate("room", || async { Err::<Channel, _>("no store") })
+            .await;
+        assert_eq!(failed.unwrap_err(), "no store");
+        assert_eq!(registry.len(), 0);
+        assert!(registry.slots().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_idle_channel_is_retired_and_the_next_join_gets_a_fresh_one() {
+        let registry = Registry::default();
+        let first = registry
+            .activate("room", || async { Ok::<_, ()>(open("room", 0)) })
+            .await
+            .unwrap();
+        let mut removed = Vec::new();
+        assert!(registry.prune_if_idle(&first, |name| removed.push(name.to_string())));
+        assert_eq!(removed, ["room"]);
+        assert!(first.lock().retired);
+        let second = registry
+            .activate("room", || async { Ok::<_, ()>(open("room", 0)) })
+            .await
+            .unwrap();
+        assert!(!Arc::ptr_eq(&first, &second));
+    }
+}

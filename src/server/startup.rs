@@ -1,0 +1,74 @@
+//! Start-up: settings, the engine they choose, the listening socket, and the line that says
+//! where the server listens and what it loaded.
+
+use leptos::config::LeptosOptions;
+use std::path::PathBuf;
+use std::sync::Arc;
+use switchboard_hub::{HistoryStore, Hub, MemoryHistory, RedisHistory, SqliteHistory};
+
+use super::{describe, shutdown, Engine, Server, ServerConfig};
+
+/// The hub of the engine the settings choose: SQLite (the default), memory, or Redis.
+pub fn open_engine(config: &ServerConfig) -> Result<Hub, String> {
+    let hub = config.hub.clone();
+    match &config.engine {
+        Engine::Sqlite(path) => {
+            let store = SqliteHistory::open(path).map_err(|err| err.to_string())?;
+            Hub::new(hub, Arc::new(store)).map_err(|err| err.to_string())
+        }
+        Engine::Memory => {
+            let store: Arc<dyn HistoryStore> = Arc::new(MemoryHistory::default());
+            Hub::new(hub, store).map_err(|err| err.to_string())
+        }
+        Engine::Redis(redis) => Hub::clustered(hub, &redis.hub_config()).map_err(|err| {
+            format!("{err}; start Redis there or point [engine] redis_url (SWITCHBOARD_REDIS_URL) at one")
+        }),
+    }
+}
+
+/// What the engine is, for the start-up line.
+fn describe_engine(config: &ServerConfig, hub: &Hub) -> String {
+    match &config.engine {
+        Engine::Sqlite(path) => format!("history in {}", path.display()),
+        Engine::Memory => "history in memory (lost on restart)".to_string(),
+        Engine::Redis(redis) => format!(
+            "node {} of cluster {:?}; fan-out, presence and history in Redis at {}",
+            hub.node_id().unwrap_or("?"),
+            redis.prefix,
+            RedisHistory::shown_url(&redis.url)
+        ),
+    }
+}
+
+/// Runs the server process: settings from `config_path` and the environment, stop on SIGINT
+/// or SIGTERM.
+pub async fn run(
+    leptos_options: LeptosOptions,
+    config_path: Option<PathBuf>,
+) -> Result<(), String> {
+    let config = ServerConfig::load(config_path.as_deref())
+        .map_err(|err| format!("{err}; fix it and start again"))?;
+    let loaded = match &config_path {
+        Some(path) => format!("config {}", path.display()),
+        None => "built-in defaults and SWITCHBOARD_* variables".to_string(),
+    };
+    let hub = open_engine(&config)?;
+    let engine = describe_engine(&config, &hub);
+    let server = Server::bind(config, hub, leptos_options).await?;
+    let local = server.local_addr().map_err(|err| err.to_string())?;
+    // Tests and scripts read this line to find the port.
+    println!(
+        "switchboard listening on {} ({engine}; {loaded})",
+        describe(local)
+    );
+    let stop = server.shutdown_handle();
+    tokio::spawn(async move {
+        shutdown::wait_for_signal().await;
+        tracing::info!("shutdown signal received: closing sockets with 1012");
+        stop.cancel();
+    });
+    server
+        .run()
+        .await
+        .map_err(|err| format!("server failed: {err}"))
+}

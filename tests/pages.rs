@@ -1,0 +1,289 @@
+//! The pages' ways in — server rendering and server functions over HTTP — held to the same
+//! rules as sockets: the caller is who its token (cookie or bearer) says, members-only rooms
+//! show nothing to anonymous visitors, server-only rooms take nothing from pages, authors are
+//! the server's word, colours are colours, and a page that sends too fast is refused.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::{TestServer, WAIT};
+use switchboard_protocol::Action;
+
+const RULES: &str = r#"
+[[channels]]
+pattern = "members-*"
+join = "authenticated"
+
+[[channels]]
+pattern = "news"
+send = "nobody"
+"#;
+
+fn server(extra: &[(&str, &str)]) -> TestServer {
+    let path = support::temp_db().with_file_name("pages.toml");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, RULES).unwrap();
+    let config: &'static str = Box::leak(path.to_str().unwrap().to_string().into_boxed_str());
+    let mut env = vec![("SWITCHBOARD_CONFIG", config)];
+    env.extend_from_slice(extra);
+    TestServer::start_with(&env)
+}
+
+/// Status and body of a form POST, with an optional token cookie.
+async fn post_form(
+    server: &TestServer,
+    path: &str,
+    form: &str,
+    token: Option<&str>,
+) -> (u16, String) {
+    let cookie = token.map_or(String::new(), |t| {
+        format!("Cookie: switchboard_token={t}\r\n")
+    });
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\n{cookie}Content-Length: {len}\r\n\r\n{form}",
+        addr = server.addr,
+        len = form.len()
+    );
+    let response = support::http(&server.addr, request).await;
+    split(&response)
+}
+
+async fn get_page(server: &TestServer, path: &str, token: Option<&str>) -> (u16, String) {
+    let cookie = token.map_or(String::new(), |t| {
+        format!("Cookie: switchboard_token={t}\r\n")
+    });
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{cookie}\r\n",
+        addr = server.addr
+    );
+    split(&support::http(&server.addr, request).await)
+}
+
+fn split(response: &str) -> (u16, String) {
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_string())
+}
+
+fn message_form(room: &str, id: &str, text: &str, name: &str, colour: &str) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    format!(
+        "room={}&message[id]={}&message[text]={}&message[user][id]=guest-1&message[user][name]={}&message[user][colour]={}&message[sent_at]=2026-11-30T10:00:00Z",
+        enc(room),
+        enc(id),
+        enc(text),
+        enc(name),
+        enc(colour)
+    )
+}
+
+#[tokio::test]
+async fn a_members_only_room_shows_nothing_to_an_anonymous_visitor() {
+    let server = server(&[]);
+    let mut member = server.client_as("m1", "Mona").await;
+    member.join("members-lounge", false, false).await.unwrap();
+    member
+        .publish("members-lounge", json!({"id": "s1", "text": "the secret plan", "user": {"id": "m1", "name": "Mona", "colour": "#e5484d"}, "sent_at": "2026-11-30T10:00:00Z"}))
+        .await
+        .unwrap();
+
+    let (status, body) = post_form(
+        &server,
+        "/api/chat/recent_messages",
+        "room=members-lounge",
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(!body.contains("secret plan"), "{body}");
+    let (_, page) = get_page(&server, "/chat/members-lounge", None).await;
+    assert!(
+        !page.contains("secret plan"),
+        "server rendering obeys the rule too"
+    );
+
+    let token = support::token("m2", "Milo", 600);
+    let (status, body) = post_form(
+        &server,
+        "/api/chat/recent_messages",
+        "room=members-lounge",
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("the secret plan"), "{body}");
+    let (_, page) = get_page(&server, "/chat/members-lounge", Some(&token)).await;
+    assert!(page.contains("the secret plan"));
+    let (status, _) = post_form(
+        &server,
+        "/api/chat/recent_messages",
+        "room=members-lounge",
+        Some("not.a.token"),
+    )
+    .await;
+    assert_eq!(
+        status, 500,
+        "a bad token is refused, not taken for anonymous"
+    );
+}
+
+#[tokio::test]
+async fn pages_cannot_send_where_sockets_cannot() {
+    let server = server(&[]);
+    let mut reader = server.client().await;
+    reader.join("news", false, false).await.unwrap();
+    let token = support::token("m1", "Mona", 600);
+    for who in [None, Some(token.as_str())] {
+        let form = message_form("news", "n1", "fake news", "Mona", "#e5484d");
+        let (status, body) = post_form(&server, "/api/chat/send_message", &form, who).await;
+        assert_eq!(status, 403, "{body}");
+    }
+    let form = message_form("members-lounge", "n2", "let me in", "Gil", "#888888");
+    let (status, _) = post_form(&server, "/api/chat/send_message", &form, None).await;
+    assert_eq!(status, 401);
+    assert!(reader
+        .next_frame_within(std::time::Duration::from_millis(300))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_page_sends_under_the_identity_the_server_gives_it() {
+    let server = server(&[]);
+    let mut reader = server.client().await;
+    reader.join("room1", false, false).await.unwrap();
+    let token = support::token("m1", "Mona", 600);
+    let form = message_form("room1", "x1", "hello", "The Boss", "#000000");
+    let (status, body) = post_form(&server, "/api/chat/send_message", &form, Some(&token)).await;
+    assert_eq!(status, 200, "{body}");
+    let frame = reader.expect(Action::Message, WAIT).await.unwrap();
+    let client = frame.client.unwrap();
+    assert_eq!(
+        client.extras["name"], "Mona",
+        "the token's name, not the payload's"
+    );
+    assert!(client.authenticated());
+
+    let form = message_form("room1", "x2", "hi", "Gil", "#30a46c");
+    let (status, _) = post_form(&server, "/api/chat/send_message", &form, None).await;
+    assert_eq!(status, 200);
+    let frame = reader.expect(Action::Message, WAIT).await.unwrap();
+    let client = frame.client.unwrap();
+    assert_eq!(client.extras["name"], "Gil");
+    assert!(
+        !client.authenticated(),
+        "a guest is never shown as signed in"
+    );
+}
+
+#[tokio::test]
+async fn a_colour_that_is_not_a_colour_never_reaches_the_served_html() {
+    let server = server(&[]);
+    let evil = "red;position:fixed;inset:0";
+    let form = message_form("paint", "c1", "look at me", "Mal", evil);
+    let (status, _) = post_form(&server, "/api/chat/send_message", &form, None).await;
+    assert_eq!(status, 500, "refused as a person's mistake, not stored");
+    let mut socket = server.client().await;
+    let refused = socket
+        .request(
+            Action::Join,
+            switchboard_client::channel_options("paint"),
+            json!({"extras": {"name": "Mal", "colour": evil}}),
+        )
+        .await;
+    assert!(refused.is_err());
+    // A token may carry any claim: the colour is dropped, the message still goes out.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": "mal", "name": "Mal", "colour": evil, "exp": now + 600}),
+        &jsonwebtoken::EncodingKey::from_secret(support::SECRET.as_bytes()),
+    )
+    .unwrap();
+    let mut signed_in = switchboard_client::Client::connect_with_token(&server.url(), Some(&token))
+        .await
+        .unwrap();
+    signed_in.join("paint", true, false).await.unwrap();
+    signed_in
+        .publish("paint", json!({"id": "c2", "text": "styled?", "user": {"id": "mal", "name": "Mal", "colour": evil}, "sent_at": "2026-11-30T10:00:00Z"}))
+        .await
+        .unwrap();
+    let (_, page) = get_page(&server, "/chat/paint", None).await;
+    assert!(page.contains("styled?"), "the message is rendered");
+    assert!(!page.contains("position:fixed"), "the colour is not");
+}
+
+#[tokio::test]
+async fn a_page_that_sends_too_fast_is_refused_with_429() {
+    let server = server(&[("SWITCHBOARD_PAGE_REQUESTS_PER_SECOND", "2")]);
+    let mut statuses = Vec::new();
+    for n in 0..8 {
+        let form = message_form("room1", &format!("f{n}"), "spam", "Sam", "#30a46c");
+        statuses.push(
+            post_form(&server, "/api/chat/send_message", &form, None)
+                .await
+                .0,
+        );
+    }
+    assert_eq!(
+        &statuses[..4],
+        [200, 200, 200, 200],
+        "a burst of twice the rate"
+    );
+    assert!(statuses[4..].contains(&429), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn the_publish_api_refuses_a_key_or_an_address_over_its_rate_limit() {
+    let server = server(&[
+        ("SWITCHBOARD_API_KEYS", "k1"),
+        ("SWITCHBOARD_API_REQUESTS_PER_SECOND", "3"),
+    ]);
+    let mut statuses = Vec::new();
+    let mut retry_after = false;
+    for n in 0..12 {
+        let response = support::http_post(
+            &server.addr,
+            "/api/channels/room1/messages",
+            "X-Api-Key: k1\r\n",
+            &json!({"n": n}).to_string(),
+        )
+        .await;
+        let (status, _) = split(&response);
+        retry_after |= status == 429 && response.to_ascii_lowercase().contains("retry-after: 1");
+        statuses.push(status);
+    }
+    assert_eq!(&statuses[..6], [202; 6], "{statuses:?}");
+    assert!(statuses.contains(&429) && retry_after, "{statuses:?}");
+    let body: Value = serde_json::from_str(
+        &split(
+            &support::http_post(
+                &server.addr,
+                "/api/channels/room1/messages",
+                "X-Api-Key: k1\r\n",
+                "1",
+            )
+            .await,
+        )
+        .1,
+    )
+    .unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+}
