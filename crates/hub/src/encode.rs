@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use serde_json::value::RawValue;
-use switchboard_protocol::{Action, ErrorCode};
+use switchboard_protocol::{Action, ErrorCode, Relation};
 
 /// A JSON string literal for `s`, escaped.
 fn push_json_str(out: &mut String, s: &str) {
@@ -92,6 +92,8 @@ pub(crate) struct Stamp<'a> {
     pub(crate) id: &'a str,
     /// When the server accepted it, in milliseconds since the Unix epoch.
     pub(crate) at_ms: u64,
+    /// The earlier message it edits, retracts or reacts to.
+    pub(crate) relation: Option<Relation<'a>>,
 }
 
 fn stored(
@@ -115,7 +117,14 @@ fn stored(
     out.push_str(&stamp.at_ms.to_string());
     out.push_str(r#","epoch":""#);
     let epoch_at = out.len();
-    out.push_str(r#""},"payload":"#);
+    out.push('"');
+    if let Some(relation) = stamp.relation {
+        out.push_str(",\"");
+        out.push_str(relation.option());
+        out.push_str("\":");
+        push_json_str(&mut out, relation.target());
+    }
+    out.push_str(r#"},"payload":"#);
     out.push_str(payload.get());
     if let Some(client) = client {
         out.push_str(r#","client":"#);
@@ -325,6 +334,7 @@ mod tests {
         let stamp = Stamp {
             id: "m1",
             at_ms: 1_700_000_000_000,
+            relation: None,
         };
         let stored = crate::history::StoredFrame {
             seq: 7,
@@ -352,6 +362,7 @@ mod tests {
         let stamp = Stamp {
             id: "m\"1",
             at_ms: 5,
+            relation: Some(Relation::Replaces("m0")),
         };
         let client = r#"{"socketId":"s1","extras":{},"permissions":{}}"#;
         let template = stored_message("r\"1", &stamp, &payload, client);
@@ -369,6 +380,7 @@ mod tests {
             (Some(12345), Some("r\"1"), Some("abc"))
         );
         assert_eq!(decoded.payload["seq"], 0);
+        assert_eq!(decoded.options["replaces"], "m0");
         assert_eq!(template.fill(12345, "abc"), bytes::Bytes::from(spliced));
     }
 }

@@ -239,7 +239,11 @@ impl Hub {
         }
         let id = Uuid::new_v4().simple().to_string();
         let at_ms = now_ms();
-        let stamp = Stamp { id: &id, at_ms };
+        let stamp = Stamp {
+            id: &id,
+            at_ms,
+            relation: None,
+        };
         let template = match publisher {
             Publisher::Server => encode::stored_event(channel, &stamp, payload),
             Publisher::Person(identity) => {

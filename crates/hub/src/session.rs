@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use switchboard_protocol::{
-    decode_client_frame, is_valid_colour, Action, ClientRequest, CloseCode, ErrorCode,
-    HistoryRequest, JoinRequest, MessageRequest, Since, Target,
+    decode_client_frame, is_valid_colour, Action, ClientInfo, ClientRequest, CloseCode, ErrorCode,
+    Frame, HistoryRequest, JoinRequest, MessageRequest, Relation, Since, Target,
 };
 use uuid::Uuid;
 
@@ -412,8 +412,15 @@ impl Session {
             Some(id) => (id.to_string(), true),
             None => (Uuid::new_v4().simple().to_string(), false),
         };
+        if let Some(relation) = request.relation {
+            self.check_relation(request.channel, relation).await?;
+        }
         let at_ms = now_ms();
-        let stamp = Stamp { id: &id, at_ms };
+        let stamp = Stamp {
+            id: &id,
+            at_ms,
+            relation: request.relation,
+        };
         let template =
             encode::stored_message(request.channel, &stamp, request.payload, &joined.client);
         let message = StoredMessage {
@@ -479,6 +486,50 @@ impl Session {
         }
     }
 
+    /// An edit, retraction or reaction must name a message the channel holds; an edit or a
+    /// retraction must come from that message's author.
+    async fn check_relation(&self, channel: &str, relation: Relation<'_>) -> Result<(), Refusal> {
+        let id = relation.target();
+        let original = self
+            .hub
+            .broker()
+            .reader()
+            .message(channel, id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| {
+                Refusal::new(
+                    ErrorCode::UnknownMessage,
+                    format!("channel {channel:?} holds no message {id:?}"),
+                )
+            })?;
+        if !relation.author_only() {
+            return Ok(());
+        }
+        let original: Frame = serde_json::from_slice(&original.frame).map_err(internal)?;
+        if original.client.as_ref().map(author_of) != Some(self.author()) {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "only the author of message {id:?} may {} it",
+                    match relation {
+                        Relation::Replaces(_) => "edit",
+                        _ => "retract",
+                    }
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Who this socket is as an author: its user id when signed in, else the socket itself.
+    fn author(&self) -> (bool, String) {
+        match self.identity.extras.get("id").and_then(Value::as_str) {
+            Some(user) if self.identity.authenticated => (true, user.to_string()),
+            _ => (false, self.id.to_string()),
+        }
+    }
+
     fn history(
         &self,
         request: HistoryRequest<'_>,
@@ -507,6 +558,14 @@ impl Session {
             ));
         }
         Ok(Answered::Later)
+    }
+}
+
+/// Who wrote a message, as [`Session::author`] names its own socket.
+fn author_of(client: &ClientInfo) -> (bool, String) {
+    match client.extras.get("id").and_then(Value::as_str) {
+        Some(user) if client.authenticated() => (true, user.to_string()),
+        _ => (false, client.socket_id.clone()),
     }
 }
 

@@ -415,6 +415,79 @@ async fn an_idle_channel_is_forgotten_by_the_node(make: Make) {
     assert_eq!(hub.channel_count(), 0);
 }
 
+async fn only_authors_edit_or_retract_and_anyone_reacts(make: Make) {
+    let hub = make(config());
+    let (mut ann, mut ben) = (Peer::new(&hub), Peer::new(&hub));
+    let mut ann_elsewhere = Peer::signed_in(&hub, "ann");
+    let mut ann_signed_in = Peer::signed_in(&hub, "ann");
+    for peer in [&mut ann, &mut ben, &mut ann_elsewhere, &mut ann_signed_in] {
+        peer.join("room", json!({})).await;
+    }
+    let with = |options: Value, payload: Value| {
+        let mut frame =
+            json!({"action": "message", "options": {"channel": "room"}, "payload": payload});
+        for (key, value) in options.as_object().unwrap() {
+            frame["options"][key] = value.clone();
+        }
+        frame
+    };
+    assert!(ok(&ann
+        .request(with(json!({"id": "a1"}), json!("first")))
+        .await));
+    assert!(ok(&ann_signed_in
+        .request(with(json!({"id": "s1"}), json!("mine")))
+        .await));
+    let edit = ann
+        .request(with(json!({"replaces": "a1"}), json!("first, edited")))
+        .await;
+    assert!(ok(&edit));
+    let stolen = ben
+        .request(with(json!({"replaces": "a1"}), json!("hijacked")))
+        .await;
+    assert_eq!(code(&stolen), Some(ErrorCode::Forbidden));
+    let missing = ann
+        .request(with(json!({"retracts": "nope"}), Value::Null))
+        .await;
+    assert_eq!(code(&missing), Some(ErrorCode::UnknownMessage));
+    // A signed-in author may edit from another socket; a guest only from its own.
+    let other_socket = ann_elsewhere
+        .request(with(json!({"retracts": "s1"}), Value::Null))
+        .await;
+    assert!(ok(&other_socket));
+    let reaction = ben
+        .request(with(
+            json!({"reactsTo": "a1"}),
+            json!({"emoji": "👍", "on": true}),
+        ))
+        .await;
+    assert!(ok(&reaction));
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let frame = ben.expect(Action::Message).await;
+        let relation = ["replaces", "retracts", "reactsTo"]
+            .into_iter()
+            .find_map(|key| {
+                frame
+                    .options
+                    .get(key)
+                    .map(|id| format!("{key} {}", id.as_str().unwrap()))
+            });
+        seen.push(relation.unwrap_or_else(|| "new".into()));
+    }
+    assert_eq!(
+        seen,
+        ["new", "new", "replaces a1", "retracts s1", "reactsTo a1"]
+    );
+    let mut late = Peer::new(&hub);
+    late.join("room", json!({"history": true})).await;
+    let history = late.expect(Action::History).await;
+    assert_eq!(
+        history.payload["history"].as_array().unwrap().len(),
+        5,
+        "history holds them in order"
+    );
+}
+
 macro_rules! engine_suite {
     ($module:ident, $make:expr) => {
         mod $module {
@@ -468,6 +541,11 @@ macro_rules! engine_suite {
             #[tokio::test]
             async fn audiences_and_volatile_updates_reach_only_who_they_should() {
                 super::audiences_and_volatile_updates_reach_only_who_they_should($make).await;
+            }
+
+            #[tokio::test]
+            async fn only_authors_edit_or_retract_and_anyone_reacts() {
+                super::only_authors_edit_or_retract_and_anyone_reacts($make).await;
             }
 
             #[tokio::test]

@@ -75,6 +75,42 @@ pub struct MessageRequest<'a> {
     pub id: Option<&'a str>,
     /// `options.volatile`: a cursor-style update, never stored, coalesced under load.
     pub volatile: bool,
+    /// An earlier message this one edits, retracts or reacts to.
+    pub relation: Option<Relation<'a>>,
+}
+
+/// How a stored message refers to an earlier one of the same channel, by its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relation<'a> {
+    /// `options.replaces`: its payload replaces the earlier one's (author only).
+    Replaces(&'a str),
+    /// `options.retracts`: the earlier message is withdrawn (author only).
+    Retracts(&'a str),
+    /// `options.reactsTo`: a reaction to the earlier message.
+    ReactsTo(&'a str),
+}
+
+impl<'a> Relation<'a> {
+    /// The option's wire name.
+    pub fn option(self) -> &'static str {
+        match self {
+            Relation::Replaces(_) => "replaces",
+            Relation::Retracts(_) => "retracts",
+            Relation::ReactsTo(_) => "reactsTo",
+        }
+    }
+
+    /// The id of the earlier message.
+    pub fn target(self) -> &'a str {
+        match self {
+            Relation::Replaces(id) | Relation::Retracts(id) | Relation::ReactsTo(id) => id,
+        }
+    }
+
+    /// Whether only the earlier message's author may send it.
+    pub fn author_only(self) -> bool {
+        !matches!(self, Relation::ReactsTo(_))
+    }
 }
 
 /// Who receives a message.
@@ -124,6 +160,12 @@ struct Options<'a> {
     since: Option<SinceOption<'a>>,
     #[serde(default)]
     volatile: Option<bool>,
+    #[serde(borrow, default)]
+    replaces: Option<&'a str>,
+    #[serde(borrow, default)]
+    retracts: Option<&'a str>,
+    #[serde(borrow, default, rename = "reactsTo")]
+    reacts_to: Option<&'a str>,
     #[serde(default)]
     before: Option<u64>,
     #[serde(default)]
@@ -350,12 +392,35 @@ fn decode_into<'a>(
             if depth(payload.get()) > MAX_PAYLOAD_DEPTH {
                 return Err(too_deep("the payload"));
             }
+            let relations = [
+                options.replaces.map(Relation::Replaces),
+                options.retracts.map(Relation::Retracts),
+                options.reacts_to.map(Relation::ReactsTo),
+            ];
+            let mut given = relations.into_iter().flatten();
+            let relation = given.next();
+            if let Some(relation) = relation {
+                let volatile = options.volatile.unwrap_or(false);
+                if given.next().is_some() || volatile || target != Target::Everyone {
+                    return Err((
+                        ErrorCode::InvalidFrame,
+                        "replaces, retracts and reactsTo go one at a time, on a stored message to everyone".into(),
+                    ));
+                }
+                if !valid_id(relation.target()) {
+                    return Err((
+                        ErrorCode::InvalidFrame,
+                        format!("options.{} must be a message id", relation.option()),
+                    ));
+                }
+            }
             Ok(ClientRequest::Message(MessageRequest {
                 channel,
                 payload,
                 target,
                 id: options.id,
                 volatile: options.volatile.unwrap_or(false),
+                relation,
             }))
         }
     }
@@ -516,6 +581,35 @@ mod tests {
         );
         assert_eq!(decoded.reference.map(RawValue::get), Some(r#""r2""#));
         assert_eq!(decoded.request.unwrap_err().0, ErrorCode::InvalidFrame);
+    }
+
+    #[test]
+    fn edits_retractions_and_reactions_name_one_earlier_message() {
+        let relation = |options: &str| {
+            let text = format!(
+                r#"{{"action":"message","options":{{"channel":"c",{options}}},"payload":1}}"#
+            );
+            match decode_client_frame(&text).request {
+                Ok(ClientRequest::Message(m)) => {
+                    Ok(m.relation.map(|r| (r.option(), r.target().to_string())))
+                }
+                Ok(other) => panic!("decoded as {other:?}"),
+                Err((code, _)) => Err(code),
+            }
+        };
+        let named = |option: &'static str| Ok(Some((option, "m1".to_string())));
+        assert_eq!(relation(r#""replaces":"m1""#), named("replaces"));
+        assert_eq!(relation(r#""retracts":"m1""#), named("retracts"));
+        assert_eq!(relation(r#""reactsTo":"m1""#), named("reactsTo"));
+        for bad in [
+            r#""replaces":"m1","retracts":"m2""#,
+            r#""replaces":"m1","volatile":true"#,
+            r#""reactsTo":"m1","authenticated":true"#,
+            r#""retracts":"not an id""#,
+            r#""replaces":7"#,
+        ] {
+            assert_eq!(relation(bad), Err(ErrorCode::InvalidFrame), "{bad}");
+        }
     }
 
     #[test]

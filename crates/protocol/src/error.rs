@@ -22,6 +22,8 @@ pub enum ErrorCode {
     NotSubscribed,
     /// `options.socketId` names no socket in that channel.
     UnknownSocket,
+    /// `options.replaces`, `retracts` or `reactsTo` names no message stored in that channel.
+    UnknownMessage,
     /// The payload is larger than the server allows.
     PayloadTooLarge,
     /// The socket already joined the maximum number of channels.
@@ -49,6 +51,7 @@ impl ErrorCode {
             ErrorCode::InvalidChannel => "invalid_channel",
             ErrorCode::NotSubscribed => "not_subscribed",
             ErrorCode::UnknownSocket => "unknown_socket",
+            ErrorCode::UnknownMessage => "unknown_message",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::TooManyChannels => "too_many_channels",
             ErrorCode::RateLimited => "rate_limited",

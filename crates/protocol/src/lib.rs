@@ -16,7 +16,7 @@ pub use channel::{validate_channel_name, MAX_CHANNEL_NAME_LEN};
 pub use colour::{is_valid_colour, COLOUR_NAMES};
 pub use decode::{
     decode_client_frame, ClientRequest, Decoded, HistoryRequest, JoinRequest, MessageRequest,
-    Since, Target, MAX_HISTORY_LIMIT, MAX_MESSAGE_ID_LEN, MAX_PAYLOAD_DEPTH,
+    Relation, Since, Target, MAX_HISTORY_LIMIT, MAX_MESSAGE_ID_LEN, MAX_PAYLOAD_DEPTH,
 };
 pub use error::{CloseCode, ErrorCode};
 pub use frame::{

@@ -42,8 +42,7 @@ pub async fn send_message(room: String, message: ChatMessage) -> Result<(), Serv
         author: None,
         ..message
     };
-    let payload =
-        serde_json::value::to_raw_value(&payload).map_err(ServerFnError::new)?;
+    let payload = serde_json::value::to_raw_value(&payload).map_err(ServerFnError::new)?;
     caller
         .state
         .hub

@@ -177,6 +177,23 @@ impl HistoryReader {
             .await
     }
 
+    /// The stored message of `channel` with this id, if the store holds it.
+    pub async fn message(
+        &self,
+        channel: &str,
+        id: &str,
+    ) -> Result<Option<StoredFrame>, StoreError> {
+        let (channel, id) = (channel.to_string(), id.to_string());
+        self.blocking(move |store| match store.seq_of(&channel, &id)? {
+            Some(seq) => Ok(store
+                .range(&channel, seq.saturating_sub(1), seq, 1)?
+                .into_iter()
+                .next()),
+            None => Ok(None),
+        })
+        .await
+    }
+
     /// [`HistoryStore::open_channel`], off the async threads.
     pub async fn open_channel(
         &self,

@@ -68,7 +68,12 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', keep, seq .. '-0', 'f', frame, 'id', 
   'at', ARGV[2])
 redis.call('ZADD', KEYS[3], seq, ARGV[1])
 if seq > keep then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', seq - keep)
+  -- The stream trims approximately: forget exactly the ids it no longer holds.
+  local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
+  if first then
+    local oldest = tonumber(string.match(first[1], '^(%d+)'))
+    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. oldest)
+  end
 end
 redis.call('SADD', KEYS[4], ARGV[9])
 redis.call('PUBLISH', ARGV[7], 'm ' .. seq .. ' ' .. epoch .. ' ' .. frame)
@@ -519,7 +524,7 @@ impl HistoryStore for RedisHistory {
             let mut cmd = redis::cmd("XRANGE");
             cmd.arg(&log).arg(format!("({after}-0")).arg(&end);
             if limit < usize::MAX {
-                cmd.arg("COUNT").arg(limit);
+                cmd.arg("COUNT").arg(limit.min(i64::MAX as usize));
             }
             cmd.query::<Value>(conn)
         })?;
@@ -547,7 +552,7 @@ impl HistoryStore for RedisHistory {
                 .arg(&end)
                 .arg("-")
                 .arg("COUNT")
-                .arg(limit)
+                .arg(limit.min(i64::MAX as usize))
                 .query::<Value>(conn)
         })?;
         let mut frames = Self::parse_entries(value);
