@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 use switchboard_hub::{HubConfig, RedisConfig};
 
+use super::hooks::{GateSettings, OnFailure, WebhookSettings};
 use super::settings;
 
 /// Where messages are ordered and stored.
@@ -108,6 +109,12 @@ pub struct ServerConfig {
     pub page_requests_per_second: u32,
     /// Let the chat page's "Sign in (demo account)" issue tokens for any name.
     pub demo_tokens: bool,
+    /// Webhook endpoints (`[hooks]` / `SWITCHBOARD_WEBHOOK_*`, then `[[webhooks]]`).
+    pub webhooks: Vec<WebhookSettings>,
+    /// Undelivered webhook events older than this are kept as dead.
+    pub webhook_give_up: Duration,
+    /// The synchronous gates.
+    pub gates: GateSettings,
 }
 
 /// A setting that could not be read.
@@ -220,6 +227,16 @@ impl ServerConfig {
             },
         )?;
         config.hub.rules = switchboard_hub::ChannelRules::new(file.rules);
+        config.webhooks.extend(file.webhooks);
+        let mut names = std::collections::HashSet::new();
+        for endpoint in &config.webhooks {
+            if !names.insert(endpoint.name.as_str()) {
+                return Err(format!(
+                    "two webhook endpoints are named {:?}: give each a name of its own (name = \"…\")",
+                    endpoint.name
+                ));
+            }
+        }
         Ok(config)
     }
 
@@ -294,7 +311,7 @@ impl ServerConfig {
                 ));
             }
         }
-        let config = Self {
+        let mut config = Self {
             hub,
             engine,
             ping_interval: read.millis("SWITCHBOARD_PING_INTERVAL_MS", 10)?,
@@ -321,6 +338,74 @@ impl ServerConfig {
             api_requests_per_second: u32_at_least_1("SWITCHBOARD_API_REQUESTS_PER_SECOND")?,
             page_requests_per_second: u32_at_least_1("SWITCHBOARD_PAGE_REQUESTS_PER_SECOND")?,
             demo_tokens: read.flag("SWITCHBOARD_DEMO_TOKENS")?,
+            webhooks: Vec::new(),
+            webhook_give_up: Duration::from_secs(24 * 3600),
+            gates: GateSettings {
+                connect_url: None,
+                join_url: None,
+                publish_url: None,
+                key: None,
+                timeout: Duration::from_secs(2),
+                on_failure: OnFailure::Refuse,
+            },
+        };
+        if let Some(url) = read.text("SWITCHBOARD_WEBHOOK_URL") {
+            let secret = read.text("SWITCHBOARD_WEBHOOK_SECRET").ok_or_else(|| {
+                invalid(
+                    "SWITCHBOARD_WEBHOOK_SECRET",
+                    "",
+                    "a webhook endpoint needs a signing secret (whsec_…)",
+                )
+            })?;
+            let timeout = read.number::<u64>("SWITCHBOARD_WEBHOOK_TIMEOUT_MS", 100)?;
+            let endpoint = WebhookSettings::new(
+                Some("default"),
+                &url,
+                &secret,
+                &read.list("SWITCHBOARD_WEBHOOK_EVENTS"),
+                &read.list("SWITCHBOARD_WEBHOOK_CHANNELS"),
+                Some(timeout),
+            )
+            .map_err(|why| invalid("SWITCHBOARD_WEBHOOK_URL", &url, why))?;
+            config.webhooks.push(endpoint);
+        }
+        config.webhook_give_up = read.millis("SWITCHBOARD_WEBHOOK_GIVE_UP_MS", 1000)?;
+        let gate_url = |variable: &'static str| -> Result<Option<String>, ConfigError> {
+            match read.text(variable) {
+                Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
+                    Ok(Some(url))
+                }
+                Some(url) => Err(invalid(
+                    variable,
+                    &url,
+                    "expected an http:// or https:// URL",
+                )),
+                None => Ok(None),
+            }
+        };
+        config.gates = GateSettings {
+            connect_url: gate_url("SWITCHBOARD_GATE_CONNECT_URL")?,
+            join_url: gate_url("SWITCHBOARD_GATE_JOIN_URL")?,
+            publish_url: gate_url("SWITCHBOARD_GATE_PUBLISH_URL")?,
+            key: match read.text("SWITCHBOARD_GATE_SECRET") {
+                Some(secret) => Some(
+                    super::hooks::signing::SigningKey::from_secret(&secret)
+                        .map_err(|why| invalid("SWITCHBOARD_GATE_SECRET", "…", why))?,
+                ),
+                None => None,
+            },
+            timeout: read.millis("SWITCHBOARD_GATE_TIMEOUT_MS", 10)?,
+            on_failure: match read.text("SWITCHBOARD_GATE_ON_FAILURE").as_deref() {
+                Some("refuse") | None => OnFailure::Refuse,
+                Some("allow") => OnFailure::Allow,
+                Some(other) => {
+                    return Err(invalid(
+                        "SWITCHBOARD_GATE_ON_FAILURE",
+                        other,
+                        "expected refuse or allow",
+                    ))
+                }
+            },
         };
         if config.demo_tokens && config.jwt.secret.is_none() {
             return Err(invalid(

@@ -7,14 +7,32 @@ use std::collections::HashMap;
 use std::path::Path;
 use switchboard_hub::{ChannelRule, JoinPolicy, SendPolicy};
 
+use super::hooks::WebhookSettings;
 use super::settings;
 
-/// Values read from a file, by variable, with where each was written, and the channel rules.
+/// Values read from a file, by variable, with where each was written, the channel rules and
+/// the webhook endpoints.
 #[derive(Debug, Default)]
 pub struct FileSettings {
     values: HashMap<&'static str, (String, String)>,
     /// `[[channels]]` entries, in order (they exist only in the file).
     pub rules: Vec<ChannelRule>,
+    /// `[[webhooks]]` entries, in order.
+    pub webhooks: Vec<WebhookSettings>,
+}
+
+/// One `[[webhooks]]` entry as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookEntry {
+    url: String,
+    secret: String,
+    name: Option<String>,
+    #[serde(default)]
+    events: Vec<String>,
+    #[serde(default)]
+    channels: Vec<String>,
+    timeout_ms: Option<u64>,
 }
 
 /// One `[[channels]]` entry as written.
@@ -79,7 +97,42 @@ impl FileSettings {
             .map_err(|err| format!("config file {}: {err}", path.display()))?;
         let mut values = HashMap::new();
         let mut rules = Vec::new();
+        let mut webhooks = Vec::new();
         for (section, entries) in &table {
+            if section == "webhooks" {
+                let list = entries.as_array().ok_or_else(|| {
+                    format!(
+                        "config file {}: webhook endpoints are written as [[webhooks]] entries",
+                        path.display()
+                    )
+                })?;
+                for (n, entry) in list.iter().enumerate() {
+                    let at = nth_line(&text, "[[webhooks]]", n);
+                    let endpoint = entry
+                        .clone()
+                        .try_into::<WebhookEntry>()
+                        .map_err(|err| err.to_string())
+                        .and_then(|e| {
+                            WebhookSettings::new(
+                                e.name.as_deref(),
+                                &e.url,
+                                &e.secret,
+                                &e.events,
+                                &e.channels,
+                                e.timeout_ms,
+                            )
+                        })
+                        .map_err(|why| {
+                            format!(
+                                "config file {}{at} [[webhooks]] #{}: {why}",
+                                path.display(),
+                                n + 1
+                            )
+                        })?;
+                    webhooks.push(endpoint);
+                }
+                continue;
+            }
             if section == "channels" {
                 let list = entries.as_array().ok_or_else(|| {
                     format!(
@@ -160,7 +213,11 @@ impl FileSettings {
                 values.insert(variable, (text_value, origin));
             }
         }
-        Ok(Self { values, rules })
+        Ok(Self {
+            values,
+            rules,
+            webhooks,
+        })
     }
 
     /// The value the file gives `variable`.

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod config;
 mod config_file;
+pub mod hooks;
 pub mod limits;
 pub mod pages;
 mod publish_api;
@@ -41,6 +42,10 @@ pub struct AppState {
     pub verifier: auth::Verifier,
     /// Rate limits of the HTTP side.
     pub limits: Arc<limits::RequestLimits>,
+    /// Webhook endpoints and their delivery totals.
+    pub webhooks: hooks::delivery::Webhooks,
+    /// The application's gates, when configured (the connect gate is asked by the transport).
+    pub gates: Option<Arc<hooks::gates::HttpGates>>,
 }
 
 impl axum::extract::FromRef<AppState> for LeptosOptions {

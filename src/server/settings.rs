@@ -67,6 +67,10 @@ pub const SECTIONS: &[(&str, &str)] = &[
     ),
     ("history", "How much history each channel keeps and sends."),
     ("auth", "Who may connect, sign in and publish."),
+    (
+        "hooks",
+        "Back ends: one webhook endpoint here (more as [[webhooks]] entries), and the gates asked before connects, joins and sends.",
+    ),
 ];
 
 /// Every setting.
@@ -371,6 +375,111 @@ pub const SETTINGS: &[Setting] = &[
         ),
         r#"["https://app.example.com"]"#,
     ),
+    setting(
+        "hooks",
+        "url",
+        "SWITCHBOARD_WEBHOOK_URL",
+        "",
+        "A webhook endpoint: events are POSTed here, signed (Standard Webhooks)",
+    ),
+    example(
+        setting(
+            "hooks",
+            "secret",
+            "SWITCHBOARD_WEBHOOK_SECRET",
+            "",
+            "Its signing secret: whsec_ followed by base64 of at least 16 random bytes",
+        ),
+        r#""whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw""#,
+    ),
+    list(
+        setting(
+            "hooks",
+            "events",
+            "SWITCHBOARD_WEBHOOK_EVENTS",
+            "",
+            "The event types it wants (comma-separated); empty: all",
+        ),
+        r#"["message.stored", "member.joined", "member.left", "channel.occupied", "channel.vacated"]"#,
+    ),
+    list(
+        setting(
+            "hooks",
+            "channels",
+            "SWITCHBOARD_WEBHOOK_CHANNELS",
+            "",
+            "The channels it wants (patterns as in [[channels]]); empty: all",
+        ),
+        r#"["support/*"]"#,
+    ),
+    setting(
+        "hooks",
+        "timeout_ms",
+        "SWITCHBOARD_WEBHOOK_TIMEOUT_MS",
+        "10000",
+        "How long one delivery may take before it counts as failed",
+    ),
+    setting(
+        "hooks",
+        "give_up_after_ms",
+        "SWITCHBOARD_WEBHOOK_GIVE_UP_MS",
+        "86400000",
+        "Events still undelivered after this long are kept as dead (replayable) (24 hours)",
+    ),
+    example(
+        setting(
+            "hooks",
+            "connect_url",
+            "SWITCHBOARD_GATE_CONNECT_URL",
+            "",
+            "Asked before a socket is accepted (allow or refuse)",
+        ),
+        r#""https://app.example.com/switchboard/connect""#,
+    ),
+    example(
+        setting(
+            "hooks",
+            "join_url",
+            "SWITCHBOARD_GATE_JOIN_URL",
+            "",
+            "Asked before a join (allow, refuse, or set the member's extras)",
+        ),
+        r#""https://app.example.com/switchboard/join""#,
+    ),
+    example(
+        setting(
+            "hooks",
+            "publish_url",
+            "SWITCHBOARD_GATE_PUBLISH_URL",
+            "",
+            "Asked before a message is sent (allow, refuse, or replace the payload)",
+        ),
+        r#""https://app.example.com/switchboard/publish""#,
+    ),
+    example(
+        setting(
+            "hooks",
+            "gate_secret",
+            "SWITCHBOARD_GATE_SECRET",
+            "",
+            "Signs the gates' questions (whsec_…); unset: unsigned",
+        ),
+        r#""whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw""#,
+    ),
+    setting(
+        "hooks",
+        "gate_timeout_ms",
+        "SWITCHBOARD_GATE_TIMEOUT_MS",
+        "2000",
+        "How long a gate waits for the application's answer",
+    ),
+    setting(
+        "hooks",
+        "gate_on_failure",
+        "SWITCHBOARD_GATE_ON_FAILURE",
+        "refuse",
+        "What a gate does when the application does not answer: refuse or allow",
+    ),
 ];
 
 /// Keys that were moved, and where to: an old key in a file is refused with this advice.
@@ -436,7 +545,14 @@ pub fn example_config() -> String {
         }
     }
     out.push_str(
-        "\n# Channel rules: the first matching pattern wins (PROTOCOL.md, \"Channel rules\").\n\
+        "\n# More webhook endpoints: url, secret, events, channels, timeout_ms, name (README,\n\
+         # \"Backend hooks\").\n\
+         # [[webhooks]]\n\
+         # url = \"https://crm.example.com/hooks/switchboard\"\n\
+         # secret = \"whsec_…\"\n\
+         # events = [\"message.stored\"]\n\
+         # channels = [\"support/*\"]\n\
+         \n# Channel rules: the first matching pattern wins (PROTOCOL.md, \"Channel rules\").\n\
          # [[channels]]\n\
          # pattern = \"support/*\"\n\
          # join = \"authenticated\"\n",

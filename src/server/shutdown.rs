@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::hooks::{delivery::Webhooks, gates::HttpGates};
 use super::{routes, AppState, ServerConfig};
 
 /// A bound server, ready to run.
@@ -27,6 +28,8 @@ impl Server {
         config: ServerConfig,
         hub: Hub,
         leptos_options: LeptosOptions,
+        webhooks: Webhooks,
+        gates: Option<Arc<HttpGates>>,
     ) -> Result<Self, String> {
         let addr = leptos_options.site_addr;
         let listener = TcpListener::bind(addr).await.map_err(|err| {
@@ -48,6 +51,8 @@ impl Server {
                 per_user: Default::default(),
                 verifier,
                 limits,
+                webhooks,
+                gates,
             },
             stop: CancellationToken::new(),
         })

@@ -4,13 +4,21 @@
 use leptos::config::LeptosOptions;
 use std::path::PathBuf;
 use std::sync::Arc;
-use switchboard_hub::{HistoryStore, Hub, MemoryHistory, RedisHistory, SqliteHistory};
+use switchboard_hub::{
+    GateHandle, Gates, HistoryStore, Hub, MemoryHistory, RedisHistory, SqliteHistory,
+};
 
+use super::hooks::{self, delivery::Webhooks, gates::HttpGates};
 use super::{describe, shutdown, Engine, Server, ServerConfig};
 
-/// The hub of the engine the settings choose: SQLite (the default), memory, or Redis.
-pub fn open_engine(config: &ServerConfig) -> Result<Hub, String> {
-    let hub = config.hub.clone();
+/// The hub of the engine the settings choose: SQLite (the default), memory, or Redis; with
+/// the webhook routes and gates of the settings.
+pub fn open_engine(config: &ServerConfig, gates: Option<&Arc<HttpGates>>) -> Result<Hub, String> {
+    let mut hub = config.hub.clone();
+    hub.hooks = hooks::routes(&config.webhooks);
+    if config.gates.join_url.is_some() || config.gates.publish_url.is_some() {
+        hub.gates = GateHandle(gates.map(|g| g.clone() as Arc<dyn Gates>));
+    }
     match &config.engine {
         Engine::Sqlite(path) => {
             let store = SqliteHistory::open(path).map_err(|err| err.to_string())?;
@@ -52,9 +60,19 @@ pub async fn run(
         Some(path) => format!("config {}", path.display()),
         None => "built-in defaults and SWITCHBOARD_* variables".to_string(),
     };
-    let hub = open_engine(&config)?;
+    let gates = match config.gates.any() {
+        true => Some(Arc::new(HttpGates::new(config.gates.clone())?)),
+        false => None,
+    };
+    let hub = open_engine(&config, gates.as_ref())?;
     let engine = describe_engine(&config, &hub);
-    let server = Server::bind(config, hub, leptos_options).await?;
+    let webhooks = Webhooks::new(&config.webhooks, config.webhook_give_up);
+    webhooks.start(&hub, hub.node_id().unwrap_or("this-node").to_string())?;
+    if !config.webhooks.is_empty() {
+        let names: Vec<&str> = config.webhooks.iter().map(|w| w.name.as_str()).collect();
+        tracing::info!("delivering webhooks to {}", names.join(", "));
+    }
+    let server = Server::bind(config, hub, leptos_options, webhooks, gates).await?;
     let local = server.local_addr().map_err(|err| err.to_string())?;
     // Tests and scripts read this line to find the port.
     println!(

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switchboard_hub::{Outbound, OutboxReceiver, Session};
+use switchboard_hub::{GateDecision, Outbound, OutboxReceiver, Session};
 use switchboard_protocol::CloseCode;
 use tokio::time::MissedTickBehavior;
 
@@ -166,6 +166,11 @@ pub async fn upgrade(
             return err.into_response();
         }
     };
+    if let Some(gates) = &state.gates {
+        if let Some(GateDecision::Refuse(reason)) = gates.connect(&identity, client_ip).await {
+            return refuse(client_ip, StatusCode::FORBIDDEN, "forbidden", reason);
+        }
+    }
     let user = identity
         .extras
         .get("id")

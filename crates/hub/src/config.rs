@@ -40,6 +40,10 @@ pub struct HubConfig {
     pub store_queue_bytes: usize,
     /// Who may do what in which channels.
     pub rules: crate::rules::ChannelRules,
+    /// Which webhook endpoints want which events.
+    pub hooks: crate::hooks::HookRoutes,
+    /// A back end's decisions before joins and sends, if it asked to make them.
+    pub gates: crate::hooks::GateHandle,
 }
 
 impl Default for HubConfig {
@@ -61,6 +65,8 @@ impl Default for HubConfig {
             store_queue: 65_536,
             store_queue_bytes: 64 * 1024 * 1024,
             rules: crate::rules::ChannelRules::default(),
+            hooks: crate::hooks::HookRoutes::default(),
+            gates: crate::hooks::GateHandle::default(),
         }
     }
 }

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use switchboard_protocol::{Action, ErrorCode, Relation};
 
 /// A JSON string literal for `s`, escaped.
-fn push_json_str(out: &mut String, s: &str) {
+pub(crate) fn push_json_str(out: &mut String, s: &str) {
     out.push_str(&serde_json::Value::from(s).to_string());
 }
 
@@ -53,6 +53,15 @@ pub(crate) struct StoredTemplate {
 }
 
 impl StoredTemplate {
+    /// `text` with the seq to go at `seq_at` and the epoch at `epoch_at`.
+    pub(crate) fn split(text: Bytes, seq_at: usize, epoch_at: usize) -> Self {
+        Self {
+            text,
+            seq_at,
+            epoch_at,
+        }
+    }
+
     /// The frame up to the seq.
     pub(crate) fn head(&self) -> &[u8] {
         &self.text[..self.seq_at]

@@ -20,6 +20,7 @@ use crate::channel::Channel;
 use crate::config::HubConfig;
 use crate::encode::{self, Stamp};
 use crate::history::{HistoryStore, StoreError, StoredFrame};
+use crate::hooks::{message_template, EventType, GateDecision, PublishAsk};
 use crate::outbox::OutboxReceiver;
 use crate::outbox::{outbox, Budget, Closer, MAX_HISTORY_FRAME_BYTES};
 use crate::registry::Registry;
@@ -151,6 +152,16 @@ impl Hub {
         self.inner.config.rules.for_channel(channel)
     }
 
+    /// Where webhook events wait for their endpoints (the history store).
+    pub fn outbox(&self) -> Arc<dyn HistoryStore> {
+        self.inner.broker.reader().store().clone()
+    }
+
+    /// Told when this node recorded webhook events.
+    pub fn hooks_recorded(&self) -> Arc<tokio::sync::Notify> {
+        self.inner.broker.hooks_recorded()
+    }
+
     pub(crate) fn broker(&self) -> &dyn Broker {
         self.inner.broker.as_ref()
     }
@@ -244,16 +255,38 @@ impl Hub {
             at_ms,
             relation: None,
         };
-        let template = match publisher {
-            Publisher::Server => encode::stored_event(channel, &stamp, payload),
+        let client = match publisher {
+            Publisher::Server => None,
             Publisher::Person(identity) => {
                 let extras = Value::Object(identity.extras.clone()).to_string();
                 // A caller over HTTP has no socket; it gets an id of its own for this message.
                 let socket = Uuid::new_v4().to_string();
-                let client = encode::client(&socket, &extras, identity.authenticated);
-                encode::stored_message(channel, &stamp, payload, &client)
+                Some(encode::client(&socket, &extras, identity.authenticated))
             }
         };
+        // A person's send passes the back end's publish gate, as a socket's does.
+        let mut replaced = None;
+        if let (Some(client), Some(gates)) = (&client, &config.gates.0) {
+            let ask = PublishAsk {
+                channel,
+                client,
+                payload,
+            };
+            match gates.publish(ask).await {
+                GateDecision::Refuse(reason) => {
+                    return Err(Refusal::new(ErrorCode::Forbidden, reason))
+                }
+                GateDecision::Allow { payload, .. } => replaced = payload,
+            }
+        }
+        let payload = replaced.as_deref().unwrap_or(payload);
+        let template = match &client {
+            None => encode::stored_event(channel, &stamp, payload),
+            Some(client) => encode::stored_message(channel, &stamp, payload, client),
+        };
+        let hooks = config.hooks.wanting(EventType::MessageStored, channel);
+        let hook_body = (!hooks.is_empty())
+            .then(|| message_template(channel, &id, at_ms, client.as_deref(), payload));
         let (answer, outcome) = oneshot::channel();
         self.inner.broker.publish_stored(StoredMessage {
             channel: Arc::from(channel),
@@ -262,6 +295,8 @@ impl Hub {
             at_ms,
             template,
             keep: config.retention(channel).count,
+            hooks,
+            hook_body,
             answer: Answer::Caller(answer),
         })?;
         outcome.await.unwrap_or_else(|_| {

@@ -16,6 +16,7 @@ mod channel;
 mod config;
 mod encode;
 mod history;
+mod hooks;
 mod hub;
 mod outbox;
 mod rate;
@@ -32,10 +33,15 @@ pub use broker::{
 };
 pub use config::HubConfig;
 pub use history::{
-    ChannelHistory, HistoryReader, HistoryStore, MemoryHistory, NewEntry, RedisHistory, Retention,
-    SqliteHistory, StoreError, StoredFrame,
+    ChannelHistory, HistoryReader, HistoryStore, HookWrites, MemberChange, MemoryHistory, NewEntry,
+    Orphan, RedisHistory, Retention, SqliteHistory, StoreError, StoredFrame,
+};
+pub use hooks::{
+    EventType, GateDecision, GateHandle, Gates, HookEndpoint, HookOutbox, HookRoutes, JoinAsk,
+    LeaveReason, OutboxEvent, OutboxStats, PendingEvent, PublishAsk,
 };
 pub use hub::{Hub, HubClosed, HubStats, Identity, Publisher};
 pub use outbox::{CloseSignal, Outbound, OutboxReceiver, MAX_HISTORY_FRAME_BYTES};
 pub use rules::{ChannelRule, ChannelRules, JoinPolicy, SendPolicy};
 pub use session::Session;
+pub use time::iso8601;

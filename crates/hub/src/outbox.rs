@@ -648,7 +648,7 @@ mod tests {
                 frame: Bytes::from(text.to_string()),
             })
             .collect();
-        store.append(&batch).unwrap();
+        store.append(&batch, &Default::default()).unwrap();
         HistoryReader::new(Arc::new(store))
     }
 

@@ -22,6 +22,7 @@ use crate::access::{authorize, Access, Refusal};
 use crate::broker::{Answer, PresenceMember, StoredMessage, Transient};
 use crate::channel::{Channel, Locked, Member};
 use crate::encode::{self, Stamp};
+use crate::hooks::{message_template, EventType, GateDecision, JoinAsk, LeaveReason, PublishAsk};
 use crate::hub::{Hub, Identity};
 use crate::outbox::{Outbox, Plan};
 use crate::rate::TokenBucket;
@@ -160,12 +161,30 @@ impl Session {
         let rule = self.hub.rule(request.channel);
         authorize(rule, self.identity.caller(), Access::Join, request.channel)?;
         let presence = request.presence && rule.presence;
-        let client = self.client_json(request.extras.as_ref())?;
+        let mut client = self.client_json(request.extras.as_ref())?;
+        if let Some(gates) = &self.hub.config().gates.0 {
+            let ask = JoinAsk {
+                channel: request.channel,
+                client: &client,
+                presence,
+            };
+            match gates.join(ask).await {
+                GateDecision::Refuse(reason) => {
+                    return Err(Refusal::new(ErrorCode::Forbidden, reason))
+                }
+                GateDecision::Allow {
+                    extras: Some(extras),
+                    ..
+                } => client = self.client_with(&extras)?,
+                GateDecision::Allow { .. } => {}
+            }
+        }
         let broker = self.hub.broker();
-        let member = PresenceMember {
+        let mut member = PresenceMember {
             socket: self.id,
             presence,
             was_listed: false,
+            is_new: true,
             client: &client,
         };
         let channel = loop {
@@ -177,6 +196,8 @@ impl Session {
                     return Err(internal(err));
                 }
             };
+            // Recorded once, even if the channel has to be opened again.
+            member.is_new = false;
             let mut locked = channel.lock();
             if locked.retired {
                 // Its last member left while this join was on its way: open it again.
@@ -231,6 +252,7 @@ impl Session {
             socket: self.id,
             presence,
             was_listed,
+            is_new: false,
             client: &client,
         };
         let elsewhere = self
@@ -308,6 +330,11 @@ impl Session {
             Some(extras) if !self.identity.authenticated => extras,
             _ => &self.identity.extras,
         };
+        self.client_with(extras)
+    }
+
+    /// The client object with these extras (checked: size, colour).
+    fn client_with(&self, extras: &Map<String, Value>) -> Result<Arc<str>, Refusal> {
         for key in ["colour", "color"] {
             let Some(colour) = extras.get(key) else {
                 continue;
@@ -340,11 +367,11 @@ impl Session {
             .joined
             .remove(channel)
             .ok_or_else(|| not_subscribed(channel))?;
-        self.remove_membership(&joined);
+        self.remove_membership(&joined, LeaveReason::Left);
         Ok(())
     }
 
-    fn remove_membership(&self, joined: &Joined) {
+    fn remove_membership(&self, joined: &Joined, reason: LeaveReason) {
         let mut locked = joined.channel.lock();
         if let Some(member) = locked.remove(&self.id) {
             if member.presence {
@@ -355,11 +382,12 @@ impl Session {
                 socket: self.id,
                 presence: member.presence,
                 was_listed: member.presence,
+                is_new: false,
                 client: &joined.client,
             };
             self.hub
                 .broker()
-                .presence_leave(&joined.channel.name, member);
+                .presence_leave(&joined.channel.name, member, reason);
         } else {
             drop(locked);
         }
@@ -415,21 +443,32 @@ impl Session {
         if let Some(relation) = request.relation {
             self.check_relation(request.channel, relation).await?;
         }
+        let client = joined.client.clone();
+        let replaced = self
+            .gate_publish(request.channel, &client, request.payload)
+            .await?;
+        let payload = replaced.as_deref().unwrap_or(request.payload);
         let at_ms = now_ms();
         let stamp = Stamp {
             id: &id,
             at_ms,
             relation: request.relation,
         };
-        let template =
-            encode::stored_message(request.channel, &stamp, request.payload, &joined.client);
+        let template = encode::stored_message(request.channel, &stamp, payload, &client);
+        let hooks = config
+            .hooks
+            .wanting(EventType::MessageStored, request.channel);
+        let hook_body = (!hooks.is_empty())
+            .then(|| message_template(request.channel, &id, at_ms, Some(&client), payload));
         let message = StoredMessage {
-            channel: joined.channel.name.clone(),
+            channel: Arc::from(request.channel),
             id,
             id_from_sender,
             at_ms,
             template,
             keep: config.retention(request.channel).count,
+            hooks,
+            hook_body,
             answer: Answer::Socket {
                 outbox: self.outbox.clone(),
                 reference: reference.map(ToOwned::to_owned),
@@ -483,6 +522,28 @@ impl Session {
                 let transient = Transient::Socket { socket, frame };
                 broker.publish_transient(channel, transient).await
             }
+        }
+    }
+
+    /// Asks the back end's publish gate, if there is one; the payload it wants sent instead,
+    /// if it replaced it.
+    async fn gate_publish(
+        &self,
+        channel: &str,
+        client: &str,
+        payload: &RawValue,
+    ) -> Result<Option<Box<RawValue>>, Refusal> {
+        let Some(gates) = &self.hub.config().gates.0 else {
+            return Ok(None);
+        };
+        let ask = PublishAsk {
+            channel,
+            client,
+            payload,
+        };
+        match gates.publish(ask).await {
+            GateDecision::Refuse(reason) => Err(Refusal::new(ErrorCode::Forbidden, reason)),
+            GateDecision::Allow { payload, .. } => Ok(payload),
         }
     }
 
@@ -582,7 +643,7 @@ fn presence_full(locked: &Locked<'_>, elsewhere: Vec<String>) -> Bytes {
 impl Drop for Session {
     fn drop(&mut self) {
         for (_, joined) in std::mem::take(&mut self.joined) {
-            self.remove_membership(&joined);
+            self.remove_membership(&joined, LeaveReason::Disconnected);
         }
         self.hub.forget_socket(&self.id);
     }

@@ -7,8 +7,9 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_hub::{
-    Caller, ChannelRule, ChannelRules, Hub, HubConfig, Identity, JoinPolicy, MemoryHistory,
-    Outbound, OutboxReceiver, Publisher, RedisConfig, SendPolicy, Session, SqliteHistory,
+    Caller, ChannelRule, ChannelRules, EventType, GateDecision, GateHandle, Gates, HookEndpoint,
+    HookRoutes, Hub, HubConfig, Identity, JoinAsk, JoinPolicy, MemoryHistory, Outbound,
+    OutboxReceiver, PublishAsk, Publisher, RedisConfig, SendPolicy, Session, SqliteHistory,
 };
 use switchboard_protocol::{Action, ErrorCode, Frame};
 use switchboard_testkit::{unique, RedisServer};
@@ -488,6 +489,153 @@ async fn only_authors_edit_or_retract_and_anyone_reacts(make: Make) {
     );
 }
 
+/// Waits until the endpoint's outbox holds `count` events, and returns their types and bodies.
+async fn outbox_of(hub: &Hub, endpoint: &str, count: usize) -> Vec<(String, Value)> {
+    for _ in 0..100 {
+        let pending = hub.outbox().pending(endpoint, 100).unwrap();
+        if pending.len() >= count {
+            return pending
+                .into_iter()
+                .map(|p| {
+                    let body: Value = serde_json::from_slice(&p.event.body).unwrap();
+                    assert_eq!(body["type"], p.event.kind.as_str());
+                    (p.event.id, body)
+                })
+                .collect();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{endpoint} never held {count} events");
+}
+
+async fn back_ends_hear_of_messages_and_membership_in_order(make: Make) {
+    let everything = HookEndpoint {
+        name: "everything".into(),
+        events: vec![],
+        channels: vec![],
+    };
+    let only_news = HookEndpoint {
+        name: "news".into(),
+        events: vec![EventType::MessageStored],
+        channels: vec!["news*".into()],
+    };
+    let hub = make(HubConfig {
+        hooks: HookRoutes::new(vec![everything, only_news]),
+        ..config()
+    });
+    let mut ann = Peer::new(&hub);
+    ann.join("room", json!({"extras": {"name": "Ann"}})).await;
+    let reply = ann.say("room", json!({"text": "hi"})).await;
+    assert_eq!(reply.payload["seq"], 1);
+    let epoch = ann
+        .expect(Action::Message)
+        .await
+        .epoch()
+        .unwrap()
+        .to_string();
+    ann.request(json!({"action": "leave", "options": {"channel": "room"}}))
+        .await;
+    let events = outbox_of(&hub, "everything", 5).await;
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|(_, b)| b["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "channel.occupied",
+            "member.joined",
+            "message.stored",
+            "member.left",
+            "channel.vacated"
+        ]
+    );
+    let (id, stored) = &events[2];
+    assert_eq!(
+        id,
+        &format!("msg_{epoch}_1"),
+        "a stored message's id comes from its place"
+    );
+    assert_eq!(stored["data"]["payload"]["text"], "hi");
+    assert_eq!(stored["data"]["client"]["extras"]["name"], "Ann");
+    assert_eq!(events[3].1["data"]["reason"], "left");
+    assert!(hub.outbox().pending("news", 10).unwrap().is_empty());
+    let payload = RawValue::from_string(r#"{"headline":"x"}"#.into()).unwrap();
+    hub.publish(Publisher::Server, "news-1", &payload)
+        .await
+        .unwrap();
+    let news = outbox_of(&hub, "news", 1).await;
+    assert_eq!(news[0].1["data"]["channel"], "news-1");
+    assert_eq!(news[0].1["data"]["client"], Value::Null);
+}
+
+/// A back end that refuses joins of `closed`, names members of `vip` itself, refuses payloads
+/// that say "spam" and shouts everything else.
+struct TestGates;
+
+impl Gates for TestGates {
+    fn join<'a>(&'a self, ask: JoinAsk<'a>) -> futures_util::future::BoxFuture<'a, GateDecision> {
+        Box::pin(async move {
+            match ask.channel {
+                "closed" => GateDecision::Refuse("this room is closed today".into()),
+                "vip" => {
+                    let mut extras = serde_json::Map::new();
+                    extras.insert("name".into(), json!("Guest of honour"));
+                    GateDecision::Allow {
+                        extras: Some(extras),
+                        payload: None,
+                    }
+                }
+                _ => GateDecision::allow(),
+            }
+        })
+    }
+
+    fn publish<'a>(
+        &'a self,
+        ask: PublishAsk<'a>,
+    ) -> futures_util::future::BoxFuture<'a, GateDecision> {
+        Box::pin(async move {
+            let text = ask.payload.get();
+            if text.contains("spam") {
+                return GateDecision::Refuse("no spam here".into());
+            }
+            GateDecision::Allow {
+                extras: None,
+                payload: RawValue::from_string(text.to_uppercase()).ok(),
+            }
+        })
+    }
+}
+
+async fn gates_refuse_and_rewrite_joins_and_sends(make: Make) {
+    let hub = make(HubConfig {
+        gates: GateHandle(Some(Arc::new(TestGates))),
+        ..config()
+    });
+    let mut a = Peer::new(&hub);
+    let closed = a.join("closed", json!({})).await;
+    assert_eq!(code(&closed), Some(ErrorCode::Forbidden));
+    assert_eq!(closed.payload["message"], "this room is closed today");
+    assert_eq!(hub.channel_count(), 0);
+    a.join(
+        "vip",
+        json!({"presence": true, "extras": {"name": "Mallory"}}),
+    )
+    .await;
+    let full = a.expect(Action::PresenceFull).await;
+    assert_eq!(
+        full.payload["presence"][0]["extras"]["name"],
+        "Guest of honour"
+    );
+    assert_eq!(
+        code(&a.say("vip", json!("buy spam")).await),
+        Some(ErrorCode::Forbidden)
+    );
+    assert!(ok(&a.say("vip", json!("hello")).await));
+    assert_eq!(a.expect(Action::Message).await.payload, "HELLO");
+}
+
 macro_rules! engine_suite {
     ($module:ident, $make:expr) => {
         mod $module {
@@ -546,6 +694,16 @@ macro_rules! engine_suite {
             #[tokio::test]
             async fn only_authors_edit_or_retract_and_anyone_reacts() {
                 super::only_authors_edit_or_retract_and_anyone_reacts($make).await;
+            }
+
+            #[tokio::test]
+            async fn back_ends_hear_of_messages_and_membership_in_order() {
+                super::back_ends_hear_of_messages_and_membership_in_order($make).await;
+            }
+
+            #[tokio::test]
+            async fn gates_refuse_and_rewrite_joins_and_sends() {
+                super::gates_refuse_and_rewrite_joins_and_sends($make).await;
             }
 
             #[tokio::test]

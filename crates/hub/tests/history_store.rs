@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use switchboard_hub::{
-    HistoryStore, MemoryHistory, NewEntry, RedisHistory, Retention, SqliteHistory,
+    HistoryStore, HookWrites, MemoryHistory, NewEntry, RedisHistory, Retention, SqliteHistory,
+    StoreError,
 };
 use switchboard_testkit::{unique, RedisServer};
 
@@ -21,6 +22,11 @@ fn entry(channel: &str, seq: u64, at_ms: u64) -> NewEntry {
         at_ms,
         frame: Bytes::from(format!("{{\"n\":{seq}}}")),
     }
+}
+
+/// Appends a batch with nothing for back ends (these tests are about messages).
+fn append(store: &dyn HistoryStore, batch: &[NewEntry]) -> Result<(), StoreError> {
+    store.append(batch, &HookWrites::default())
 }
 
 fn seqs(frames: Vec<switchboard_hub::StoredFrame>) -> Vec<u64> {
@@ -44,9 +50,7 @@ fn a_channel_exists_only_once_something_was_stored_in_it(store: &dyn HistoryStor
     assert_eq!((first.epoch, first.last_seq), (None, 0));
     // Reading never creates it.
     assert_eq!(store.open_channel("room1", 10).unwrap().epoch, None);
-    store
-        .append(&[entry("room1", 1, 10), entry("room1", 2, 10)])
-        .unwrap();
+    append(store, &[entry("room1", 1, 10), entry("room1", 2, 10)]).unwrap();
     let again = store.open_channel("room1", 10).unwrap();
     assert_eq!(again.epoch.as_deref(), Some(EPOCH));
     assert_eq!(again.last_seq, 2);
@@ -61,27 +65,25 @@ fn a_channel_exists_only_once_something_was_stored_in_it(store: &dyn HistoryStor
 }
 
 fn a_batch_with_a_stored_seq_is_refused_whole(store: &dyn HistoryStore) {
-    store.append(&[entry("c", 1, 0)]).unwrap();
-    assert!(store.append(&[entry("c", 2, 0), entry("c", 1, 0)]).is_err());
+    append(store, &[entry("c", 1, 0)]).unwrap();
+    assert!(append(store, &[entry("c", 2, 0), entry("c", 1, 0)]).is_err());
     assert_eq!(seqs(store.latest("c", None, 10).unwrap()), vec![1]);
 }
 
 fn the_store_knows_every_id_it_holds_and_refuses_a_second_copy(store: &dyn HistoryStore) {
     let batch: Vec<_> = (1..=5).map(|n| entry("c", n, 0)).collect();
-    store.append(&batch).unwrap();
+    append(store, &batch).unwrap();
     assert_eq!(store.seq_of("c", "id-3").unwrap(), Some(3));
     assert_eq!(store.seq_of("c", "id-9").unwrap(), None);
     assert_eq!(store.seq_of("other", "id-3").unwrap(), None);
     let mut resent = entry("c", 6, 0);
     resent.id = "id-2".into();
-    assert!(store.append(&[resent]).is_err(), "an id is stored once");
+    assert!(append(store, &[resent]).is_err(), "an id is stored once");
     assert_eq!(store.open_channel("c", 10).unwrap().last_seq, 5);
 }
 
 fn clearing_a_channel_drops_its_messages_and_its_epoch(store: &dyn HistoryStore) {
-    store
-        .append(&[entry("c", 1, 0), entry("keep", 1, 0)])
-        .unwrap();
+    append(store, &[entry("c", 1, 0), entry("keep", 1, 0)]).unwrap();
     store.clear("c").unwrap();
     let cleared = store.open_channel("c", 10).unwrap();
     assert_eq!((cleared.epoch, cleared.last_seq), (None, 0));
@@ -92,7 +94,7 @@ fn clearing_a_channel_drops_its_messages_and_its_epoch(store: &dyn HistoryStore)
 
 fn huge_positions_from_clients_read_nothing_instead_of_failing(store: &dyn HistoryStore) {
     let batch: Vec<_> = (1..=3).map(|n| entry("c", n, 0)).collect();
-    store.append(&batch).unwrap();
+    append(store, &batch).unwrap();
     assert!(store
         .range("c", u64::MAX, u64::MAX, usize::MAX)
         .unwrap()
@@ -110,7 +112,7 @@ fn huge_positions_from_clients_read_nothing_instead_of_failing(store: &dyn Histo
 
 fn ranges_and_pages_come_oldest_first(store: &dyn HistoryStore) {
     let batch: Vec<_> = (1..=10).map(|n| entry("c", n, 0)).collect();
-    store.append(&batch).unwrap();
+    append(store, &batch).unwrap();
     assert_eq!(seqs(store.range("c", 3, 7, 100).unwrap()), vec![4, 5, 6, 7]);
     assert_eq!(seqs(store.range("c", 3, 10, 2).unwrap()), vec![4, 5]);
     assert_eq!(seqs(store.latest("c", None, 3).unwrap()), vec![8, 9, 10]);
@@ -120,7 +122,7 @@ fn ranges_and_pages_come_oldest_first(store: &dyn HistoryStore) {
 
 fn trimming_keeps_the_newest_by_count_and_age(store: &dyn HistoryStore) {
     let batch: Vec<_> = (1..=10).map(|n| entry("c", n, n * 1000)).collect();
-    store.append(&batch).unwrap();
+    append(store, &batch).unwrap();
     let by_count = Retention {
         count: 4,
         max_age: Duration::from_secs(3600),
@@ -150,7 +152,7 @@ fn trimming_keeps_the_newest_by_count_and_age(store: &dyn HistoryStore) {
 fn each_channel_is_trimmed_to_its_own_retention(store: &dyn HistoryStore) {
     for channel in ["small", "large"] {
         let batch: Vec<_> = (1..=10).map(|n| entry(channel, n, 0)).collect();
-        store.append(&batch).unwrap();
+        append(store, &batch).unwrap();
     }
     let retention = |channel: &str| Retention {
         count: if channel == "small" { 2 } else { 8 },
@@ -192,6 +194,11 @@ macro_rules! store_suite {
             }
 
             #[test]
+            fn the_outbox_keeps_events_in_order_until_delivered_and_dead_ones_can_be_replayed() {
+                super::the_outbox_keeps_events_in_order_until_delivered_and_dead_ones_can_be_replayed(&$make);
+            }
+
+            #[test]
             fn ranges_and_pages_come_oldest_first() {
                 super::ranges_and_pages_come_oldest_first(&$make);
             }
@@ -223,9 +230,7 @@ fn sqlite_history_survives_reopening_the_file() {
     let path = temp_db();
     {
         let store = SqliteHistory::open(&path).unwrap();
-        store
-            .append(&[entry("room1", 1, 0), entry("room1", 2, 0)])
-            .unwrap();
+        append(&store, &[entry("room1", 1, 0), entry("room1", 2, 0)]).unwrap();
     }
     let store = SqliteHistory::open(&path).unwrap();
     let reopened = store.open_channel("room1", 10).unwrap();
@@ -248,5 +253,58 @@ fn a_file_that_is_not_a_history_database_is_refused() {
     assert_eq!(
         untouched,
         b"this is not a database, but it is someone's data"
+    );
+}
+
+fn event(endpoint: &str, channel: &str, n: u64) -> switchboard_hub::OutboxEvent {
+    switchboard_hub::OutboxEvent {
+        id: format!("evt_{n}"),
+        endpoint: endpoint.into(),
+        channel: channel.into(),
+        kind: switchboard_hub::EventType::MemberJoined,
+        body: Bytes::from(format!("{{\"n\":{n}}}")),
+        created_ms: 1000 + n,
+    }
+}
+
+fn the_outbox_keeps_events_in_order_until_delivered_and_dead_ones_can_be_replayed(
+    store: &dyn HistoryStore,
+) {
+    let writes = HookWrites {
+        events: vec![
+            event("a", "c1", 1),
+            event("b", "c1", 2),
+            event("a", "c2", 3),
+        ],
+        members: vec![],
+    };
+    store.append(&[entry("c1", 1, 0)], &writes).unwrap();
+    let pending = store.pending("a", 10).unwrap();
+    let ids: Vec<_> = pending.iter().map(|p| p.event.id.as_str()).collect();
+    assert_eq!(ids, ["evt_1", "evt_3"]);
+    assert_eq!(pending[0].event.body, Bytes::from_static(b"{\"n\":1}"));
+    let stats = store.outbox_stats("a").unwrap();
+    assert_eq!(
+        (stats.pending, stats.dead, stats.oldest_pending_ms),
+        (2, 0, Some(1001))
+    );
+    store.retry_later("a", &pending[0].key, 3, 5000).unwrap();
+    let again = store.pending("a", 10).unwrap();
+    assert_eq!((again[0].attempts, again[0].next_attempt_ms), (3, 5000));
+    store.delivered("a", &pending[1].key).unwrap();
+    store.give_up("a", &pending[0].key).unwrap();
+    assert!(store.pending("a", 10).unwrap().is_empty());
+    assert_eq!(store.outbox_stats("a").unwrap().dead, 1);
+    assert_eq!(
+        store.outbox_stats("b").unwrap().pending,
+        1,
+        "endpoints are apart"
+    );
+    assert_eq!(store.replay_dead(Some("a")).unwrap(), 1);
+    let replayed = store.pending("a", 10).unwrap();
+    assert_eq!(replayed.len(), 1);
+    assert_eq!(
+        (replayed[0].event.id.as_str(), replayed[0].attempts),
+        ("evt_1", 0)
     );
 }

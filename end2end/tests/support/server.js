@@ -40,6 +40,11 @@ function startServer(port, historyPath, extraEnv = {}) {
       child.kill('SIGTERM');
       return exited;
     },
+    // Kills it at once (SIGKILL), as a crash would.
+    async kill() {
+      child.kill('SIGKILL');
+      return exited;
+    },
   };
 }
 

@@ -4,23 +4,33 @@
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use switchboard_protocol::ErrorCode;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 use super::persister::{Job, Persister, Settings, StoreHealth};
 use super::queue::{job_queue, JobQueue};
 use super::{Broker, PresenceMember, StoredMessage, Transient, Unhealthy};
 use crate::access::Refusal;
 use crate::config::HubConfig;
-use crate::history::{ChannelHistory, HistoryReader, HistoryStore, StoreError};
+use crate::history::{
+    ChannelHistory, HistoryReader, HistoryStore, HookWrites, MemberChange, Orphan, StoreError,
+};
+use crate::hooks::{membership_event, EventType, HookRoutes, LeaveReason};
 use crate::registry::Registry;
+use crate::time::now_ms;
 
 /// The broker of a node that runs alone.
 pub struct LocalBroker {
     reader: HistoryReader,
     jobs: JobQueue<Job>,
     health: Arc<StoreHealth>,
+    routes: HookRoutes,
+    /// Members per channel, counted for `channel.occupied` / `channel.vacated` (only while
+    /// back ends want membership events).
+    members: Mutex<HashMap<String, usize>>,
+    recorded: Arc<Notify>,
 }
 
 impl std::fmt::Debug for LocalBroker {
@@ -46,13 +56,151 @@ impl LocalBroker {
             retention,
             trim_every: config.history_trim_interval,
         };
-        Persister::start(store.clone(), registry, settings, health.clone(), receiver)
-            .map_err(|err| StoreError(format!("cannot start the persister thread: {err}")))?;
-        Ok(Self {
+        let recorded = Arc::new(Notify::new());
+        // Members the last process had when it died: they left with it.
+        let orphans = if config.hooks.wants_members() {
+            store.orphaned_members()?
+        } else {
+            Vec::new()
+        };
+        Persister::start(
+            store.clone(),
+            registry,
+            settings,
+            health.clone(),
+            receiver,
+            recorded.clone(),
+        )
+        .map_err(|err| StoreError(format!("cannot start the persister thread: {err}")))?;
+        let broker = Self {
             reader: HistoryReader::new(store),
             jobs,
             health,
-        })
+            routes: config.hooks.clone(),
+            members: Mutex::new(HashMap::new()),
+            recorded,
+        };
+        broker.bury(orphans);
+        Ok(broker)
+    }
+
+    /// Records that the members a dead process had left (`node_died`) and their channels
+    /// emptied.
+    fn bury(&self, orphans: Vec<Orphan>) {
+        if orphans.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            "{} members of the previous run were still listed: recording that they left",
+            orphans.len()
+        );
+        let now = now_ms();
+        let mut writes = HookWrites::default();
+        let mut channels: Vec<String> = Vec::new();
+        for (channel, socket, client) in orphans {
+            for endpoint in self.routes.wanting(EventType::MemberLeft, &channel) {
+                writes.events.push(membership_event(
+                    &endpoint,
+                    EventType::MemberLeft,
+                    &channel,
+                    Some(&client),
+                    Some(LeaveReason::NodeDied),
+                    now,
+                ));
+            }
+            writes.members.push(MemberChange::Left {
+                channel: channel.clone(),
+                socket,
+            });
+            if !channels.contains(&channel) {
+                channels.push(channel);
+            }
+        }
+        for channel in channels {
+            for endpoint in self.routes.wanting(EventType::ChannelVacated, &channel) {
+                writes.events.push(membership_event(
+                    &endpoint,
+                    EventType::ChannelVacated,
+                    &channel,
+                    None,
+                    None,
+                    now,
+                ));
+            }
+        }
+        let size = writes.events.iter().map(|e| e.body.len()).sum();
+        if let Err(refusal) = self.jobs.submit(Job::Hooks(writes), size) {
+            tracing::warn!("could not record the leaves of the previous run: {refusal}");
+        }
+    }
+
+    /// Records a membership change for back ends: its event, the channel's occupancy, and
+    /// the member itself (so a crash can be made good after the restart).
+    fn record_membership(
+        &self,
+        channel: &str,
+        member: PresenceMember<'_>,
+        left: Option<LeaveReason>,
+    ) {
+        if !self.routes.wants_members() {
+            return;
+        }
+        let now = now_ms();
+        let count = {
+            let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+            let count = members.entry(channel.to_string()).or_default();
+            match left {
+                None => *count += 1,
+                Some(_) => *count = count.saturating_sub(1),
+            }
+            let now = *count;
+            if now == 0 {
+                members.remove(channel);
+            }
+            now
+        };
+        let mut writes = HookWrites::default();
+        let (kind, occupancy) = match left {
+            None => (
+                EventType::MemberJoined,
+                (count == 1).then_some(EventType::ChannelOccupied),
+            ),
+            Some(_) => (
+                EventType::MemberLeft,
+                (count == 0).then_some(EventType::ChannelVacated),
+            ),
+        };
+        let mut events = vec![(kind, Some(member.client), left)];
+        if let Some(occupancy) = occupancy {
+            // Occupied comes before the first join; vacated after the last leave.
+            match left {
+                None => events.insert(0, (occupancy, None, None)),
+                Some(_) => events.push((occupancy, None, None)),
+            }
+        }
+        for (kind, client, reason) in events {
+            for endpoint in self.routes.wanting(kind, channel) {
+                writes.events.push(membership_event(
+                    &endpoint, kind, channel, client, reason, now,
+                ));
+            }
+        }
+        let socket = member.socket.to_string();
+        writes.members.push(match left {
+            None => MemberChange::Joined {
+                channel: channel.to_string(),
+                socket,
+                client: member.client.to_string(),
+            },
+            Some(_) => MemberChange::Left {
+                channel: channel.to_string(),
+                socket,
+            },
+        });
+        let size = writes.events.iter().map(|e| e.body.len()).sum::<usize>() + 128;
+        if let Err(refusal) = self.jobs.submit(Job::Hooks(writes), size) {
+            tracing::warn!("a membership event of {channel:?} was not recorded: {refusal}");
+        }
     }
 }
 
@@ -92,13 +240,18 @@ impl Broker for LocalBroker {
 
     fn presence_join<'a>(
         &'a self,
-        _channel: &'a str,
-        _member: PresenceMember<'a>,
+        channel: &'a str,
+        member: PresenceMember<'a>,
     ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        if member.is_new {
+            self.record_membership(channel, member, None);
+        }
         futures_util::future::ready(Ok(Vec::new())).boxed()
     }
 
-    fn presence_leave(&self, _channel: &str, _member: PresenceMember<'_>) {}
+    fn presence_leave(&self, channel: &str, member: PresenceMember<'_>, reason: LeaveReason) {
+        self.record_membership(channel, member, Some(reason));
+    }
 
     fn clear_history<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         async move {
@@ -130,6 +283,10 @@ impl Broker for LocalBroker {
 
     fn node(&self) -> Option<&str> {
         None
+    }
+
+    fn hooks_recorded(&self) -> Arc<Notify> {
+        self.recorded.clone()
     }
 
     fn depart(&self) {}

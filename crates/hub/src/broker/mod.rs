@@ -32,6 +32,7 @@ use uuid::Uuid;
 use crate::access::Refusal;
 use crate::encode::{self, StoredTemplate};
 use crate::history::{ChannelHistory, HistoryReader, StoreError};
+use crate::hooks::LeaveReason;
 use crate::outbox::Outbox;
 
 /// A message to store: ordered (seq), stored and delivered as one step by the broker.
@@ -46,6 +47,10 @@ pub struct StoredMessage {
     pub(crate) template: StoredTemplate,
     /// Messages the channel keeps.
     pub(crate) keep: u64,
+    /// The webhook endpoints that want this message, and its event's body (seq and epoch
+    /// filled in with the frame's).
+    pub(crate) hooks: Vec<Arc<str>>,
+    pub(crate) hook_body: Option<StoredTemplate>,
     /// Who hears the outcome.
     pub(crate) answer: Answer,
 }
@@ -53,7 +58,8 @@ pub struct StoredMessage {
 impl StoredMessage {
     /// Bytes this message holds while it waits.
     pub(crate) fn size(&self) -> usize {
-        self.template.len() + self.id.len() + self.channel.len()
+        let hook = self.hook_body.as_ref().map_or(0, StoredTemplate::len);
+        self.template.len() + hook * self.hooks.len() + self.id.len() + self.channel.len()
     }
 }
 
@@ -127,7 +133,7 @@ pub enum Transient<'a> {
     },
 }
 
-/// A member as presence records it across nodes.
+/// A member as presence (and back ends' membership events) record it across nodes.
 #[derive(Debug, Clone, Copy)]
 pub struct PresenceMember<'a> {
     /// The socket.
@@ -136,6 +142,8 @@ pub struct PresenceMember<'a> {
     pub presence: bool,
     /// Was listed before this change (a re-join that changes the flag).
     pub was_listed: bool,
+    /// A new membership (not a re-join of a channel already joined).
+    pub is_new: bool,
     /// Its client object (JSON).
     pub client: &'a str,
 }
@@ -176,7 +184,7 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Removes a member from presence across nodes and announces its leave there when it was
     /// listed (queued: never waits).
-    fn presence_leave(&self, channel: &str, member: PresenceMember<'_>);
+    fn presence_leave(&self, channel: &str, member: PresenceMember<'_>, reason: LeaveReason);
 
     /// Drops a channel's history: its next message starts a new epoch.
     fn clear_history<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
@@ -186,6 +194,9 @@ pub trait Broker: Send + Sync + 'static {
 
     /// This node's id, when it is one of several.
     fn node(&self) -> Option<&str>;
+
+    /// Told when this node recorded webhook events (deliveries need not wait for their poll).
+    fn hooks_recorded(&self) -> Arc<tokio::sync::Notify>;
 
     /// Leaves cleanly after a shutdown: this node's members leave presence at once.
     fn depart(&self);

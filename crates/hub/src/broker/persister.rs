@@ -23,7 +23,8 @@ use tokio::sync::oneshot;
 use super::queue::{Batch, JobReceiver};
 use super::{not_stored, Accepted, StoredMessage};
 use crate::access::Refusal;
-use crate::history::{new_epoch, HistoryStore, NewEntry, Retention, StoreError};
+use crate::history::{new_epoch, HistoryStore, HookWrites, NewEntry, Retention, StoreError};
+use crate::hooks::{message_event_id, EventType, OutboxEvent};
 use crate::registry::Registry;
 use crate::time::now_ms;
 
@@ -46,6 +47,8 @@ pub(crate) enum Job {
         channel: Arc<str>,
         done: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Record webhook events and membership changes (with the next commit).
+    Hooks(HookWrites),
 }
 
 /// What the persister needs to know of the settings.
@@ -133,6 +136,10 @@ pub(crate) struct Persister {
     settings: Settings,
     health: Arc<StoreHealth>,
     states: HashMap<Arc<str>, SeqState>,
+    /// Membership events and changes waiting for the next commit (kept across a failed one).
+    hooks: HookWrites,
+    /// Told after a commit that recorded webhook events.
+    recorded: Arc<tokio::sync::Notify>,
 }
 
 impl Persister {
@@ -143,6 +150,7 @@ impl Persister {
         settings: Settings,
         health: Arc<StoreHealth>,
         jobs: JobReceiver<Job>,
+        recorded: Arc<tokio::sync::Notify>,
     ) -> std::io::Result<()> {
         let persister = Persister {
             store,
@@ -150,6 +158,8 @@ impl Persister {
             settings,
             health,
             states: HashMap::new(),
+            hooks: HookWrites::default(),
+            recorded,
         };
         std::thread::Builder::new()
             .name("switchboard-persister".into())
@@ -174,6 +184,10 @@ impl Persister {
                         self.commit(&mut batch);
                         self.states.remove(&channel);
                         let _ = done.send(self.store.clear(&channel));
+                    }
+                    Job::Hooks(writes) => {
+                        self.hooks.events.extend(writes.events);
+                        self.hooks.members.extend(writes.members);
                     }
                 }
             }
@@ -271,9 +285,10 @@ impl Persister {
         }
     }
 
-    /// Orders, stores, then delivers and answers a batch.
+    /// Orders, stores, then delivers and answers a batch (and records what back ends are to
+    /// hear, in the same commit).
     fn commit(&mut self, batch: &mut Vec<StoredMessage>) {
-        if batch.is_empty() {
+        if batch.is_empty() && self.hooks.is_empty() {
             return;
         }
         let mut entries = Vec::with_capacity(batch.len());
@@ -282,18 +297,45 @@ impl Persister {
             .iter()
             .map(|message| self.order(message, &mut entries, &mut new_here))
             .collect();
-        let stored = if entries.is_empty() {
+        let mut hooks = std::mem::take(&mut self.hooks);
+        let membership = (hooks.events.len(), hooks.members.len());
+        for (message, outcome) in batch.iter().zip(&outcomes) {
+            if let (Outcome::New { seq, epoch, .. }, Some(body)) = (outcome, &message.hook_body) {
+                let body = body.fill(*seq, epoch);
+                for endpoint in &message.hooks {
+                    hooks.events.push(OutboxEvent {
+                        id: message_event_id(epoch, *seq),
+                        endpoint: endpoint.to_string(),
+                        channel: message.channel.to_string(),
+                        kind: EventType::MessageStored,
+                        body: body.clone(),
+                        created_ms: message.at_ms,
+                    });
+                }
+            }
+        }
+        let stored = if entries.is_empty() && hooks.is_empty() {
             Ok(())
         } else {
-            self.append(&entries)
+            self.append(&entries, &hooks)
         };
+        match &stored {
+            Ok(()) if !hooks.events.is_empty() => self.recorded.notify_one(),
+            Ok(()) => {}
+            Err(_) => {
+                // Membership is not the senders' to retry: keep it for the next commit.
+                hooks.events.truncate(membership.0);
+                hooks.members.truncate(membership.1);
+                self.hooks = hooks;
+            }
+        }
         if let Err(why) = &stored {
             // Seqs handed out in this batch were not stored: reload them from the store.
             for entry in &entries {
                 self.states.remove(entry.channel.as_str());
             }
             self.health.set(Some(why.clone()));
-        } else if !entries.is_empty() {
+        } else if !entries.is_empty() || membership != (0, 0) {
             self.health.set(None);
         }
         for (message, outcome) in batch.drain(..).zip(outcomes) {
@@ -319,8 +361,8 @@ impl Persister {
     }
 
     /// Appends, retrying a failed commit on a recovered store.
-    fn append(&self, entries: &[NewEntry]) -> Result<(), String> {
-        let mut failure = match self.store.append(entries) {
+    fn append(&self, entries: &[NewEntry], hooks: &HookWrites) -> Result<(), String> {
+        let mut failure = match self.store.append(entries, hooks) {
             Ok(()) => return Ok(()),
             Err(err) => err,
         };
@@ -334,7 +376,7 @@ impl Persister {
                 failure = err;
                 continue;
             }
-            match self.store.append(entries) {
+            match self.store.append(entries, hooks) {
                 Ok(()) => return Ok(()),
                 Err(err) => failure = err,
             }

@@ -1,15 +1,27 @@
 //! History in process memory: the store for tests and for running without a disk. Lost on
 //! restart (a restart is a new epoch), bounded by the retention.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
-use super::{ChannelHistory, HistoryStore, NewEntry, Retention, StoreError, StoredFrame};
+use super::{
+    ChannelHistory, HistoryStore, HookWrites, NewEntry, Retention, StoreError, StoredFrame,
+};
+use crate::hooks::{HookOutbox, OutboxEvent, OutboxStats, PendingEvent};
 
-/// In-memory history of every channel.
+/// In-memory history of every channel, and the webhook outbox.
 #[derive(Debug, Default)]
 pub struct MemoryHistory {
     channels: Mutex<HashMap<String, Channel>>,
+    outbox: Mutex<HashMap<String, Queue>>,
+}
+
+/// One endpoint's events: waiting (with attempts and next try) and dead, by key.
+#[derive(Debug, Default)]
+struct Queue {
+    next_key: u64,
+    waiting: BTreeMap<u64, (OutboxEvent, u32, u64)>,
+    dead: BTreeMap<u64, OutboxEvent>,
 }
 
 #[derive(Debug)]
@@ -32,6 +44,116 @@ struct Entry {
 impl MemoryHistory {
     fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, Channel>) -> R) -> R {
         f(&mut self.channels.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn queues<R>(&self, f: impl FnOnce(&mut HashMap<String, Queue>) -> R) -> R {
+        f(&mut self.outbox.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn record(&self, events: &[OutboxEvent]) {
+        self.queues(|queues| {
+            for event in events {
+                let queue = queues.entry(event.endpoint.clone()).or_default();
+                queue.next_key += 1;
+                let key = queue.next_key;
+                queue.waiting.insert(key, (event.clone(), 0, 0));
+            }
+        });
+    }
+}
+
+fn key_of(key: &str) -> Result<u64, StoreError> {
+    key.parse()
+        .map_err(|_| StoreError(format!("no outbox event {key:?}")))
+}
+
+impl HookOutbox for MemoryHistory {
+    fn pending(&self, endpoint: &str, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
+        Ok(self.queues(|queues| {
+            queues.get(endpoint).map_or_else(Vec::new, |queue| {
+                queue
+                    .waiting
+                    .iter()
+                    .take(limit)
+                    .map(|(key, (event, attempts, next))| PendingEvent {
+                        key: key.to_string(),
+                        event: event.clone(),
+                        attempts: *attempts,
+                        next_attempt_ms: *next,
+                    })
+                    .collect()
+            })
+        }))
+    }
+
+    fn delivered(&self, endpoint: &str, key: &str) -> Result<(), StoreError> {
+        let key = key_of(key)?;
+        self.queues(|queues| {
+            if let Some(queue) = queues.get_mut(endpoint) {
+                queue.waiting.remove(&key);
+            }
+        });
+        Ok(())
+    }
+
+    fn retry_later(
+        &self,
+        endpoint: &str,
+        key: &str,
+        attempts: u32,
+        next_attempt_ms: u64,
+    ) -> Result<(), StoreError> {
+        let key = key_of(key)?;
+        self.queues(|queues| {
+            if let Some((_, tries, next)) = queues
+                .get_mut(endpoint)
+                .and_then(|q| q.waiting.get_mut(&key))
+            {
+                *tries = attempts;
+                *next = next_attempt_ms;
+            }
+        });
+        Ok(())
+    }
+
+    fn give_up(&self, endpoint: &str, key: &str) -> Result<(), StoreError> {
+        let key = key_of(key)?;
+        self.queues(|queues| {
+            if let Some(queue) = queues.get_mut(endpoint) {
+                if let Some((event, _, _)) = queue.waiting.remove(&key) {
+                    queue.dead.insert(key, event);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn replay_dead(&self, endpoint: Option<&str>) -> Result<u64, StoreError> {
+        Ok(self.queues(|queues| {
+            let mut replayed = 0;
+            for (name, queue) in queues.iter_mut() {
+                if endpoint.is_some_and(|e| e != name) {
+                    continue;
+                }
+                for (key, event) in std::mem::take(&mut queue.dead) {
+                    queue.waiting.insert(key, (event, 0, 0));
+                    replayed += 1;
+                }
+            }
+            replayed
+        }))
+    }
+
+    fn outbox_stats(&self, endpoint: &str) -> Result<OutboxStats, StoreError> {
+        Ok(self.queues(|queues| {
+            queues
+                .get(endpoint)
+                .map_or_else(OutboxStats::default, |queue| OutboxStats {
+                    pending: queue.waiting.len() as u64,
+                    dead: queue.dead.len() as u64,
+                    oldest_pending_ms: queue.waiting.values().map(|(e, _, _)| e.created_ms).min(),
+                })
+        }))
     }
 }
 
@@ -70,7 +192,7 @@ impl HistoryStore for MemoryHistory {
         }))
     }
 
-    fn append(&self, batch: &[NewEntry]) -> Result<(), StoreError> {
+    fn append(&self, batch: &[NewEntry], hooks: &HookWrites) -> Result<(), StoreError> {
         self.with(|channels| {
             // All or nothing, like a transaction: check the whole batch first.
             let mut last: HashMap<&str, u64> = HashMap::new();
@@ -108,7 +230,10 @@ impl HistoryStore for MemoryHistory {
                 });
             }
             Ok(())
-        })
+        })?;
+        // Memory keeps no members across a restart: nothing is left to recover after one.
+        self.record(&hooks.events);
+        Ok(())
     }
 
     fn seq_of(&self, channel: &str, id: &str) -> Result<Option<u64>, StoreError> {

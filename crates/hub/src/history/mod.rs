@@ -14,6 +14,8 @@ pub(crate) use redis::Publish;
 pub use redis::RedisHistory;
 pub use sqlite::SqliteHistory;
 
+use crate::hooks::{HookOutbox, OutboxEvent};
+
 use bytes::Bytes;
 use std::fmt;
 use std::time::Duration;
@@ -82,14 +84,58 @@ pub struct Retention {
     pub max_age: Duration,
 }
 
-/// Where channels' messages are kept. Calls block: the engine makes them from its own threads
-/// (the persister) or through `spawn_blocking`, never on an async worker.
-pub trait HistoryStore: Send + Sync + 'static {
+/// A change of a channel's membership, kept by the stores of a node that runs alone while
+/// back ends want membership events, so the members of a process that died are known after
+/// it restarts (and their `member.left` is sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberChange {
+    /// `socket` joined `channel`, with this client object.
+    Joined {
+        /// The channel.
+        channel: String,
+        /// The socket.
+        socket: String,
+        /// Its client object (JSON).
+        client: String,
+    },
+    /// `socket` left `channel`.
+    Left {
+        /// The channel.
+        channel: String,
+        /// The socket.
+        socket: String,
+    },
+}
+
+/// What is written for back ends in the same commit as a batch of messages.
+#[derive(Debug, Clone, Default)]
+pub struct HookWrites {
+    /// Webhook events.
+    pub events: Vec<OutboxEvent>,
+    /// Membership changes to keep (see [`MemberChange`]).
+    pub members: Vec<MemberChange>,
+}
+
+impl HookWrites {
+    /// Nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.members.is_empty()
+    }
+}
+
+/// A member recorded by a process that is gone: `(channel, socket, client)`.
+pub type Orphan = (String, String, String);
+
+/// Where channels' messages are kept, with the webhook outbox beside them. Calls block: the
+/// engine makes them from its own threads (the persister) or through `spawn_blocking`, never on
+/// an async worker.
+pub trait HistoryStore: HookOutbox + Send + Sync + 'static {
     /// The channel's epoch, last seq and latest `recent_ids` ids; reads only.
     fn open_channel(&self, channel: &str, recent_ids: usize) -> Result<ChannelHistory, StoreError>;
-    /// Stores a batch of messages atomically: after `Ok`, all are durable; after `Err`, none.
-    /// A channel's first message records the channel with the entry's epoch.
-    fn append(&self, batch: &[NewEntry]) -> Result<(), StoreError>;
+    /// Stores a batch of messages and what back ends are to hear of it atomically: after `Ok`,
+    /// all are durable; after `Err`, none. A channel's first message records the channel with
+    /// the entry's epoch.
+    fn append(&self, batch: &[NewEntry], hooks: &HookWrites) -> Result<(), StoreError>;
     /// The seq of the stored message of `channel` with this id: the authority on resends.
     fn seq_of(&self, channel: &str, id: &str) -> Result<Option<u64>, StoreError>;
     /// Frames with `after < seq <= up_to`, oldest first, at most `limit`.
@@ -115,6 +161,11 @@ pub trait HistoryStore: Send + Sync + 'static {
     /// Called after a failed write: reconnect or reopen whatever may be broken.
     fn recover(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+    /// Members recorded (see [`MemberChange`]) that no longer exist because the process that
+    /// had them is gone; read once at start-up.
+    fn orphaned_members(&self) -> Result<Vec<Orphan>, StoreError> {
+        Ok(Vec::new())
     }
 }
 

@@ -18,7 +18,10 @@ use redis::{Connection, RedisResult, Value};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::{ChannelHistory, HistoryStore, NewEntry, Retention, StoreError, StoredFrame};
+use super::{
+    ChannelHistory, HistoryStore, HookWrites, NewEntry, Retention, StoreError, StoredFrame,
+};
+use crate::hooks::{EventType, HookOutbox, OutboxEvent, OutboxStats, PendingEvent};
 
 /// Stores entries whose seq the caller chose, all or none (the [`HistoryStore`] contract).
 /// KEYS: per entry meta, log, ids, then the channel set. ARGV: per entry seq, id, at, frame,
@@ -50,10 +53,11 @@ return n
 ";
 
 /// Takes the channel's next seq (and its epoch, recording `ARGV[8]` if it has none), stores
-/// the message and publishes it, unless a message with the same id is retained (then answers
-/// with that one's seq). Returns `{seq, duplicate, epoch}`.
-/// KEYS: meta, log, ids, channel set. ARGV: id, at, frame head, frame middle, frame tail,
-/// keep, topic, proposed epoch, channel.
+/// the message, publishes it and records its webhook events, unless a message with the same id
+/// is retained (then answers with that one's seq). Returns `{seq, duplicate, epoch}`.
+/// KEYS: meta, log, ids, channel set, then the outboxes of the endpoints that want it.
+/// ARGV: id, at, frame head, frame middle, frame tail, keep, topic, proposed epoch, channel,
+/// event head, event middle, event tail.
 const PUBLISH: &str = r"
 redis.call('HSETNX', KEYS[1], 'epoch', ARGV[8])
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
@@ -77,6 +81,14 @@ if seq > keep then
 end
 redis.call('SADD', KEYS[4], ARGV[9])
 redis.call('PUBLISH', ARGV[7], 'm ' .. seq .. ' ' .. epoch .. ' ' .. frame)
+-- Webhook events of the message, in the same step: KEYS[5..] are the endpoints' outboxes.
+if #KEYS > 4 then
+  local body = ARGV[10] .. seq .. ARGV[11] .. epoch .. ARGV[12]
+  for i = 5, #KEYS do
+    redis.call('XADD', KEYS[i], '*', 'id', 'msg_' .. epoch .. '_' .. seq, 'channel', ARGV[9],
+      'kind', 'message.stored', 'body', body, 'created', ARGV[2])
+  end
+end
 return {seq, 0, epoch}
 ";
 
@@ -107,6 +119,9 @@ pub(crate) struct Publish<'a> {
     pub(crate) keep: u64,
     /// The epoch recorded if the channel has none yet.
     pub(crate) epoch: &'a str,
+    /// The endpoints that want its webhook event, and the event's body split like the frame.
+    pub(crate) hooks: &'a [std::sync::Arc<str>],
+    pub(crate) hook_body: Option<&'a crate::encode::StoredTemplate>,
 }
 
 /// What Redis answered for one published message.
@@ -202,6 +217,34 @@ impl RedisHistory {
     /// The set of every channel with stored messages, walked by trimming.
     fn channels_key(&self) -> String {
         format!("{}:channels", self.prefix)
+    }
+
+    /// An endpoint's outbox: a stream of events waiting to be delivered.
+    pub(crate) fn outbox_key(&self, endpoint: &str) -> String {
+        format!("{}:hooks:{endpoint}", self.prefix)
+    }
+
+    /// Commands that add `events` to their endpoints' outboxes.
+    pub(crate) fn record_commands(&self, events: &[OutboxEvent]) -> Vec<redis::Cmd> {
+        events
+            .iter()
+            .map(|event| {
+                let mut cmd = redis::cmd("XADD");
+                cmd.arg(self.outbox_key(&event.endpoint))
+                    .arg("*")
+                    .arg("id")
+                    .arg(&event.id)
+                    .arg("channel")
+                    .arg(&event.channel)
+                    .arg("kind")
+                    .arg(event.kind.as_str())
+                    .arg("body")
+                    .arg(&event.body[..])
+                    .arg("created")
+                    .arg(event.created_ms);
+                cmd
+            })
+            .collect()
     }
 
     /// The pub/sub topic of a channel.
@@ -305,14 +348,21 @@ impl RedisHistory {
         self.with_conn(|conn| {
             let mut pipe = redis::pipe();
             for message in batch {
+                let hooks = match message.hook_body {
+                    Some(_) => message.hooks,
+                    None => &[],
+                };
                 pipe.cmd("EVALSHA")
                     .arg(&self.publish_sha)
-                    .arg(4)
+                    .arg(4 + hooks.len())
                     .arg(self.key(message.channel, "meta"))
                     .arg(self.key(message.channel, "log"))
                     .arg(self.key(message.channel, "ids"))
-                    .arg(self.channels_key())
-                    .arg(message.id)
+                    .arg(self.channels_key());
+                for endpoint in hooks {
+                    pipe.arg(self.outbox_key(endpoint));
+                }
+                pipe.arg(message.id)
                     .arg(message.at_ms)
                     .arg(message.head)
                     .arg(message.middle)
@@ -321,6 +371,9 @@ impl RedisHistory {
                     .arg(self.topic(message.channel))
                     .arg(message.epoch)
                     .arg(message.channel);
+                if let Some(body) = message.hook_body {
+                    pipe.arg(body.head()).arg(body.middle()).arg(body.tail());
+                }
             }
             match pipe.query::<Vec<(u64, u64, String)>>(conn) {
                 Err(err)
@@ -471,7 +524,17 @@ impl HistoryStore for RedisHistory {
         })
     }
 
-    fn append(&self, batch: &[NewEntry]) -> Result<(), StoreError> {
+    fn append(&self, batch: &[NewEntry], hooks: &HookWrites) -> Result<(), StoreError> {
+        if !hooks.events.is_empty() {
+            let commands = self.record_commands(&hooks.events);
+            self.with_conn(|conn| {
+                let mut pipe = redis::pipe();
+                for cmd in &commands {
+                    pipe.add_command(cmd.clone()).ignore();
+                }
+                pipe.query::<()>(conn)
+            })?;
+        }
         if batch.is_empty() {
             return Ok(());
         }
@@ -636,6 +699,261 @@ impl HistoryStore for RedisHistory {
                 .ignore()
                 .query::<()>(conn)
         })
+    }
+}
+
+/// One outbox entry as `XRANGE` returns it.
+type StreamEntry = (String, Vec<(String, Vec<u8>)>);
+
+fn field<'a>(fields: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+    fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_slice())
+}
+
+fn text(value: Option<&[u8]>) -> Option<String> {
+    String::from_utf8(value?.to_vec()).ok()
+}
+
+impl RedisHistory {
+    fn retry_key(&self, endpoint: &str) -> String {
+        format!("{}:hooks:{endpoint}:retry", self.prefix)
+    }
+
+    fn dead_key(&self, endpoint: &str) -> String {
+        format!("{}:hooks:{endpoint}:dead", self.prefix)
+    }
+
+    fn event_of(endpoint: &str, fields: &[(String, Vec<u8>)]) -> Option<OutboxEvent> {
+        let body = Bytes::from(field(fields, "body")?.to_vec());
+        Some(OutboxEvent {
+            id: text(field(fields, "id"))?,
+            endpoint: endpoint.to_string(),
+            channel: text(field(fields, "channel"))?,
+            kind: EventType::parse(&text(field(fields, "kind"))?)?,
+            body,
+            created_ms: text(field(fields, "created"))?.parse().ok()?,
+        })
+    }
+}
+
+impl HookOutbox for RedisHistory {
+    fn pending(&self, endpoint: &str, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
+        let outbox = self.outbox_key(endpoint);
+        let (entries, retries): (Vec<StreamEntry>, std::collections::HashMap<String, String>) =
+            self.with_conn(|conn| {
+                redis::pipe()
+                    .cmd("XRANGE")
+                    .arg(&outbox)
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(limit.min(i64::MAX as usize))
+                    .cmd("HGETALL")
+                    .arg(self.retry_key(endpoint))
+                    .query(conn)
+            })?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(key, fields)| {
+                let event = Self::event_of(endpoint, &fields)?;
+                let (attempts, next) = retries
+                    .get(&key)
+                    .and_then(|r| r.split_once(':'))
+                    .and_then(|(a, n)| Some((a.parse().ok()?, n.parse().ok()?)))
+                    .unwrap_or((0, 0));
+                Some(PendingEvent {
+                    key,
+                    event,
+                    attempts,
+                    next_attempt_ms: next,
+                })
+            })
+            .collect())
+    }
+
+    fn delivered(&self, endpoint: &str, key: &str) -> Result<(), StoreError> {
+        self.with_conn(|conn| {
+            redis::pipe()
+                .cmd("XDEL")
+                .arg(self.outbox_key(endpoint))
+                .arg(key)
+                .ignore()
+                .cmd("HDEL")
+                .arg(self.retry_key(endpoint))
+                .arg(key)
+                .ignore()
+                .query::<()>(conn)
+        })
+    }
+
+    fn retry_later(
+        &self,
+        endpoint: &str,
+        key: &str,
+        attempts: u32,
+        next_attempt_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.with_conn(|conn| {
+            redis::cmd("HSET")
+                .arg(self.retry_key(endpoint))
+                .arg(key)
+                .arg(format!("{attempts}:{next_attempt_ms}"))
+                .query::<()>(conn)
+        })
+    }
+
+    fn give_up(&self, endpoint: &str, key: &str) -> Result<(), StoreError> {
+        let outbox = self.outbox_key(endpoint);
+        let entries: Vec<StreamEntry> = self.with_conn(|conn| {
+            redis::cmd("XRANGE")
+                .arg(&outbox)
+                .arg(key)
+                .arg(key)
+                .query(conn)
+        })?;
+        let Some((_, fields)) = entries.into_iter().next() else {
+            return Ok(());
+        };
+        self.with_conn(|conn| {
+            let mut add = redis::cmd("XADD");
+            add.arg(self.dead_key(endpoint)).arg("*");
+            for (name, value) in &fields {
+                add.arg(name).arg(value);
+            }
+            redis::pipe()
+                .atomic()
+                .add_command(add)
+                .ignore()
+                .cmd("XDEL")
+                .arg(&outbox)
+                .arg(key)
+                .ignore()
+                .cmd("HDEL")
+                .arg(self.retry_key(endpoint))
+                .arg(key)
+                .ignore()
+                .query::<()>(conn)
+        })
+    }
+
+    fn replay_dead(&self, endpoint: Option<&str>) -> Result<u64, StoreError> {
+        let endpoints: Vec<String> = match endpoint {
+            Some(endpoint) => vec![endpoint.to_string()],
+            None => {
+                let pattern = format!("{}:hooks:*:dead", self.prefix);
+                let mut keys: Vec<String> = Vec::new();
+                let mut cursor = 0u64;
+                loop {
+                    let (next, found): (u64, Vec<String>) = self.with_conn(|conn| {
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(&pattern)
+                            .arg("COUNT")
+                            .arg(500)
+                            .query(conn)
+                    })?;
+                    keys.extend(found);
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
+                }
+                keys.iter()
+                    .filter_map(|k| {
+                        k.strip_prefix(&format!("{}:hooks:", self.prefix))?
+                            .strip_suffix(":dead")
+                            .map(str::to_string)
+                    })
+                    .collect()
+            }
+        };
+        let mut replayed = 0;
+        for endpoint in endpoints {
+            let dead = self.dead_key(&endpoint);
+            let entries: Vec<StreamEntry> = self.with_conn(|conn| {
+                redis::cmd("XRANGE")
+                    .arg(&dead)
+                    .arg("-")
+                    .arg("+")
+                    .query(conn)
+            })?;
+            for (key, fields) in entries {
+                self.with_conn(|conn| {
+                    let mut add = redis::cmd("XADD");
+                    add.arg(self.outbox_key(&endpoint)).arg("*");
+                    for (name, value) in &fields {
+                        add.arg(name).arg(value);
+                    }
+                    redis::pipe()
+                        .atomic()
+                        .add_command(add)
+                        .ignore()
+                        .cmd("XDEL")
+                        .arg(&dead)
+                        .arg(&key)
+                        .ignore()
+                        .query::<()>(conn)
+                })?;
+                replayed += 1;
+            }
+        }
+        Ok(replayed)
+    }
+
+    fn outbox_stats(&self, endpoint: &str) -> Result<OutboxStats, StoreError> {
+        let (pending, dead, first): (u64, u64, Vec<StreamEntry>) = self.with_conn(|conn| {
+            redis::pipe()
+                .cmd("XLEN")
+                .arg(self.outbox_key(endpoint))
+                .cmd("XLEN")
+                .arg(self.dead_key(endpoint))
+                .cmd("XRANGE")
+                .arg(self.outbox_key(endpoint))
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(1)
+                .query(conn)
+        })?;
+        let oldest_pending_ms = first
+            .first()
+            .and_then(|(_, fields)| text(field(fields, "created"))?.parse().ok());
+        Ok(OutboxStats {
+            pending,
+            dead,
+            oldest_pending_ms,
+        })
+    }
+
+    fn take_lease(
+        &self,
+        endpoint: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        // Taken when free, renewed when already ours: one node delivers an endpoint at a time.
+        let key = format!("{}:hooks:{endpoint}:lease", self.prefix);
+        let ttl = ttl.as_millis().max(1) as u64;
+        self.with_conn(|conn| {
+            redis::Script::new(
+                r"
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+",
+            )
+            .key(&key)
+            .arg(holder)
+            .arg(ttl)
+            .invoke::<u64>(conn)
+        })
+        .map(|taken| taken == 1)
     }
 }
 

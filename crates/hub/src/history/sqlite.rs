@@ -8,7 +8,11 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::{ChannelHistory, HistoryStore, NewEntry, Retention, StoreError, StoredFrame};
+use super::{
+    ChannelHistory, HistoryStore, HookWrites, MemberChange, NewEntry, Orphan, Retention,
+    StoreError, StoredFrame,
+};
+use crate::hooks::{EventType, HookOutbox, OutboxEvent, OutboxStats, PendingEvent};
 
 /// Bumped when the schema changes; a file with another version is refused.
 const SCHEMA_VERSION: &str = "1";
@@ -30,6 +34,25 @@ CREATE TABLE IF NOT EXISTS messages (
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_id ON messages (channel, id);
 CREATE INDEX IF NOT EXISTS messages_by_age ON messages (at_ms);
+CREATE TABLE IF NOT EXISTS hook_outbox (
+    key INTEGER PRIMARY KEY AUTOINCREMENT,
+    endpoint TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    body BLOB NOT NULL,
+    created_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+    dead INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS hook_outbox_waiting ON hook_outbox (endpoint, dead, key);
+CREATE TABLE IF NOT EXISTS hook_members (
+    channel TEXT NOT NULL,
+    socket TEXT NOT NULL,
+    client TEXT NOT NULL,
+    PRIMARY KEY (channel, socket)
+) WITHOUT ROWID;
 ";
 
 /// Reader connections kept open: history reads run in parallel with each other and with
@@ -233,9 +256,10 @@ impl HistoryStore for SqliteHistory {
         })
     }
 
-    fn append(&self, batch: &[NewEntry]) -> Result<(), StoreError> {
+    fn append(&self, batch: &[NewEntry], hooks: &HookWrites) -> Result<(), StoreError> {
         let mut db = self.writer();
         let tx = db.transaction().map_err(store_error)?;
+        write_hooks(&tx, hooks)?;
         {
             let mut insert = tx
                 .prepare_cached(
@@ -373,5 +397,188 @@ impl HistoryStore for SqliteHistory {
         let fresh = open_writer(&self.path)?;
         *self.writer() = fresh;
         Ok(())
+    }
+
+    fn orphaned_members(&self) -> Result<Vec<Orphan>, StoreError> {
+        let db = self.writer();
+        let mut statement = db
+            .prepare_cached("SELECT channel, socket, client FROM hook_members")
+            .map_err(store_error)?;
+        let rows = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .map_err(store_error)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(store_error);
+        rows
+    }
+}
+
+/// Writes webhook events and membership changes inside the batch's transaction.
+fn write_hooks(tx: &rusqlite::Transaction<'_>, hooks: &HookWrites) -> Result<(), StoreError> {
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT INTO hook_outbox (endpoint, event_id, channel, kind, body, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .map_err(store_error)?;
+    for event in &hooks.events {
+        insert
+            .execute(params![
+                event.endpoint,
+                event.id,
+                event.channel,
+                event.kind.as_str(),
+                &event.body[..],
+                event.created_ms as i64
+            ])
+            .map_err(store_error)?;
+    }
+    for change in &hooks.members {
+        match change {
+            MemberChange::Joined {
+                channel,
+                socket,
+                client,
+            } => tx.execute(
+                "INSERT OR REPLACE INTO hook_members (channel, socket, client) VALUES (?1, ?2, ?3)",
+                params![channel, socket, client],
+            ),
+            MemberChange::Left { channel, socket } => tx.execute(
+                "DELETE FROM hook_members WHERE channel = ?1 AND socket = ?2",
+                params![channel, socket],
+            ),
+        }
+        .map_err(store_error)?;
+    }
+    Ok(())
+}
+
+fn outbox_key(key: &str) -> Result<i64, StoreError> {
+    key.parse()
+        .map_err(|_| StoreError(format!("no outbox event {key:?}")))
+}
+
+impl HookOutbox for SqliteHistory {
+    fn pending(&self, endpoint: &str, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
+        let db = self.reader();
+        let mut statement = db
+            .prepare_cached(
+                "SELECT key, event_id, channel, kind, body, created_ms, attempts, next_attempt_ms
+                 FROM hook_outbox WHERE endpoint = ?1 AND dead = 0 ORDER BY key LIMIT ?2",
+            )
+            .map_err(store_error)?;
+        let rows = statement
+            .query_map(params![endpoint, sql_count(limit)], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, Vec<u8>>(4)?,
+                    row.get::<_, i64>(5)?,
+                    row.get::<_, i64>(6)?,
+                    row.get::<_, i64>(7)?,
+                ))
+            })
+            .map_err(store_error)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(store_error)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(key, id, channel, kind, body, created, attempts, next)| {
+                Some(PendingEvent {
+                    key: key.to_string(),
+                    event: OutboxEvent {
+                        id,
+                        endpoint: endpoint.to_string(),
+                        channel,
+                        kind: EventType::parse(&kind)?,
+                        body: bytes::Bytes::from(body),
+                        created_ms: created as u64,
+                    },
+                    attempts: attempts as u32,
+                    next_attempt_ms: next as u64,
+                })
+            })
+            .collect())
+    }
+
+    fn delivered(&self, endpoint: &str, key: &str) -> Result<(), StoreError> {
+        self.writer()
+            .execute(
+                "DELETE FROM hook_outbox WHERE endpoint = ?1 AND key = ?2",
+                params![endpoint, outbox_key(key)?],
+            )
+            .map(drop)
+            .map_err(store_error)
+    }
+
+    fn retry_later(
+        &self,
+        endpoint: &str,
+        key: &str,
+        attempts: u32,
+        next_attempt_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.writer()
+            .execute(
+                "UPDATE hook_outbox SET attempts = ?3, next_attempt_ms = ?4
+                 WHERE endpoint = ?1 AND key = ?2",
+                params![
+                    endpoint,
+                    outbox_key(key)?,
+                    i64::from(attempts),
+                    next_attempt_ms as i64
+                ],
+            )
+            .map(drop)
+            .map_err(store_error)
+    }
+
+    fn give_up(&self, endpoint: &str, key: &str) -> Result<(), StoreError> {
+        self.writer()
+            .execute(
+                "UPDATE hook_outbox SET dead = 1 WHERE endpoint = ?1 AND key = ?2",
+                params![endpoint, outbox_key(key)?],
+            )
+            .map(drop)
+            .map_err(store_error)
+    }
+
+    fn replay_dead(&self, endpoint: Option<&str>) -> Result<u64, StoreError> {
+        let db = self.writer();
+        let replayed = match endpoint {
+            Some(endpoint) => db.execute(
+                "UPDATE hook_outbox SET dead = 0, attempts = 0, next_attempt_ms = 0
+                 WHERE dead = 1 AND endpoint = ?1",
+                [endpoint],
+            ),
+            None => db.execute(
+                "UPDATE hook_outbox SET dead = 0, attempts = 0, next_attempt_ms = 0 WHERE dead = 1",
+                [],
+            ),
+        };
+        replayed.map(|n| n as u64).map_err(store_error)
+    }
+
+    fn outbox_stats(&self, endpoint: &str) -> Result<OutboxStats, StoreError> {
+        let db = self.reader();
+        let (pending, dead, oldest): (i64, i64, Option<i64>) = db
+            .query_row(
+                "SELECT coalesce(sum(dead = 0), 0), coalesce(sum(dead = 1), 0),
+                        min(CASE WHEN dead = 0 THEN created_ms END)
+                 FROM hook_outbox WHERE endpoint = ?1",
+                [endpoint],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .map_err(store_error)?;
+        Ok(OutboxStats {
+            pending: pending as u64,
+            dead: dead as u64,
+            oldest_pending_ms: oldest.map(|ms| ms as u64),
+        })
     }
 }

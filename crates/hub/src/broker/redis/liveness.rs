@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::presence::{self, node_key, nodes_key, MemberRecord};
 use super::Link;
 use crate::history::StoreError;
+use crate::hooks::LeaveReason;
 use crate::time::now_ms;
 
 /// Beats once now (so the node is alive before it serves) and starts the heartbeat thread.
@@ -80,7 +81,7 @@ fn beat(link: &Link) -> Result<(), StoreError> {
             .query(conn)
     })?;
     for node in dead {
-        bury(link, &node)?;
+        bury(link, &node, LeaveReason::NodeDied)?;
     }
     Ok(())
 }
@@ -143,37 +144,28 @@ fn reconcile(link: &Link) -> Result<(), StoreError> {
         let record: Option<String> = link
             .store
             .with_conn(|conn| redis::cmd("HGET").arg(&members).arg(socket).query(conn))?;
-        link.store.with_conn(|conn| {
-            redis::pipe()
-                .cmd("HDEL")
-                .arg(&members)
-                .arg(socket)
-                .ignore()
-                .cmd("SREM")
-                .arg(node_key(link, &link.node))
-                .arg(&entry)
-                .ignore()
-                .query::<()>(conn)
-        })?;
-        if let Some(member) = record.as_deref().and_then(MemberRecord::decode) {
-            if member.presence && member.node == link.node {
-                presence::announce(
-                    link,
-                    channel,
-                    socket_id,
-                    Action::Leave,
-                    member.client,
-                    false,
-                );
-            }
-        }
+        let member = record.as_deref().and_then(MemberRecord::decode);
+        let (client, listed) = match &member {
+            Some(m) if m.node == link.node => (m.client, m.presence),
+            _ => ("{}", false),
+        };
+        let cmd = presence::leave_command(
+            link,
+            &link.node,
+            channel,
+            socket,
+            client,
+            listed.then_some("-"),
+            LeaveReason::Disconnected,
+        );
+        link.store.with_conn(|conn| cmd.query::<u64>(conn))?;
     }
     Ok(())
 }
 
 /// Removes a dead node's members and announces their leave; only the node that wins the
-/// `ZREM` does it.
-fn bury(link: &Link, node: &str) -> Result<(), StoreError> {
+/// `ZREM` does it. Back ends hear why they left.
+fn bury(link: &Link, node: &str, reason: LeaveReason) -> Result<(), StoreError> {
     let won: u64 = link.store.with_conn(|conn| {
         redis::cmd("ZREM")
             .arg(nodes_key(link))
@@ -191,9 +183,6 @@ fn bury(link: &Link, node: &str) -> Result<(), StoreError> {
         let Some((socket, channel)) = entry.split_once('\t') else {
             continue;
         };
-        let Ok(socket_id) = Uuid::try_parse(socket) else {
-            continue;
-        };
         let members = link.store.key(channel, "members");
         let record: Option<String> = link
             .store
@@ -205,23 +194,17 @@ fn bury(link: &Link, node: &str) -> Result<(), StoreError> {
         if member.node != node {
             continue;
         }
-        link.store.with_conn(|conn| {
-            redis::cmd("HDEL")
-                .arg(&members)
-                .arg(socket)
-                .query::<u64>(conn)
-        })?;
-        if member.presence {
-            presence::announce(
-                link,
-                channel,
-                socket_id,
-                Action::Leave,
-                member.client,
-                false,
-            );
-        }
-        buried += 1;
+        // Every node (this one too) tells its members.
+        let cmd = presence::leave_command(
+            link,
+            node,
+            channel,
+            socket,
+            member.client,
+            member.presence.then_some("-"),
+            reason,
+        );
+        buried += link.store.with_conn(|conn| cmd.query::<u64>(conn))?;
     }
     link.store.with_conn(|conn| {
         redis::cmd("DEL")
@@ -248,7 +231,7 @@ pub(crate) fn depart(link: &Link) {
             .query::<u64>(conn)
     });
     if expired.is_ok() {
-        if let Err(err) = bury(link, &link.node) {
+        if let Err(err) = bury(link, &link.node, LeaveReason::Disconnected) {
             tracing::warn!("leaving the cluster: {err}");
         }
     }

@@ -36,6 +36,7 @@ use super::{Broker, PresenceMember, StoredMessage, Transient, Unhealthy};
 use crate::access::Refusal;
 use crate::config::HubConfig;
 use crate::history::{ChannelHistory, HistoryReader, RedisHistory, StoreError};
+use crate::hooks::{HookRoutes, LeaveReason};
 use crate::registry::Registry;
 use subscriber::SubscriptionCommand;
 use writer::CommandQueue;
@@ -54,6 +55,10 @@ pub(crate) struct Link {
     pub(crate) lost_commands: Arc<AtomicBool>,
     /// Why the last stored batch failed, while it does.
     pub(crate) failing: Mutex<Option<String>>,
+    /// Which webhook endpoints want which events.
+    pub(crate) routes: HookRoutes,
+    /// Told when this node recorded webhook events.
+    pub(crate) hooks_recorded: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Link {
@@ -115,6 +120,8 @@ impl RedisBroker {
             commands,
             lost_commands,
             failing: Mutex::new(None),
+            routes: hub.hooks.clone(),
+            hooks_recorded: Arc::new(tokio::sync::Notify::new()),
         });
         runtime.spawn(subscriber::run_subscriptions(sink, subscription_rx));
         runtime.spawn(subscriber::receive(Arc::downgrade(&link), stream));
@@ -236,6 +243,7 @@ impl Broker for RedisBroker {
         let link = self.link.clone();
         let channel = channel.to_string();
         let (socket, presence, was_listed) = (member.socket, member.presence, member.was_listed);
+        let is_new = member.is_new;
         let client = member.client.to_string();
         async move {
             tokio::task::spawn_blocking(move || {
@@ -243,6 +251,7 @@ impl Broker for RedisBroker {
                     socket,
                     presence,
                     was_listed,
+                    is_new,
                     client: &client,
                 };
                 presence::join(&link, &channel, member)
@@ -253,8 +262,8 @@ impl Broker for RedisBroker {
         .boxed()
     }
 
-    fn presence_leave(&self, channel: &str, member: PresenceMember<'_>) {
-        presence::leave(&self.link, channel, member);
+    fn presence_leave(&self, channel: &str, member: PresenceMember<'_>, reason: LeaveReason) {
+        presence::leave(&self.link, channel, member, reason);
     }
 
     fn clear_history<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
@@ -291,6 +300,10 @@ impl Broker for RedisBroker {
 
     fn node(&self) -> Option<&str> {
         Some(&self.link.node)
+    }
+
+    fn hooks_recorded(&self) -> Arc<tokio::sync::Notify> {
+        self.link.hooks_recorded.clone()
     }
 
     fn depart(&self) {

@@ -228,6 +228,8 @@ fn publish(link: &Link, batch: &mut Vec<StoredMessage>) {
             tail: message.template.tail(),
             keep: message.keep,
             epoch: &proposed,
+            hooks: &message.hooks,
+            hook_body: message.hook_body.as_ref(),
         })
         .collect();
     let outcome = link.store.publish_batch(&messages);
@@ -244,8 +246,14 @@ fn publish(link: &Link, batch: &mut Vec<StoredMessage>) {
         }
         *state = failing;
     }
+    let recorded = batch
+        .iter()
+        .any(|m| m.hook_body.is_some() && !m.hooks.is_empty());
     match outcome {
         Ok(answers) => {
+            if recorded {
+                link.hooks_recorded.notify_one();
+            }
             for (message, published) in batch.drain(..).zip(answers) {
                 let accepted = Accepted {
                     seq: published.seq,
