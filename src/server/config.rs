@@ -502,6 +502,10 @@ mod tests {
                 "SWITCHBOARD_ENGINE" => Some("redis".into()),
                 "SWITCHBOARD_DEMO_TOKENS" => Some("true".into()),
                 "SWITCHBOARD_JWT_SECRET" => Some("s".into()),
+                "SWITCHBOARD_WEBHOOK_URL" => Some("https://hooks.example.com/x".into()),
+                "SWITCHBOARD_WEBHOOK_SECRET" => {
+                    Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into())
+                }
                 _ => None,
             }
         })
