@@ -94,6 +94,8 @@ pub struct ServerConfig {
     pub jwt: JwtSettings,
     /// Keys accepted by the HTTP publish API; empty turns the API off.
     pub api_keys: Vec<String>,
+    /// Keys of the admin API and console; empty turns them off.
+    pub admin_keys: Vec<String>,
     /// Origins (e.g. `https://app.example.com`) whose pages may open sockets besides the
     /// server's own; `*` allows any.
     pub allowed_origins: Vec<String>,
@@ -331,6 +333,7 @@ impl ServerConfig {
                 leeway: Duration::from_secs(read.number("SWITCHBOARD_JWT_LEEWAY_SECONDS", 0)?),
             },
             api_keys: read.list("SWITCHBOARD_API_KEYS"),
+            admin_keys: read.list("SWITCHBOARD_ADMIN_KEYS"),
             allowed_origins: read.list("SWITCHBOARD_ALLOWED_ORIGINS"),
             connections_per_ip: read.number("SWITCHBOARD_CONNECTIONS_PER_IP", 1)?,
             trusted_proxies,

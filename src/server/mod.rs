@@ -1,10 +1,12 @@
 //! The server process: configuration, routes, the realtime transport and graceful shutdown.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 mod config_file;
 pub mod hooks;
 pub mod limits;
+pub mod metrics;
 pub mod pages;
 mod publish_api;
 mod routes;
@@ -46,6 +48,8 @@ pub struct AppState {
     pub webhooks: hooks::delivery::Webhooks,
     /// The application's gates, when configured (the connect gate is asked by the transport).
     pub gates: Option<Arc<hooks::gates::HttpGates>>,
+    /// What `/metrics` exports.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl axum::extract::FromRef<AppState> for LeptosOptions {

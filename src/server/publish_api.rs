@@ -103,12 +103,21 @@ pub async fn publish(
     if !state.limits.per_key.allow(known) {
         return Err(ApiError::RateLimited);
     }
-    let text = std::str::from_utf8(&body).map_err(|err| ApiError::BadJson(err.to_string()))?;
+    publish_payload(&state, &channel, &body).await
+}
+
+/// Publishes a JSON body as the server and answers 202 with its seq once it is stored.
+pub async fn publish_payload(
+    state: &AppState,
+    channel: &str,
+    body: &[u8],
+) -> Result<impl IntoResponse, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|err| ApiError::BadJson(err.to_string()))?;
     let payload: &RawValue =
         serde_json::from_str(text.trim()).map_err(|err| ApiError::BadJson(err.to_string()))?;
     let accepted = state
         .hub
-        .publish(Publisher::Server, &channel, payload)
+        .publish(Publisher::Server, channel, payload)
         .await
         .map_err(ApiError::Refused)?;
     let body = json!({ "status": "accepted", "seq": accepted.seq });

@@ -9,7 +9,7 @@ use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use serde_json::json;
 
-use super::{publish_api, transport, AppState};
+use super::{admin, publish_api, transport, AppState};
 use crate::app::{shell, App};
 
 /// Every route of the server.
@@ -25,6 +25,8 @@ pub fn router(state: AppState) -> Router {
             "/api/channels/{channel}/messages",
             post(publish_api::publish),
         )
+        .route("/api/openapi.json", get(admin::openapi))
+        .merge(admin::router(&state))
         // Pages and server functions reach the hub, the settings and the token checks through
         // Leptos context.
         .leptos_routes_with_context(
@@ -41,48 +43,23 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `GET /metrics`: counts and running totals in the Prometheus text format.
+/// `GET /metrics`: the Prometheus (OpenMetrics) text of this node.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let stats = state.hub.stats();
-    let lines = [
-        (
-            "switchboard_sockets",
-            "gauge",
-            "Sockets connected now.",
-            stats.sockets as u64,
+    match state.metrics.scrape(&state.hub, &state.webhooks).await {
+        Ok(text) => (
+            StatusCode::OK,
+            [(
+                "content-type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
         ),
-        (
-            "switchboard_channels",
-            "gauge",
-            "Channels active now.",
-            stats.channels as u64,
+        Err(err) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [("content-type", "text/plain; charset=utf-8")],
+            format!("metrics could not be read: {err}"),
         ),
-        (
-            "switchboard_volatile_queued_total",
-            "counter",
-            "Volatile frames queued for a socket.",
-            stats.volatile_queued,
-        ),
-        (
-            "switchboard_volatile_coalesced_total",
-            "counter",
-            "Volatile frames that replaced an unsent older one of the same sender.",
-            stats.volatile_coalesced,
-        ),
-        (
-            "switchboard_volatile_dropped_total",
-            "counter",
-            "Volatile frames dropped because a socket had too many senders waiting.",
-            stats.volatile_dropped,
-        ),
-    ];
-    let body: String = lines
-        .iter()
-        .map(|(name, kind, help, value)| {
-            format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n")
-        })
-        .collect();
-    ([("content-type", "text/plain; version=0.0.4")], body)
+    }
 }
 
 /// Every request under `/api/` (the publish API and the pages' server functions) counts

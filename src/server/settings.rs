@@ -368,6 +368,16 @@ pub const SETTINGS: &[Setting] = &[
     list(
         setting(
             "auth",
+            "admin_keys",
+            "SWITCHBOARD_ADMIN_KEYS",
+            "",
+            "Keys for the admin API and console (/api/admin, /admin), apart from api_keys; none: off",
+        ),
+        r#"["another long random key"]"#,
+    ),
+    list(
+        setting(
+            "auth",
             "allowed_origins",
             "SWITCHBOARD_ALLOWED_ORIGINS",
             "",

@@ -36,6 +36,12 @@ impl Server {
             format!("cannot listen on {addr}: {err}; is another server running there? set LEPTOS_SITE_ADDR to another address")
         })?;
         let verifier = super::auth::Verifier::load(&config.jwt).await?;
+        let engine = match &config.engine {
+            super::Engine::Sqlite(_) => "sqlite",
+            super::Engine::Memory => "memory",
+            super::Engine::Redis(_) => "redis",
+        };
+        let hub_for_metrics = hub.clone();
         let limits = Arc::new(super::limits::RequestLimits::new(
             config.api_requests_per_second,
             config.page_requests_per_second,
@@ -51,6 +57,11 @@ impl Server {
                 per_user: Default::default(),
                 verifier,
                 limits,
+                metrics: Arc::new(super::metrics::Metrics::new(
+                    &hub_for_metrics,
+                    engine,
+                    &webhooks,
+                )),
                 webhooks,
                 gates,
             },

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switchboard_hub::{GateDecision, Outbound, OutboxReceiver, Session};
+use switchboard_hub::{EngineMetrics, GateDecision, Outbound, OutboxReceiver, Session};
 use switchboard_protocol::CloseCode;
 use tokio::time::MissedTickBehavior;
 
@@ -210,6 +210,7 @@ pub async fn upgrade(
             match state.hub.connect(identity) {
                 Ok((session, outbox)) => {
                     let connection = Connection {
+                        metrics: state.hub.metrics().clone(),
                         session,
                         outbox,
                         ping_interval: state.config.ping_interval,
@@ -250,6 +251,7 @@ enum ReadEnd {
 
 /// One open socket.
 struct Connection {
+    metrics: EngineMetrics,
     session: Session,
     outbox: OutboxReceiver,
     ping_interval: Duration,
@@ -264,6 +266,7 @@ impl Connection {
     async fn run(mut self, socket: WebSocket) {
         let (mut sink, stream) = socket.split();
         let Connection {
+            metrics,
             session,
             outbox,
             ping_interval,
@@ -285,10 +288,11 @@ impl Connection {
         let timing = Timing {
             ping_interval: *ping_interval,
             write_timeout: *write_timeout,
+            metrics: metrics.clone(),
         };
         let ended = tokio::select! {
             end = read_loop(stream, session, &heard) => Some(end),
-            () = write_loop(&mut sink, outbox, timing, &silent_for) => None,
+            () = write_loop(&mut sink, outbox, timing.clone(), &silent_for) => None,
         };
         match ended {
             Some(ReadEnd::Close(code)) => {
@@ -311,7 +315,22 @@ async fn read_loop(
     session: &mut Session,
     heard: &impl Fn(Instant),
 ) -> ReadEnd {
-    while let Some(message) = stream.next().await {
+    // Operators' orders (remove from a channel) are carried out between frames.
+    let mut orders = session.take_orders();
+    loop {
+        let message = tokio::select! {
+            message = stream.next() => message,
+            order = next_order(&mut orders) => {
+                match order {
+                    Some(order) => session.obey(order),
+                    None => orders = None,
+                }
+                continue;
+            }
+        };
+        let Some(message) = message else {
+            break;
+        };
         heard(Instant::now());
         match message {
             Ok(Message::Text(text)) => session.handle_text(text.as_str()).await,
@@ -337,11 +356,22 @@ async fn read_loop(
     ReadEnd::Gone
 }
 
-/// How often to ping, and how long any write may take.
-#[derive(Clone, Copy)]
+/// How often to ping, how long any write may take, and where close codes are counted.
+#[derive(Clone)]
 struct Timing {
     ping_interval: Duration,
     write_timeout: Duration,
+    metrics: EngineMetrics,
+}
+
+/// The next order for the socket; never resolves once there can be none.
+async fn next_order(
+    orders: &mut Option<tokio::sync::mpsc::UnboundedReceiver<switchboard_hub::Order>>,
+) -> Option<switchboard_hub::Order> {
+    match orders {
+        Some(orders) => orders.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Writes queued frames (batched into one flush), pings on schedule, and returns once the
@@ -355,6 +385,7 @@ async fn write_loop(
     let Timing {
         ping_interval,
         write_timeout,
+        metrics,
     } = timing;
     let mut ping =
         tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
@@ -377,12 +408,14 @@ async fn write_loop(
                         Ok(Ok(())) => {}
                         Ok(Err(_)) | Err(None) => return,
                         Err(Some(code)) => {
+                            metrics.closed(code.code());
                             send_close(sink, code, write_timeout).await;
                             return;
                         }
                     }
                 }
                 Outbound::Close(code) => {
+                    metrics.closed(code.code());
                     send_close(sink, code, write_timeout).await;
                     return;
                 }

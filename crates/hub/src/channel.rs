@@ -119,44 +119,46 @@ impl Locked<'_> {
 
     /// Delivers a stored message (now durable) to every member, once: a seq already
     /// delivered in this epoch is skipped. A new epoch (the history was reset) starts over.
-    pub(crate) fn deliver_stored(&mut self, seq: u64, epoch: &str, frame: &Bytes) -> bool {
+    /// Returns how many sockets it was queued for.
+    pub(crate) fn deliver_stored(&mut self, seq: u64, epoch: &str, frame: &Bytes) -> usize {
         if self.state.epoch.as_deref() != Some(epoch) {
             self.state.epoch = Some(Arc::from(epoch));
             self.state.delivered_seq = 0;
         }
         if seq <= self.state.delivered_seq {
-            return false;
+            return 0;
         }
         self.state.delivered_seq = seq;
-        self.deliver(Target::Everyone, frame);
-        true
+        self.deliver(Target::Everyone, frame)
     }
 
-    /// Sends a frame to the members the target selects; false when a socket target is not a
-    /// member.
-    pub(crate) fn deliver(&self, target: Target<'_>, frame: &Bytes) -> bool {
+    /// Sends a frame to the members the target selects; how many it was queued for (0 when a
+    /// socket target is not a member here).
+    pub(crate) fn deliver(&self, target: Target<'_>, frame: &Bytes) -> usize {
         let members = &self.state.members;
         match target {
             Target::Everyone => {
                 for member in members.values() {
                     member.outbox.push(frame.clone());
                 }
-                true
+                members.len()
             }
             Target::Authenticated => {
+                let mut queued = 0;
                 for member in members.values().filter(|m| m.authenticated) {
                     member.outbox.push(frame.clone());
+                    queued += 1;
                 }
-                true
+                queued
             }
             Target::Socket(id) => {
                 let member = Uuid::try_parse(id).ok().and_then(|id| members.get(&id));
                 match member {
                     Some(member) => {
                         member.outbox.push(frame.clone());
-                        true
+                        1
                     }
-                    None => false,
+                    None => 0,
                 }
             }
         }

@@ -204,6 +204,18 @@ pub(crate) fn gap(channel: &str, epoch: &str, since: u64, missing_to: u64) -> By
     Bytes::from(out)
 }
 
+/// An `event` frame without a seq: a notice from the server about the socket itself (not
+/// stored), e.g. `{"kind": "removed", "reason": "…"}`.
+pub(crate) fn notice(channel: &str, kind: &str, reason: &str) -> Bytes {
+    let mut out = open(Action::Event, Some(channel), None, 96 + reason.len());
+    out.push_str(r#"{"kind":"#);
+    push_json_str(&mut out, kind);
+    out.push_str(r#","reason":"#);
+    push_json_str(&mut out, reason);
+    out.push_str("}}");
+    Bytes::from(out)
+}
+
 /// `reply` ok for a stored message, with its seq.
 pub(crate) fn reply_stored(channel: &str, reference: &RawValue, seq: u64) -> Bytes {
     let mut out = open(Action::Reply, Some(channel), Some(reference), 32);

@@ -73,6 +73,8 @@ pub enum LeaveReason {
     Disconnected,
     /// The node it was on stopped (crashed, or restarted without a clean shutdown).
     NodeDied,
+    /// An operator removed it.
+    Removed,
 }
 
 impl LeaveReason {
@@ -82,6 +84,7 @@ impl LeaveReason {
             LeaveReason::Left => "left",
             LeaveReason::Disconnected => "disconnected",
             LeaveReason::NodeDied => "node_died",
+            LeaveReason::Removed => "removed",
         }
     }
 }

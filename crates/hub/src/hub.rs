@@ -5,25 +5,27 @@
 use bytes::Bytes;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use switchboard_protocol::{validate_channel_name, CloseCode, ErrorCode};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::access::{authorize, Access, Caller, Refusal};
-use crate::broker::{Accepted, Answer, Broker, LocalBroker, RedisBroker, RedisConfig};
+use crate::broker::{Accepted, Answer, Broker, LiveChannel, LocalBroker, MemberView};
+use crate::broker::{RedisBroker, RedisConfig};
 use crate::broker::{StoredMessage, Unhealthy};
 use crate::channel::Channel;
 use crate::config::HubConfig;
 use crate::encode::{self, Stamp};
+use crate::history::ChannelStats;
 use crate::history::{HistoryStore, StoreError, StoredFrame};
 use crate::hooks::{message_template, EventType, GateDecision, PublishAsk};
+use crate::metrics::EngineMetrics;
 use crate::outbox::OutboxReceiver;
-use crate::outbox::{outbox, Budget, Closer, MAX_HISTORY_FRAME_BYTES};
-use crate::registry::Registry;
+use crate::outbox::{outbox, Budget, MAX_HISTORY_FRAME_BYTES};
+use crate::registry::Order;
+use crate::registry::{Registry, SocketEntry};
 use crate::rules::ChannelRule;
 use crate::session::Session;
 use crate::time::now_ms;
@@ -38,8 +40,6 @@ struct Inner {
     config: HubConfig,
     broker: Box<dyn Broker>,
     registry: Arc<Registry>,
-    sockets: Mutex<HashMap<Uuid, Arc<Closer>>>,
-    closed: AtomicBool,
 }
 
 /// A snapshot of the hub's totals.
@@ -120,8 +120,6 @@ impl Hub {
                 config,
                 broker,
                 registry,
-                sockets: Mutex::new(HashMap::new()),
-                closed: AtomicBool::new(false),
             }),
         }
     }
@@ -169,37 +167,37 @@ impl Hub {
     /// Registers a new socket: its session (fed with the socket's frames) and the receiver its
     /// writer drains.
     pub fn connect(&self, identity: Identity) -> Result<(Session, OutboxReceiver), HubClosed> {
-        let mut sockets = self.inner.sockets.lock().unwrap_or_else(|e| e.into_inner());
-        if self.inner.closed.load(Ordering::Acquire) {
-            return Err(HubClosed);
-        }
         let id = Uuid::new_v4();
         let config = &self.inner.config;
         let budget = Budget {
             frames: config.outbox_capacity,
             bytes: config.outbox_bytes,
         };
-        let (outbox, receiver) = outbox(budget, self.inner.broker.reader().clone());
-        sockets.insert(id, outbox.closer());
-        Ok((Session::new(self.clone(), id, identity, outbox), receiver))
+        let (outbox, receiver) = outbox(
+            budget,
+            self.inner.broker.reader().clone(),
+            self.inner.registry.metrics.outbox_bytes.clone(),
+        );
+        let (orders, orders_rx) = mpsc::unbounded_channel();
+        let entry = SocketEntry {
+            closer: outbox.closer(),
+            orders,
+        };
+        if !self.inner.registry.add_socket(id, entry) {
+            return Err(HubClosed);
+        }
+        let session = Session::new(self.clone(), id, identity, outbox, orders_rx);
+        Ok((session, receiver))
     }
 
     /// Refuses new sockets and tells every connected one to close with 1012.
     pub fn shutdown(&self) {
-        let sockets = self.inner.sockets.lock().unwrap_or_else(|e| e.into_inner());
-        self.inner.closed.store(true, Ordering::Release);
-        for closer in sockets.values() {
-            closer.close(CloseCode::ServiceRestart);
-        }
+        self.inner.registry.close_all(CloseCode::ServiceRestart);
     }
 
     /// Sockets connected now.
     pub fn socket_count(&self) -> usize {
-        self.inner
-            .sockets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.inner.registry.socket_count()
     }
 
     /// Channels with at least one member here now.
@@ -209,14 +207,19 @@ impl Hub {
 
     /// Current counts and running totals.
     pub fn stats(&self) -> HubStats {
-        let counters = &self.inner.registry.counters;
+        let metrics = &self.inner.registry.metrics;
         HubStats {
             sockets: self.socket_count(),
             channels: self.channel_count(),
-            volatile_queued: counters.volatile_queued.load(Ordering::Relaxed),
-            volatile_coalesced: counters.volatile_coalesced.load(Ordering::Relaxed),
-            volatile_dropped: counters.volatile_dropped.load(Ordering::Relaxed),
+            volatile_queued: metrics.volatile_queued.get(),
+            volatile_coalesced: metrics.volatile_coalesced.get(),
+            volatile_dropped: metrics.volatile_dropped.get(),
         }
+    }
+
+    /// What the engine counts and times, for `/metrics`.
+    pub fn metrics(&self) -> &EngineMetrics {
+        &self.inner.registry.metrics
     }
 
     /// Publishes from the server side, stored like any message, and waits until it is stored
@@ -356,6 +359,54 @@ impl Hub {
             .map_err(|err| Refusal::new(ErrorCode::Internal, err.to_string()))
     }
 
+    /// Every channel with members (on every node), with where its history stands.
+    pub async fn live_channels(&self) -> Result<Vec<(LiveChannel, ChannelStats)>, Refusal> {
+        let failed = |err: StoreError| Refusal::new(ErrorCode::Internal, err.to_string());
+        let live = self.inner.broker.live_channels().await.map_err(failed)?;
+        let store = self.outbox();
+        tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            live.into_iter()
+                .map(|channel| {
+                    let stats = store.channel_stats(&channel.name, now)?;
+                    Ok((channel, stats))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()
+        })
+        .await
+        .map_err(|err| Refusal::new(ErrorCode::Internal, err.to_string()))?
+        .map_err(failed)
+    }
+
+    /// A channel's members (on every node) and where its history stands.
+    pub async fn channel_state(
+        &self,
+        channel: &str,
+    ) -> Result<(Vec<MemberView>, ChannelStats), Refusal> {
+        validate_channel_name(channel).map_err(|(code, why)| Refusal::new(code, why))?;
+        let failed = |err: StoreError| Refusal::new(ErrorCode::Internal, err.to_string());
+        let members = self.inner.broker.members(channel).await.map_err(failed)?;
+        let (store, name) = (self.outbox(), channel.to_string());
+        let stats = tokio::task::spawn_blocking(move || store.channel_stats(&name, now_ms()))
+            .await
+            .map_err(|err| Refusal::new(ErrorCode::Internal, err.to_string()))?
+            .map_err(failed)?;
+        Ok((members, stats))
+    }
+
+    /// Carries out an operator's order for a socket, wherever it is; false when no node has
+    /// it (or, for a removal, when it is not in that channel here).
+    pub async fn order(&self, socket: Uuid, order: Order) -> Result<bool, Refusal> {
+        if self.inner.registry.order(&socket, order.clone()) {
+            return Ok(true);
+        }
+        self.inner
+            .broker
+            .order_elsewhere(socket, order)
+            .await
+            .map_err(|err| Refusal::new(ErrorCode::Internal, err.to_string()))
+    }
+
     /// The channel, active on this node (activated if it is not).
     pub(crate) async fn activate(&self, name: &str) -> Result<Arc<Channel>, Refusal> {
         let rule = self.rule(name).clone();
@@ -385,14 +436,10 @@ impl Hub {
     }
 
     pub(crate) fn count_volatile(&self, counts: [u64; 3]) {
-        self.inner.registry.counters.count_volatile(counts);
+        self.inner.registry.metrics.count_volatile(counts);
     }
 
     pub(crate) fn forget_socket(&self, id: &Uuid) {
-        self.inner
-            .sockets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        self.inner.registry.remove_socket(id);
     }
 }

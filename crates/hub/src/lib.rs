@@ -18,30 +18,33 @@ mod encode;
 mod history;
 mod hooks;
 mod hub;
+mod metrics;
 mod outbox;
 mod rate;
 mod registry;
 mod rules;
 mod session;
-mod stats;
 mod time;
 
 pub use access::{authorize, Access, Caller, Refusal};
 pub use broker::{
-    Accepted, Broker, LocalBroker, PresenceMember, RedisBroker, RedisConfig, StoredMessage,
-    Transient, Unhealthy,
+    Accepted, Broker, LiveChannel, LocalBroker, MemberView, PresenceMember, RedisBroker,
+    RedisConfig, StoredMessage, Transient, Unhealthy,
 };
 pub use config::HubConfig;
 pub use history::{
-    ChannelHistory, HistoryReader, HistoryStore, HookWrites, MemberChange, MemoryHistory, NewEntry,
-    Orphan, RedisHistory, Retention, SqliteHistory, StoreError, StoredFrame,
+    ChannelHistory, ChannelStats, HistoryReader, HistoryStore, HookWrites, MemberChange,
+    MemoryHistory, NewEntry, Orphan, RedisHistory, Retention, SqliteHistory, StoreError,
+    StoredFrame,
 };
 pub use hooks::{
     EventType, GateDecision, GateHandle, Gates, HookEndpoint, HookOutbox, HookRoutes, JoinAsk,
     LeaveReason, OutboxEvent, OutboxStats, PendingEvent, PublishAsk,
 };
 pub use hub::{Hub, HubClosed, HubStats, Identity, Publisher};
+pub use metrics::{CodeLabel, EngineMetrics};
 pub use outbox::{CloseSignal, Outbound, OutboxReceiver, MAX_HISTORY_FRAME_BYTES};
+pub use registry::Order;
 pub use rules::{ChannelRule, ChannelRules, JoinPolicy, SendPolicy};
 pub use session::Session;
 pub use time::iso8601;

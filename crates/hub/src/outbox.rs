@@ -17,11 +17,12 @@
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
+use prometheus_client::metrics::gauge::Gauge;
 use serde_json::value::RawValue;
 use std::collections::{HashMap, VecDeque};
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use switchboard_protocol::{CloseCode, ErrorCode};
@@ -107,6 +108,15 @@ struct Shared {
     /// Lets the writer skip the lock when the lane and volatile frames are empty (nearly
     /// always).
     waiting: AtomicBool,
+    /// The bytes waiting in every socket's outbox, for `/metrics`.
+    total: Gauge<i64, AtomicI64>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // A socket closed with a backlog takes its bytes out of the total.
+        self.total.dec_by(self.bytes.load(Ordering::Acquire) as i64);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -178,11 +188,13 @@ impl Shared {
             self.closer.close(CloseCode::TryAgainLater);
             return false;
         }
+        self.total.inc_by(len as i64);
         true
     }
 
     fn release(&self, len: usize) {
         self.bytes.fetch_sub(len, Ordering::AcqRel);
+        self.total.dec_by(len as i64);
     }
 }
 
@@ -275,7 +287,11 @@ impl Closer {
     }
 }
 
-pub(crate) fn outbox(budget: Budget, reader: HistoryReader) -> (Outbox, OutboxReceiver) {
+pub(crate) fn outbox(
+    budget: Budget,
+    reader: HistoryReader,
+    total: Gauge<i64, AtomicI64>,
+) -> (Outbox, OutboxReceiver) {
     let (tx, rx) = mpsc::channel(budget.frames.max(1));
     let shared = Arc::new(Shared {
         closer: Arc::new(Closer::default()),
@@ -283,6 +299,7 @@ pub(crate) fn outbox(budget: Budget, reader: HistoryReader) -> (Outbox, OutboxRe
         max_bytes: budget.bytes.max(1),
         lanes: Mutex::new(LaneState::default()),
         waiting: AtomicBool::new(false),
+        total,
     });
     (
         Outbox {
@@ -653,7 +670,11 @@ mod tests {
     }
 
     fn small(frames: usize, bytes: usize) -> (Outbox, OutboxReceiver) {
-        outbox(Budget { frames, bytes }, reader_with("room", &[]))
+        outbox(
+            Budget { frames, bytes },
+            reader_with("room", &[]),
+            Gauge::default(),
+        )
     }
 
     #[tokio::test]
@@ -695,6 +716,7 @@ mod tests {
                 bytes: 1 << 20,
             },
             reader,
+            Gauge::default(),
         );
         outbox.push(Bytes::from_static(b"live"));
         assert!(outbox.plan(Plan::Resume {
@@ -765,6 +787,7 @@ mod tests {
                 bytes: 8 << 20,
             },
             reader,
+            Gauge::default(),
         );
         assert!(outbox.plan(Plan::History {
             channel: Arc::from("room"),

@@ -1,4 +1,4 @@
-//! The channels active on this node, by name.
+//! The channels active on this node, by name, and the sockets connected to it.
 //!
 //! A channel becomes active when its first local member joins and leaves the registry when
 //! its last one goes. Activation reads the channel's history position (and, on a cluster,
@@ -12,17 +12,47 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use tokio::sync::OnceCell;
+use switchboard_protocol::CloseCode;
+use tokio::sync::{mpsc, OnceCell};
+use uuid::Uuid;
 
 use crate::channel::Channel;
-use crate::stats::Counters;
+use crate::metrics::EngineMetrics;
+use crate::outbox::Closer;
 
-/// Every channel active (or being activated) here.
+/// Every channel active (or being activated) here, and every socket.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     slots: Mutex<HashMap<Arc<str>, Slot>>,
-    /// Totals of what was delivered through the registry's channels.
-    pub(crate) counters: Counters,
+    sockets: Mutex<Sockets>,
+    /// What the engine counts and times.
+    pub(crate) metrics: EngineMetrics,
+}
+
+/// The sockets of this node, and whether it still takes new ones.
+#[derive(Debug, Default)]
+struct Sockets {
+    open: HashMap<Uuid, SocketEntry>,
+    closed: bool,
+}
+
+/// What the node can do to one of its sockets from outside its session.
+#[derive(Debug)]
+pub(crate) struct SocketEntry {
+    pub(crate) closer: Arc<Closer>,
+    pub(crate) orders: mpsc::UnboundedSender<Order>,
+}
+
+/// What an operator asks of a socket's session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Order {
+    /// Close it (4001: do not reconnect at once).
+    Disconnect,
+    /// Take it out of one channel (it is told so).
+    Remove {
+        /// The channel.
+        channel: String,
+    },
 }
 
 #[derive(Debug)]
@@ -50,6 +80,85 @@ struct Stored {
 impl Registry {
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Slot>> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn sockets(&self) -> std::sync::MutexGuard<'_, Sockets> {
+        self.sockets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a socket, unless the node is shutting down (false).
+    pub(crate) fn add_socket(&self, id: Uuid, entry: SocketEntry) -> bool {
+        let mut sockets = self.sockets();
+        if sockets.closed {
+            return false;
+        }
+        sockets.open.insert(id, entry);
+        true
+    }
+
+    pub(crate) fn remove_socket(&self, id: &Uuid) {
+        self.sockets().open.remove(id);
+    }
+
+    /// Sockets connected here now.
+    pub(crate) fn socket_count(&self) -> usize {
+        self.sockets().open.len()
+    }
+
+    /// Refuses new sockets and orders every connected one closed with `code`.
+    pub(crate) fn close_all(&self, code: CloseCode) {
+        let mut sockets = self.sockets();
+        sockets.closed = true;
+        for entry in sockets.open.values() {
+            entry.closer.close(code);
+        }
+    }
+
+    /// Every active channel here, with its sockets and people.
+    pub(crate) fn live_channels(&self) -> Vec<crate::broker::LiveChannel> {
+        self.all()
+            .into_iter()
+            .map(|channel| {
+                let members = channel.lock().member_list();
+                crate::broker::live_channel(
+                    channel.name.to_string(),
+                    members.iter().map(|(_, _, client)| &**client),
+                )
+            })
+            .filter(|live| live.sockets > 0)
+            .collect()
+    }
+
+    /// The members of `name` here.
+    pub(crate) fn member_views(&self, name: &str) -> Vec<crate::broker::MemberView> {
+        let Some(channel) = self.get(name) else {
+            return Vec::new();
+        };
+        let members = channel.lock().member_list();
+        members
+            .into_iter()
+            .map(|(socket, presence, client)| crate::broker::MemberView {
+                socket: socket.to_string(),
+                presence,
+                client: client.to_string(),
+                node: None,
+            })
+            .collect()
+    }
+
+    /// Carries out an order for a socket of this node; false when it is not here.
+    pub(crate) fn order(&self, socket: &Uuid, order: Order) -> bool {
+        let sockets = self.sockets();
+        let Some(entry) = sockets.open.get(socket) else {
+            return false;
+        };
+        match order {
+            Order::Disconnect => entry.closer.close(CloseCode::Disconnected),
+            Order::Remove { .. } => {
+                let _ = entry.orders.send(order);
+            }
+        }
+        true
     }
 
     /// The channel if it is active here.
@@ -137,7 +246,7 @@ impl Registry {
     }
 
     /// Delivers a stored message to the channel's members here, if it is active (or keeps it
-    /// for them if it is being activated).
+    /// for them if it is being activated); counted and timed in the metrics.
     pub(crate) fn deliver_stored(&self, name: &str, seq: u64, epoch: &str, frame: &Bytes) {
         let channel = {
             let slots = self.slots();
@@ -158,7 +267,12 @@ impl Registry {
                 None => return,
             }
         };
-        channel.lock().deliver_stored(seq, epoch, frame);
+        let started = std::time::Instant::now();
+        let queued = channel.lock().deliver_stored(seq, epoch, frame);
+        self.metrics
+            .fanout_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.deliveries.inc_by(queued as u64);
     }
 
     /// Takes the channel out of the registry if it has no members; `removed` runs (under the

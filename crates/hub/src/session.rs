@@ -26,7 +26,9 @@ use crate::hooks::{message_template, EventType, GateDecision, JoinAsk, LeaveReas
 use crate::hub::{Hub, Identity};
 use crate::outbox::{Outbox, Plan};
 use crate::rate::TokenBucket;
+use crate::registry::Order;
 use crate::time::now_ms;
+use tokio::sync::mpsc;
 
 /// Who answers a request that succeeded.
 enum Answered {
@@ -45,6 +47,8 @@ pub struct Session {
     joined: HashMap<Arc<str>, Joined>,
     frames: TokenBucket,
     violations: TokenBucket,
+    /// What operators ask of this socket, until the transport takes it.
+    orders: Option<mpsc::UnboundedReceiver<Order>>,
 }
 
 /// A channel this socket is a member of.
@@ -67,7 +71,13 @@ fn not_subscribed(channel: &str) -> Refusal {
 }
 
 impl Session {
-    pub(crate) fn new(hub: Hub, id: Uuid, identity: Identity, outbox: Outbox) -> Self {
+    pub(crate) fn new(
+        hub: Hub,
+        id: Uuid,
+        identity: Identity,
+        outbox: Outbox,
+        orders: mpsc::UnboundedReceiver<Order>,
+    ) -> Self {
         let config = hub.config();
         let rate = f64::from(config.frames_per_second);
         let frames = TokenBucket::new(rate, f64::from(config.frame_burst));
@@ -80,6 +90,30 @@ impl Session {
             joined: HashMap::new(),
             frames,
             violations,
+            orders: Some(orders),
+        }
+    }
+
+    /// What operators ask of this socket (taken once, by the transport, which hands each order
+    /// back to [`Session::obey`] between frames).
+    pub fn take_orders(&mut self) -> Option<mpsc::UnboundedReceiver<Order>> {
+        self.orders.take()
+    }
+
+    /// Carries out an operator's order (see [`Order`]).
+    pub fn obey(&mut self, order: Order) {
+        match order {
+            Order::Disconnect => self.outbox.close(CloseCode::Disconnected),
+            Order::Remove { channel } => {
+                if let Some(joined) = self.joined.remove(channel.as_str()) {
+                    self.remove_membership(&joined, LeaveReason::Removed);
+                    self.outbox.push(encode::notice(
+                        &channel,
+                        "removed",
+                        "an operator removed this socket from the channel",
+                    ));
+                }
+            }
         }
     }
 
@@ -102,8 +136,10 @@ impl Session {
                     ErrorCode::RateLimited,
                     "too many frames: slow down and retry",
                 );
+                self.hub.metrics().refused(why.code);
                 self.respond(decoded.channel, decoded.reference, Err(why));
             } else {
+                tracing::info!(socket = %self.id, "closing a socket that kept sending past its frame rate (1008)");
                 self.outbox.close(CloseCode::PolicyViolation);
             }
             return;
@@ -113,13 +149,19 @@ impl Session {
             Err((code, message)) => Err(Refusal::new(code, message)),
             Ok(ClientRequest::Join(join)) => self.join(join).await.map(|()| Answered::Now),
             Ok(ClientRequest::Leave { channel }) => self.leave(channel).map(|()| Answered::Now),
-            Ok(ClientRequest::Message(message)) => self.message(message, reference).await,
+            Ok(ClientRequest::Message(message)) => {
+                self.hub.metrics().messages_received.inc();
+                self.message(message, reference).await
+            }
             Ok(ClientRequest::History(request)) => self.history(request, reference),
         };
         match outcome {
             Ok(Answered::Later) => {}
             Ok(Answered::Now) => self.respond(decoded.channel, reference, Ok(())),
-            Err(refusal) => self.respond(decoded.channel, reference, Err(refusal)),
+            Err(refusal) => {
+                self.hub.metrics().refused(refusal.code);
+                self.respond(decoded.channel, reference, Err(refusal))
+            }
         }
     }
 
@@ -504,7 +546,8 @@ impl Session {
                 Ok(())
             }
             Target::Authenticated => {
-                joined.channel.lock().deliver(Target::Authenticated, frame);
+                let queued = joined.channel.lock().deliver(Target::Authenticated, frame);
+                self.hub.metrics().deliveries.inc_by(queued as u64);
                 broker
                     .publish_transient(channel, Transient::Audience(frame))
                     .await
@@ -516,7 +559,8 @@ impl Session {
                         format!("no socket {id:?} in channel {channel:?}"),
                     )
                 })?;
-                if joined.channel.lock().deliver(target, frame) {
+                if joined.channel.lock().deliver(target, frame) > 0 {
+                    self.hub.metrics().deliveries.inc();
                     return Ok(());
                 }
                 let transient = Transient::Socket { socket, frame };

@@ -11,18 +11,21 @@ use tokio::sync::{oneshot, Notify};
 
 use super::persister::{Job, Persister, Settings, StoreHealth};
 use super::queue::{job_queue, JobQueue};
-use super::{Broker, PresenceMember, StoredMessage, Transient, Unhealthy};
+use super::{Broker, LiveChannel, MemberView, PresenceMember, StoredMessage, Transient, Unhealthy};
 use crate::access::Refusal;
 use crate::config::HubConfig;
 use crate::history::{
     ChannelHistory, HistoryReader, HistoryStore, HookWrites, MemberChange, Orphan, StoreError,
 };
 use crate::hooks::{membership_event, EventType, HookRoutes, LeaveReason};
+use crate::registry::Order;
 use crate::registry::Registry;
 use crate::time::now_ms;
+use uuid::Uuid;
 
 /// The broker of a node that runs alone.
 pub struct LocalBroker {
+    registry: Arc<Registry>,
     reader: HistoryReader,
     jobs: JobQueue<Job>,
     health: Arc<StoreHealth>,
@@ -65,7 +68,7 @@ impl LocalBroker {
         };
         Persister::start(
             store.clone(),
-            registry,
+            registry.clone(),
             settings,
             health.clone(),
             receiver,
@@ -73,6 +76,7 @@ impl LocalBroker {
         )
         .map_err(|err| StoreError(format!("cannot start the persister thread: {err}")))?;
         let broker = Self {
+            registry,
             reader: HistoryReader::new(store),
             jobs,
             health,
@@ -287,6 +291,26 @@ impl Broker for LocalBroker {
 
     fn hooks_recorded(&self) -> Arc<Notify> {
         self.recorded.clone()
+    }
+
+    fn live_channels(&self) -> BoxFuture<'_, Result<Vec<LiveChannel>, StoreError>> {
+        futures_util::future::ready(Ok(self.registry.live_channels())).boxed()
+    }
+
+    fn members<'a>(
+        &'a self,
+        channel: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<MemberView>, StoreError>> {
+        futures_util::future::ready(Ok(self.registry.member_views(channel))).boxed()
+    }
+
+    fn order_elsewhere(
+        &self,
+        _socket: Uuid,
+        _order: Order,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        // There is no elsewhere.
+        futures_util::future::ready(Ok(false)).boxed()
     }
 
     fn depart(&self) {}

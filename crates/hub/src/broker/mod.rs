@@ -34,6 +34,7 @@ use crate::encode::{self, StoredTemplate};
 use crate::history::{ChannelHistory, HistoryReader, StoreError};
 use crate::hooks::LeaveReason;
 use crate::outbox::Outbox;
+use crate::registry::Order;
 
 /// A message to store: ordered (seq), stored and delivered as one step by the broker.
 #[derive(Debug)]
@@ -198,8 +199,76 @@ pub trait Broker: Send + Sync + 'static {
     /// Told when this node recorded webhook events (deliveries need not wait for their poll).
     fn hooks_recorded(&self) -> Arc<tokio::sync::Notify>;
 
+    /// Every channel with members, on every node.
+    fn live_channels(&self) -> BoxFuture<'_, Result<Vec<LiveChannel>, StoreError>>;
+
+    /// A channel's members, on every node.
+    fn members<'a>(
+        &'a self,
+        channel: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<MemberView>, StoreError>>;
+
+    /// Carries an operator's order to a socket on another node; false when no node has it.
+    fn order_elsewhere(
+        &self,
+        socket: Uuid,
+        order: Order,
+    ) -> BoxFuture<'_, Result<bool, StoreError>>;
+
     /// Leaves cleanly after a shutdown: this node's members leave presence at once.
     fn depart(&self);
+}
+
+/// A channel with members, as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveChannel {
+    /// Its name.
+    pub name: String,
+    /// Sockets in it.
+    pub sockets: usize,
+    /// People in it: signed-in users counted once, anonymous sockets one each.
+    pub people: usize,
+}
+
+/// A member as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    /// Its socket id.
+    pub socket: String,
+    /// Listed in presence.
+    pub presence: bool,
+    /// Its client object (JSON).
+    pub client: String,
+    /// The node it is on (on a cluster).
+    pub node: Option<String>,
+}
+
+/// Who a client object stands for: a signed-in user, or one anonymous socket.
+pub(crate) fn person_of(client: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(client).unwrap_or_default();
+    let signed_in = value["permissions"]["authenticated"].as_bool() == Some(true);
+    match value["extras"]["id"].as_str() {
+        Some(user) if signed_in => format!("user:{user}"),
+        _ => format!("socket:{}", value["socketId"].as_str().unwrap_or_default()),
+    }
+}
+
+/// Counts a channel's sockets and people from its members' client objects.
+pub(crate) fn live_channel<'a>(
+    name: String,
+    clients: impl Iterator<Item = &'a str>,
+) -> LiveChannel {
+    let mut people = std::collections::HashSet::new();
+    let mut sockets = 0;
+    for client in clients {
+        sockets += 1;
+        people.insert(person_of(client));
+    }
+    LiveChannel {
+        name,
+        sockets,
+        people: people.len(),
+    }
 }
 
 /// Why a node cannot serve now.

@@ -362,8 +362,20 @@ impl Persister {
 
     /// Appends, retrying a failed commit on a recovered store.
     fn append(&self, entries: &[NewEntry], hooks: &HookWrites) -> Result<(), String> {
-        let mut failure = match self.store.append(entries, hooks) {
-            Ok(()) => return Ok(()),
+        let started = Instant::now();
+        let first = self.store.append(entries, hooks);
+        self.registry
+            .metrics
+            .store_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let mut failure = match first {
+            Ok(()) => {
+                self.registry
+                    .metrics
+                    .messages_stored
+                    .inc_by(entries.len() as u64);
+                return Ok(());
+            }
             Err(err) => err,
         };
         for pause in RETRY_PAUSES {
@@ -377,7 +389,13 @@ impl Persister {
                 continue;
             }
             match self.store.append(entries, hooks) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.registry
+                        .metrics
+                        .messages_stored
+                        .inc_by(entries.len() as u64);
+                    return Ok(());
+                }
                 Err(err) => failure = err,
             }
         }

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
 use super::{
-    ChannelHistory, HistoryStore, HookWrites, NewEntry, Retention, StoreError, StoredFrame,
+    ChannelHistory, ChannelStats, HistoryStore, HookWrites, NewEntry, Retention, StoreError,
+    StoredFrame,
 };
 use crate::hooks::{HookOutbox, OutboxEvent, OutboxStats, PendingEvent};
 
@@ -308,5 +309,21 @@ impl HistoryStore for MemoryHistory {
     fn clear(&self, channel: &str) -> Result<(), StoreError> {
         self.with(|channels| channels.remove(channel));
         Ok(())
+    }
+
+    fn channel_stats(&self, channel: &str, now_ms: u64) -> Result<ChannelStats, StoreError> {
+        Ok(self.with(|channels| {
+            channels
+                .get(channel)
+                .map_or_else(ChannelStats::default, |state| {
+                    let since = now_ms.saturating_sub(60_000);
+                    ChannelStats {
+                        last_seq: state.last_seq,
+                        stored: state.entries.len() as u64,
+                        last_minute: state.entries.iter().filter(|e| e.at_ms >= since).count()
+                            as u64,
+                    }
+                })
+        }))
     }
 }

@@ -123,6 +123,17 @@ impl HookWrites {
     }
 }
 
+/// Where a channel's stored history stands, for operators.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelStats {
+    /// The highest seq stored (0 when none).
+    pub last_seq: u64,
+    /// Messages stored now.
+    pub stored: u64,
+    /// Messages stored in the last minute.
+    pub last_minute: u64,
+}
+
 /// A member recorded by a process that is gone: `(channel, socket, client)`.
 pub type Orphan = (String, String, String);
 
@@ -162,6 +173,8 @@ pub trait HistoryStore: HookOutbox + Send + Sync + 'static {
     fn recover(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Where `channel`'s stored history stands at `now_ms`.
+    fn channel_stats(&self, channel: &str, now_ms: u64) -> Result<ChannelStats, StoreError>;
     /// Members recorded (see [`MemberChange`]) that no longer exist because the process that
     /// had them is gone; read once at start-up.
     fn orphaned_members(&self) -> Result<Vec<Orphan>, StoreError> {

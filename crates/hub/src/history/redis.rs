@@ -19,7 +19,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::{
-    ChannelHistory, HistoryStore, HookWrites, NewEntry, Retention, StoreError, StoredFrame,
+    ChannelHistory, ChannelStats, HistoryStore, HookWrites, NewEntry, Retention, StoreError,
+    StoredFrame,
 };
 use crate::hooks::{EventType, HookOutbox, OutboxEvent, OutboxStats, PendingEvent};
 
@@ -683,6 +684,54 @@ impl HistoryStore for RedisHistory {
             })?;
         }
         Ok(dropped)
+    }
+
+    fn channel_stats(&self, channel: &str, now_ms: u64) -> Result<ChannelStats, StoreError> {
+        let log = self.key(channel, "log");
+        let (seq, stored, newest): (Option<u64>, u64, Value) = self.with_conn(|conn| {
+            redis::pipe()
+                .cmd("HGET")
+                .arg(self.key(channel, "meta"))
+                .arg("seq")
+                .cmd("XLEN")
+                .arg(&log)
+                .cmd("XREVRANGE")
+                .arg(&log)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1000)
+                .query(conn)
+        })?;
+        let since = now_ms.saturating_sub(60_000);
+        let last_minute = match newest {
+            Value::Array(entries) => entries
+                .iter()
+                .filter(|entry| {
+                    let Value::Array(parts) = entry else {
+                        return false;
+                    };
+                    let Some(Value::Array(fields)) = parts.get(1) else {
+                        return false;
+                    };
+                    fields.chunks(2).any(|pair| match pair {
+                        [Value::BulkString(name), Value::BulkString(at)] if name == b"at" => {
+                            std::str::from_utf8(at)
+                                .ok()
+                                .and_then(|at| at.parse::<u64>().ok())
+                                .is_some_and(|at| at >= since)
+                        }
+                        _ => false,
+                    })
+                })
+                .count() as u64,
+            _ => 0,
+        };
+        Ok(ChannelStats {
+            last_seq: seq.unwrap_or(0),
+            stored,
+            last_minute,
+        })
     }
 
     fn clear(&self, channel: &str) -> Result<(), StoreError> {

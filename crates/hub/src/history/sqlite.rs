@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::{
-    ChannelHistory, HistoryStore, HookWrites, MemberChange, NewEntry, Orphan, Retention,
-    StoreError, StoredFrame,
+    ChannelHistory, ChannelStats, HistoryStore, HookWrites, MemberChange, NewEntry, Orphan,
+    Retention, StoreError, StoredFrame,
 };
 use crate::hooks::{EventType, HookOutbox, OutboxEvent, OutboxStats, PendingEvent};
 
@@ -397,6 +397,30 @@ impl HistoryStore for SqliteHistory {
         let fresh = open_writer(&self.path)?;
         *self.writer() = fresh;
         Ok(())
+    }
+
+    fn channel_stats(&self, channel: &str, now_ms: u64) -> Result<ChannelStats, StoreError> {
+        let db = self.reader();
+        let last_seq: Option<i64> = db
+            .query_row(
+                "SELECT last_seq FROM channels WHERE name = ?1",
+                [channel],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(store_error)?;
+        let (stored, last_minute): (i64, i64) = db
+            .query_row(
+                "SELECT count(*), coalesce(sum(at_ms >= ?2), 0) FROM messages WHERE channel = ?1",
+                params![channel, now_ms.saturating_sub(60_000) as i64],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(store_error)?;
+        Ok(ChannelStats {
+            last_seq: last_seq.unwrap_or(0) as u64,
+            stored: stored as u64,
+            last_minute: last_minute as u64,
+        })
     }
 
     fn orphaned_members(&self) -> Result<Vec<Orphan>, StoreError> {

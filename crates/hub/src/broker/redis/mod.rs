@@ -14,6 +14,7 @@
 //! Why one subscription per active channel rather than one pattern for everything: a node then
 //! receives only the traffic of channels someone on it joined, and Redis does the routing.
 
+mod admin;
 mod config;
 mod liveness;
 mod presence;
@@ -32,13 +33,15 @@ use switchboard_protocol::ErrorCode;
 use tokio::sync::{mpsc, oneshot};
 
 use super::queue::{job_queue, JobQueue};
-use super::{Broker, PresenceMember, StoredMessage, Transient, Unhealthy};
+use super::{Broker, LiveChannel, MemberView, PresenceMember, StoredMessage, Transient, Unhealthy};
 use crate::access::Refusal;
 use crate::config::HubConfig;
 use crate::history::{ChannelHistory, HistoryReader, RedisHistory, StoreError};
 use crate::hooks::{HookRoutes, LeaveReason};
+use crate::registry::Order;
 use crate::registry::Registry;
 use subscriber::SubscriptionCommand;
+use uuid::Uuid;
 use writer::CommandQueue;
 
 /// What every part of a node's Redis side shares.
@@ -75,6 +78,15 @@ pub(crate) fn unreachable(store: &RedisHistory, what: &str) -> StoreError {
     ))
 }
 
+/// Runs blocking Redis work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|err| Err(StoreError(err.to_string())))
+}
+
 /// The broker of a node that shares its channels with others through Redis.
 pub struct RedisBroker {
     link: Arc<Link>,
@@ -103,6 +115,14 @@ impl RedisBroker {
             .ok_or_else(|| unreachable(&store, "no answer"))?
             .map_err(|err| unreachable(&store, &err.to_string()))?;
         let (sink, stream) = pubsub.split();
+        // Orders for this node's sockets come on the cluster's control topic.
+        let control = format!("{}:control", store.prefix());
+        let sink = writer::wait(&runtime, async move {
+            let mut sink = sink;
+            sink.subscribe(control).await.map(|()| sink)
+        })
+        .ok_or_else(|| unreachable(&store, "no answer"))?
+        .map_err(|err| unreachable(&store, &err.to_string()))?;
         let (subscriptions, subscription_rx) = mpsc::unbounded_channel();
         let lost_commands = Arc::new(AtomicBool::new(false));
         let commands = CommandQueue::start(
@@ -304,6 +324,28 @@ impl Broker for RedisBroker {
 
     fn hooks_recorded(&self) -> Arc<tokio::sync::Notify> {
         self.link.hooks_recorded.clone()
+    }
+
+    fn live_channels(&self) -> BoxFuture<'_, Result<Vec<LiveChannel>, StoreError>> {
+        let link = self.link.clone();
+        blocking(move || admin::live_channels(&link)).boxed()
+    }
+
+    fn members<'a>(
+        &'a self,
+        channel: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<MemberView>, StoreError>> {
+        let (link, channel) = (self.link.clone(), channel.to_string());
+        blocking(move || admin::members(&link, &channel)).boxed()
+    }
+
+    fn order_elsewhere(
+        &self,
+        socket: Uuid,
+        order: Order,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let link = self.link.clone();
+        blocking(move || admin::order_elsewhere(&link, socket, order)).boxed()
     }
 
     fn depart(&self) {

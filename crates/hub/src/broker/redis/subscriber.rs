@@ -63,6 +63,12 @@ pub(crate) async fn receive(link: Weak<Link>, mut stream: PubSubStream) {
                 return;
             };
             let topic = message.get_channel_name();
+            if topic == super::admin::control_topic(&live) {
+                if let Ok(text) = std::str::from_utf8(message.get_payload_bytes()) {
+                    super::admin::obey(&live, text);
+                }
+                continue;
+            }
             let Some(channel) = live.store.channel_of(topic) else {
                 continue;
             };
@@ -76,6 +82,7 @@ pub(crate) async fn receive(link: Weak<Link>, mut stream: PubSubStream) {
             return;
         };
         let _ = live.subscriptions.send(SubscriptionCommand::Lost);
+        live.registry.metrics.redis_reconnects.inc();
         tracing::warn!("lost the Redis subscription connection; reconnecting");
         let client = live.store.client().clone();
         drop(live);
@@ -91,7 +98,9 @@ pub(crate) async fn receive(link: Weak<Link>, mut stream: PubSubStream) {
             };
             let (mut sink, stream) = pubsub.split();
             let active = live.registry.all();
-            let topics: Vec<String> = active.iter().map(|c| live.store.topic(&c.name)).collect();
+            let mut topics: Vec<String> =
+                active.iter().map(|c| live.store.topic(&c.name)).collect();
+            topics.push(super::admin::control_topic(&live));
             if !topics.is_empty() && sink.subscribe(topics).await.is_err() {
                 continue;
             }
@@ -180,18 +189,26 @@ fn dispatch(link: &Arc<Link>, name: &str, message: TopicMessage) {
                 // thread, which keeps the order of what follows).
                 catch_up(link, &channel, seq);
             }
-            channel.lock().deliver_stored(seq, &epoch, &frame);
+            let started = std::time::Instant::now();
+            let queued = channel.lock().deliver_stored(seq, &epoch, &frame);
+            let metrics = &link.registry.metrics;
+            metrics
+                .fanout_seconds
+                .observe(started.elapsed().as_secs_f64());
+            metrics.deliveries.inc_by(queued as u64);
         }
         TopicMessage::Audience { frame, .. } => {
-            channel.lock().deliver(Target::Authenticated, &frame);
+            let queued = channel.lock().deliver(Target::Authenticated, &frame);
+            link.registry.metrics.deliveries.inc_by(queued as u64);
         }
         TopicMessage::Socket { socket, frame } => {
             let socket = socket.to_string();
-            channel.lock().deliver(Target::Socket(&socket), &frame);
+            let queued = channel.lock().deliver(Target::Socket(&socket), &frame);
+            link.registry.metrics.deliveries.inc_by(queued as u64);
         }
         TopicMessage::Volatile { sender, frame, .. } => {
             let counts = channel.lock().deliver_volatile(&sender, &frame);
-            link.registry.counters.count_volatile(counts);
+            link.registry.metrics.count_volatile(counts);
         }
         TopicMessage::Presence { socket, frame, .. } => {
             channel.lock().announce_frame(&socket, &frame);

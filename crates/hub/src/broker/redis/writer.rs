@@ -232,7 +232,17 @@ fn publish(link: &Link, batch: &mut Vec<StoredMessage>) {
             hook_body: message.hook_body.as_ref(),
         })
         .collect();
+    let started = Instant::now();
     let outcome = link.store.publish_batch(&messages);
+    let took = started.elapsed().as_secs_f64();
+    let metrics = &link.registry.metrics;
+    metrics.store_commit_seconds.observe(took);
+    metrics.redis_round_trip_seconds.observe(took);
+    if let Ok(answers) = &outcome {
+        metrics
+            .messages_stored
+            .inc_by(answers.iter().filter(|a| !a.duplicate).count() as u64);
+    }
     drop(messages);
     let failing = outcome.as_ref().err().map(ToString::to_string);
     {

@@ -1,0 +1,379 @@
+//! The admin API over real HTTP against a real server with real clients: what operators see,
+//! what they do, that nothing answers without an admin key, that the OpenAPI document matches
+//! the routes, and that `/metrics` counts what happened.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::time::Duration;
+use support::{TestServer, WAIT};
+use switchboard_client::{channel_options, ClientError};
+use switchboard_protocol::Action;
+
+const ADMIN: &str = "admin-key-0123456789";
+
+fn server(extra: &[(&str, &str)]) -> TestServer {
+    let mut env = vec![
+        ("SWITCHBOARD_ADMIN_KEYS", ADMIN),
+        ("SWITCHBOARD_API_KEYS", "publish-key"),
+    ];
+    env.extend_from_slice(extra);
+    TestServer::start_with(&env)
+}
+
+/// Status and JSON body of an HTTP request, with the admin key unless `key` says otherwise.
+async fn call(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: &str,
+) -> (u16, Value) {
+    let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {len}\r\n\r\n{body}",
+        addr = server.addr,
+        len = body.len()
+    );
+    let response = support::http(&server.addr, request).await;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+async fn admin(server: &TestServer, method: &str, path: &str, body: &str) -> (u16, Value) {
+    call(server, method, path, Some(ADMIN), body).await
+}
+
+/// The socket id the server gave `client`, read from a presence list of `channel`.
+async fn socket_of(client: &mut switchboard_client::Client, channel: &str, name: &str) -> String {
+    client
+        .request(
+            Action::Join,
+            channel_options(channel),
+            json!({"presence": true, "extras": {"name": name}}),
+        )
+        .await
+        .unwrap();
+    let full = client.expect(Action::PresenceFull, WAIT).await.unwrap();
+    let me = full.payload["presence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["extras"]["name"] == name)
+        .expect("listed in its own presence");
+    me["socketId"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn without_a_valid_admin_key_nothing_answers_and_nothing_leaks() {
+    let server = server(&[]);
+    let mut client = server.client().await;
+    client.join("secret-room", true, false).await.unwrap();
+    for key in [None, Some("wrong"), Some("publish-key")] {
+        for (method, path) in [
+            ("GET", "/api/admin/channels"),
+            ("GET", "/api/admin/channels/secret-room"),
+            ("DELETE", "/api/admin/channels/secret-room/history"),
+        ] {
+            let (status, body) = call(&server, method, path, key, "").await;
+            assert_eq!(status, 401, "{method} {path} with {key:?}");
+            assert_eq!(body["error"]["code"], "unauthorized");
+            assert!(!body.to_string().contains("secret-room"), "{body}");
+        }
+    }
+    let off = TestServer::start();
+    let (status, body) = call(&off, "GET", "/api/admin/channels", Some(ADMIN), "").await;
+    assert_eq!(status, 401);
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("admin_keys"));
+}
+
+#[tokio::test]
+async fn operators_see_live_channels_their_members_and_history() {
+    let server = server(&[]);
+    let mut ann = server.client_as("u-ann", "Ann").await;
+    let mut guest = server.client().await;
+    let ann_socket = socket_of(&mut ann, "support/1", "Ann").await;
+    socket_of(&mut guest, "support/1", "Guest").await;
+    guest.join("lobby", false, false).await.unwrap();
+    for n in 1..=3 {
+        ann.publish("support/1", json!({"n": n})).await.unwrap();
+    }
+    let (status, list) = admin(&server, "GET", "/api/admin/channels", "").await;
+    assert_eq!(status, 200, "{list}");
+    let support = list["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["channel"] == "support/1")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (support["members"].as_u64(), support["sockets"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(support["last_seq"], 3);
+    assert_eq!(support["history_size"], 3);
+    assert_eq!(support["messages_last_minute"], 3);
+    let (_, filtered) = admin(&server, "GET", "/api/admin/channels?filter=lob", "").await;
+    let names: Vec<&str> = filtered["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["channel"].as_str())
+        .collect();
+    assert_eq!(names, ["lobby"]);
+    let (_, first) = admin(&server, "GET", "/api/admin/channels?limit=1", "").await;
+    assert_eq!(first["channels"].as_array().unwrap().len(), 1);
+    let after = first["next"].as_str().expect("a next page").to_string();
+    let (_, second) = admin(
+        &server,
+        "GET",
+        &format!("/api/admin/channels?limit=1&after={after}"),
+        "",
+    )
+    .await;
+    assert_ne!(
+        second["channels"][0]["channel"],
+        first["channels"][0]["channel"]
+    );
+
+    let (status, detail) = admin(
+        &server,
+        "GET",
+        "/api/admin/channels/support%2F1?limit=2",
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{detail}");
+    let members = detail["members"].as_array().unwrap();
+    assert_eq!(members.len(), 2);
+    let ann_row = members
+        .iter()
+        .find(|m| m["socketId"] == ann_socket.as_str())
+        .unwrap();
+    assert_eq!(ann_row["signedIn"], true);
+    assert_eq!(ann_row["extras"]["name"], "Ann");
+    let seqs: Vec<u64> = detail["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["options"]["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [2, 3]);
+    let (_, older) = admin(
+        &server,
+        "GET",
+        "/api/admin/channels/support%2F1?before=2",
+        "",
+    )
+    .await;
+    assert_eq!(older["history"].as_array().unwrap().len(), 1);
+    assert_eq!(detail["rule"]["join"], "anyone");
+}
+
+#[tokio::test]
+async fn operators_publish_disconnect_remove_and_clear() {
+    let server = server(&[]);
+    let mut ann = server.client().await;
+    let mut ben = server.client().await;
+    let ann_socket = socket_of(&mut ann, "room", "Ann").await;
+    let ben_socket = socket_of(&mut ben, "room", "Ben").await;
+
+    let (status, accepted) = admin(
+        &server,
+        "POST",
+        "/api/admin/channels/room/messages",
+        r#"{"notice":"maintenance at noon"}"#,
+    )
+    .await;
+    assert_eq!(status, 202, "{accepted}");
+    let event = ann.expect(Action::Event, WAIT).await.unwrap();
+    assert_eq!(event.payload["notice"], "maintenance at noon");
+
+    // Removed from one channel: told so, the others see it leave, the socket stays open.
+    let (status, _) = admin(
+        &server,
+        "DELETE",
+        &format!("/api/admin/channels/room/members/{ann_socket}"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let told = loop {
+        let frame = ann.expect(Action::Event, WAIT).await.unwrap();
+        if frame.seq().is_none() {
+            break frame;
+        }
+    };
+    assert_eq!(told.payload["kind"], "removed");
+    let left = ben.expect(Action::PresenceUpdate, WAIT).await.unwrap();
+    assert_eq!(left.payload["action"], "leave");
+    let refused = ann.publish("room", json!("still here?")).await;
+    assert!(
+        matches!(refused, Err(ClientError::Refused { .. })),
+        "{refused:?}"
+    );
+    ann.join("elsewhere", false, false).await.unwrap();
+    let (status, gone) = admin(
+        &server,
+        "DELETE",
+        &format!("/api/admin/channels/room/members/{ann_socket}"),
+        "",
+    )
+    .await;
+    assert_eq!(
+        (status, gone["error"]["code"].as_str()),
+        (404, Some("unknown_socket"))
+    );
+
+    // Disconnected: 4001, not to reconnect at once.
+    let (status, _) = admin(
+        &server,
+        "DELETE",
+        &format!("/api/admin/sockets/{ben_socket}"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let closed = loop {
+        match tokio::time::timeout(WAIT, ben.next_frame()).await.unwrap() {
+            Ok(_) => continue,
+            Err(ClientError::Closed { code, .. }) => break code,
+            Err(other) => panic!("{other}"),
+        }
+    };
+    assert_eq!(closed, Some(4001));
+    let unknown = uuid_like();
+    let (status, _) = admin(
+        &server,
+        "DELETE",
+        &format!("/api/admin/sockets/{unknown}"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // Cleared: a client resuming from the old epoch hears of the gap.
+    let mut writer = server.client().await;
+    writer.join("cleared", false, false).await.unwrap();
+    writer.publish("cleared", json!("old")).await.unwrap();
+    let old = writer.expect(Action::Message, WAIT).await.unwrap();
+    let (status, _) = admin(&server, "DELETE", "/api/admin/channels/cleared/history", "").await;
+    assert_eq!(status, 200);
+    writer.publish("cleared", json!("new")).await.unwrap();
+    let mut resuming = server.client().await;
+    let mut options = channel_options("cleared");
+    options.insert("since".into(), json!({"epoch": old.epoch(), "seq": 1}));
+    resuming
+        .request(Action::Join, options, json!({}))
+        .await
+        .unwrap();
+    let gap = resuming.expect(Action::Gap, WAIT).await.unwrap();
+    assert_ne!(gap.payload["epoch"].as_str(), old.epoch());
+    let history = resuming.expect(Action::History, WAIT).await.unwrap();
+    assert_eq!(history.payload["history"][0]["payload"], "new");
+}
+
+fn uuid_like() -> String {
+    "00000000-0000-4000-8000-000000000000".to_string()
+}
+
+#[tokio::test]
+async fn the_openapi_document_names_every_route_and_every_route_answers() {
+    let server = server(&[]);
+    let (status, doc) = call(&server, "GET", "/api/openapi.json", None, "").await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut documented = Vec::new();
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        for method in methods.as_object().unwrap().keys() {
+            documented.push((method.clone(), path.clone()));
+        }
+    }
+    documented.sort();
+    let mut routes: Vec<(String, String)> = switchboard::server::admin::API_ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    routes.sort();
+    assert_eq!(documented, routes);
+    for (method, path) in documented {
+        let concrete = path
+            .replace("{channel}", "room")
+            .replace("{socketId}", &uuid_like());
+        let key = if path.starts_with("/api/admin") {
+            ADMIN
+        } else {
+            "publish-key"
+        };
+        let body = if method == "post" { "{}" } else { "" };
+        let (status, answer) =
+            call(&server, &method.to_uppercase(), &concrete, Some(key), body).await;
+        assert!(
+            answer.is_object() && status != 405,
+            "{method} {path} is not served: {status} {answer}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_what_happened() {
+    let server = server(&[
+        ("SWITCHBOARD_FRAMES_PER_SECOND", "1"),
+        ("SWITCHBOARD_FRAME_BURST", "4"),
+    ]);
+    let mut a = server.client().await;
+    let mut b = server.client().await;
+    a.join("counted", false, false).await.unwrap();
+    b.join("counted", false, false).await.unwrap();
+    a.publish("counted", json!(1)).await.unwrap();
+    // An unjoined send, then more than the burst of 4 frames (the join and three sends
+    // went before): refusals by code.
+    let _ = a.publish("elsewhere", json!(2)).await;
+    // What the client was told is what the metrics must say, however fast this machine is.
+    let (mut stored, mut limited) = (1.0, 0.0);
+    for _ in 0..5 {
+        match a.publish("counted", json!(3)).await {
+            Ok(_) => stored += 1.0,
+            Err(error) if error.to_string().contains("rate_limited") => limited += 1.0,
+            Err(error) => panic!("unexpected refusal: {error}"),
+        }
+    }
+    assert!(
+        limited >= 1.0,
+        "a burst of 4 at 1 frame/s let 8 frames through"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let text = support::http_get(&server.addr, "/metrics").await;
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in {text}"))
+    };
+    assert!(value("switchboard_messages_received_total") >= 3.0);
+    assert_eq!(value("switchboard_messages_stored_total"), stored);
+    assert!(value("switchboard_deliveries_total") >= 2.0);
+    assert_eq!(
+        value("switchboard_refusals_total{code=\"not_subscribed\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("switchboard_refusals_total{code=\"rate_limited\"}"),
+        limited
+    );
+    assert_eq!(value("switchboard_sockets"), 2.0);
+    assert_eq!(value("switchboard_channels"), 1.0);
+    assert!(value("switchboard_store_commit_seconds_count") >= 1.0);
+    assert!(value("process_resident_memory_bytes") > 0.0);
+    assert!(text.contains("switchboard_build_info{"), "{text}");
+    assert!(text.contains("# TYPE switchboard_fanout_seconds histogram"));
+}
