@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use switchboard_hub::{ClusterConfig, HubConfig};
 
+use super::tls::TlsFiles;
+
 /// Where message history is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HistoryEngine {
@@ -52,6 +54,8 @@ pub struct ServerConfig {
     pub jwks_file: Option<PathBuf>,
     /// Let the chat page's "Sign in (demo account)" issue tokens for any name.
     pub demo_tokens: bool,
+    /// Certificate and key when the server terminates TLS itself (HTTPS and WSS).
+    pub tls: Option<TlsFiles>,
 }
 
 /// A setting that could not be read.
@@ -82,6 +86,7 @@ impl Default for ServerConfig {
             jwt_public_key_file: None,
             jwks_file: None,
             demo_tokens: false,
+            tls: None,
         }
     }
 }
@@ -94,14 +99,20 @@ impl ServerConfig {
             None => Default::default(),
         };
         let env = |name: &str| std::env::var(name).ok();
-        let mut config = Self::from_lookup(|name| env(name).or_else(|| file.get(name))).map_err(
-            |err| match (env(err.variable), file.origin(err.variable)) {
+        let secrets =
+            super::secrets::read_files(env, |name| file.get(name)).map_err(|e| e.to_string())?;
+        let lookup = |name: &str| {
+            let secret = secrets.get(name).cloned();
+            secret.or_else(|| env(name)).or_else(|| file.get(name))
+        };
+        let mut config = Self::from_lookup(lookup).map_err(|err| {
+            match (env(err.variable), file.origin(err.variable)) {
                 (None, Some(origin)) => {
                     format!("config file {origin} = {:?}: {}", err.value, err.reason)
                 }
                 _ => format!("invalid setting {err}"),
-            },
-        )?;
+            }
+        })?;
         config.hub.rules = switchboard_hub::ChannelRules::new(file.rules);
         Ok(config)
     }
@@ -258,6 +269,27 @@ impl ServerConfig {
         };
         config.jwt_public_key_file = path("SWITCHBOARD_JWT_PUBLIC_KEY_FILE");
         config.jwks_file = path("SWITCHBOARD_JWKS_FILE");
+        config.tls = match (
+            path("SWITCHBOARD_TLS_CERT_FILE"),
+            path("SWITCHBOARD_TLS_KEY_FILE"),
+        ) {
+            (None, None) => None,
+            (Some(cert_file), Some(key_file)) => Some(TlsFiles {
+                cert_file,
+                key_file,
+            }),
+            (cert, _) => {
+                let (variable, reason) = match cert {
+                    Some(_) => ("SWITCHBOARD_TLS_KEY_FILE", "tls_cert_file is set: set tls_key_file (SWITCHBOARD_TLS_KEY_FILE) to its private key too"),
+                    None => ("SWITCHBOARD_TLS_CERT_FILE", "tls_key_file is set: set tls_cert_file (SWITCHBOARD_TLS_CERT_FILE) to its certificate chain too"),
+                };
+                return Err(ConfigError {
+                    variable,
+                    value: String::new(),
+                    reason: reason.into(),
+                });
+            }
+        };
         config.demo_tokens = match lookup("SWITCHBOARD_DEMO_TOKENS").as_deref().map(str::trim) {
             None | Some("false") | Some("0") | Some("") => false,
             Some("true") | Some("1") => true,

@@ -75,6 +75,13 @@ const KEYS: &[(&str, &str, &str)] = &[
     ("auth", "demo_tokens", "SWITCHBOARD_DEMO_TOKENS"),
     ("auth", "api_keys", "SWITCHBOARD_API_KEYS"),
     ("auth", "allowed_origins", "SWITCHBOARD_ALLOWED_ORIGINS"),
+    // Secrets also read from files (secrets.rs).
+    ("auth", "jwt_secret_file", "SWITCHBOARD_JWT_SECRET_FILE"),
+    ("auth", "api_keys_file", "SWITCHBOARD_API_KEYS_FILE"),
+    ("cluster", "redis_url_file", "SWITCHBOARD_REDIS_URL_FILE"),
+    // TLS termination (tls.rs).
+    ("server", "tls_cert_file", "SWITCHBOARD_TLS_CERT_FILE"),
+    ("server", "tls_key_file", "SWITCHBOARD_TLS_KEY_FILE"),
 ];
 
 /// Values read from a file, by variable, with where each was written, and the channel rules.

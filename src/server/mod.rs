@@ -3,9 +3,13 @@
 pub mod auth;
 pub mod config;
 mod config_file;
+mod leptos_settings;
 mod publish_api;
 mod routes;
+mod secrets;
 mod shutdown;
+mod start;
+pub mod tls;
 mod transport;
 
 use leptos::config::LeptosOptions;
@@ -16,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 pub use config::{ConfigError, HistoryEngine, ServerConfig};
 pub use shutdown::{run, Server};
+pub use start::{start, StartError};
 
 /// What every request handler shares.
 #[derive(Clone)]
@@ -43,6 +48,7 @@ impl axum::extract::FromRef<AppState> for LeptosOptions {
 }
 
 /// The address the server listens on, for logs.
-pub fn describe(addr: SocketAddr) -> String {
-    format!("http://{addr}")
+pub fn describe(addr: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{addr}")
 }

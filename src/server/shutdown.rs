@@ -13,18 +13,24 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{describe, routes, AppState, HistoryEngine, ServerConfig};
+use super::tls::{self, Certificates};
+use super::{describe, routes, AppState, HistoryEngine, ServerConfig, StartError};
 
 /// A bound server, ready to run.
 pub struct Server {
     listener: TcpListener,
+    /// Set when the server terminates TLS itself.
+    tls: Option<Arc<Certificates>>,
     state: AppState,
     stop: CancellationToken,
 }
 
 impl Server {
     /// Opens the history store, binds `leptos_options.site_addr` and builds the hub.
-    pub async fn bind(config: ServerConfig, leptos_options: LeptosOptions) -> Result<Self, String> {
+    pub async fn bind(
+        config: ServerConfig,
+        leptos_options: LeptosOptions,
+    ) -> Result<Self, StartError> {
         let hub = match &config.cluster {
             Some(cluster) => Hub::clustered(config.hub.clone(), cluster).map_err(|err| {
                 format!("{err}; start Redis there or point [cluster] redis_url (SWITCHBOARD_REDIS_URL) at one")
@@ -47,9 +53,17 @@ impl Server {
             config.jwt_secret.as_deref(),
             config.jwt_public_key_file.as_deref(),
             config.jwks_file.as_deref(),
-        )?;
+        )
+        .map_err(StartError::Config)?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(Certificates::load)
+            .transpose()
+            .map_err(|err| StartError::Config(format!("TLS: {err}")))?;
         Ok(Self {
             listener,
+            tls,
             state: AppState {
                 hub,
                 config: Arc::new(config),
@@ -77,14 +91,14 @@ impl Server {
     pub async fn run(self) -> std::io::Result<()> {
         let Server {
             listener,
+            tls,
             state,
             stop,
         } = self;
         let app = routes::router(state.clone());
-        let listener = listener.tap_io(|tcp| {
-            // Small realtime frames must not wait for Nagle's algorithm.
-            let _ = tcp.set_nodelay(true);
-        });
+        let listener = tls::Listener::new(listener, tls)
+            .map_err(std::io::Error::other)?
+            .tap_io(|stream| stream.set_nodelay());
         let stopping = stop.clone();
         let hub = state.hub.clone();
         let connections = state.connections.clone();
@@ -118,9 +132,9 @@ impl Server {
 pub async fn run(
     leptos_options: LeptosOptions,
     config_path: Option<PathBuf>,
-) -> Result<(), String> {
+) -> Result<(), StartError> {
     let config = ServerConfig::load(config_path.as_deref())
-        .map_err(|err| format!("{err}; fix it and start again"))?;
+        .map_err(|err| StartError::Config(format!("{err}; fix it and start again")))?;
     let loaded = match &config_path {
         Some(path) => format!("config {}", path.display()),
         None => "built-in defaults and SWITCHBOARD_* variables".to_string(),
@@ -131,6 +145,7 @@ pub async fn run(
         HistoryEngine::Memory => "history in memory (lost on restart)".to_string(),
     };
     let server = Server::bind(config, leptos_options).await?;
+    let tls = server.tls.is_some();
     if let Some(cluster) = cluster {
         history = format!(
             "node {} of cluster {:?}; fan-out, presence and history in Redis at {}",
@@ -143,7 +158,7 @@ pub async fn run(
     // Tests and scripts read this line to find the port.
     println!(
         "switchboard listening on {} ({history}; {loaded})",
-        describe(local)
+        describe(local, tls)
     );
     let stop = server.shutdown_handle();
     tokio::spawn(async move {
@@ -154,7 +169,7 @@ pub async fn run(
     server
         .run()
         .await
-        .map_err(|err| format!("server failed: {err}"))
+        .map_err(|err| StartError::Failed(format!("server failed: {err}")))
 }
 
 async fn wait_for_signal() {
