@@ -1,5 +1,6 @@
 //! The server process: configuration, routes, the realtime transport and graceful shutdown.
 
+pub mod assets;
 pub mod auth;
 pub mod config;
 mod config_file;

@@ -1,4 +1,5 @@
-//! The HTTP routes: the realtime endpoint, health, and the Leptos pages with their assets.
+//! The HTTP routes: the realtime endpoint, health, and the Leptos pages with their assets
+//! (`assets.rs`).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,7 +10,7 @@ use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use serde_json::json;
 
-use super::{publish_api, transport, AppState};
+use super::{assets, publish_api, transport, AppState};
 use crate::app::{shell, App};
 
 /// Every route of the server.
@@ -36,7 +37,7 @@ pub fn router(state: AppState) -> Router {
             },
             move || shell(options.clone()),
         )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .fallback(assets::site_file)
         .with_state(state)
 }
 

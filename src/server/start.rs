@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use super::assets::SITE;
 use super::leptos_settings::LeptosSettings;
 
 /// Why the server could not start, or stopped.
@@ -45,7 +46,11 @@ pub async fn start(config_path: Option<PathBuf>) -> Result<(), StartError> {
     let leptos = LeptosSettings::load(&folder).map_err(|err| {
         StartError::Config(format!("{err}; fix it and start again (see Leptos.toml)"))
     })?;
+    let site = match SITE.bundle {
+        Some(_) => "site embedded in the binary".to_string(),
+        None => format!("site from {}", leptos.options.site_root),
+    };
     // Debug only: the first line on stdout is the one that says where the server listens.
-    tracing::debug!("Leptos settings: {}", leptos.origin);
-    super::run(leptos.options, config_path).await
+    tracing::debug!("Leptos settings: {}; {site}", leptos.origin);
+    super::run(SITE.page_options(leptos.options), config_path).await
 }
