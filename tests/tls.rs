@@ -1,7 +1,7 @@
 //! The server terminating TLS itself, with certificates made at test time: native clients and
 //! the CLI over `wss://`, pages over HTTPS, the certificate reloaded on SIGHUP without closing
-//! open sockets, a bad certificate refused at start (exit 78) and kept out on reload, and a
-//! cluster node reaching Redis over `rediss://`.
+//! open sockets, graceful shutdown (1012) as over plain TCP, a bad certificate refused at start
+//! (exit 78) and kept out on reload, and a cluster node reaching Redis over `rediss://`.
 
 mod support;
 
@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{TestServer, WAIT};
-use switchboard_client::cli;
+use switchboard_client::{cli, ClientError};
 use switchboard_protocol::Action;
 use switchboard_testkit::tls::{CertificateFiles, TestCa};
 use switchboard_testkit::RedisServer;
@@ -156,6 +156,25 @@ async fn sighup_reloads_the_certificate_and_open_sockets_stay_open() {
     alice.publish("room1", json!("after reload")).await.unwrap();
     let frame = bob.expect(Action::Message, WAIT).await.unwrap();
     assert_eq!(frame.payload, json!("after reload"));
+}
+
+#[tokio::test]
+async fn sigterm_closes_wss_sockets_with_1012_and_exits_cleanly() {
+    let ca = TestCa::new();
+    let (mut server, _) = tls_server(&ca, &folder());
+    let mut client = server.client().await;
+    client.join("room1", false, false).await.unwrap();
+    let stopped = std::thread::spawn(move || server.terminate());
+    let code = loop {
+        match tokio::time::timeout(WAIT, client.next_frame()).await {
+            Ok(Ok(_)) => continue,
+            Ok(Err(ClientError::Closed { code, .. })) => break code,
+            Ok(Err(other)) => panic!("expected a close frame, got {other}"),
+            Err(_) => panic!("the socket was not closed"),
+        }
+    };
+    assert_eq!(code, Some(1012));
+    assert!(stopped.join().unwrap(), "the server exits cleanly");
 }
 
 #[test]
