@@ -53,22 +53,16 @@ fn sockets_opening_new_channels_do_not_hold_up_a_busy_room() {
         .enable_all()
         .build()
         .unwrap();
-    let mut round_trips = measure.block_on(async {
+    let mut busy = measure.block_on(async {
         let mut busy = server.client().await;
         busy.join("busy", false, false).await.unwrap();
+        busy
+    });
+    let mut round_trips = measure.block_on(async {
         while joins.load(Ordering::Relaxed) < 200 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let mut round_trips = Vec::new();
-        for n in 0..200 {
-            let sent = Instant::now();
-            busy.publish("busy", json!(n)).await.unwrap();
-            let echo = busy.expect(Action::Message, WAIT).await.unwrap();
-            assert_eq!(echo.payload, n);
-            round_trips.push(sent.elapsed());
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        round_trips
+        round_trips_of(&mut busy).await
     });
     stop.store(true, Ordering::Relaxed);
     let opened = joins.load(Ordering::Relaxed);
@@ -77,11 +71,39 @@ fn sockets_opening_new_channels_do_not_hold_up_a_busy_room() {
             churner.await.unwrap();
         }
     });
-    round_trips.sort();
-    let p99 = round_trips[round_trips.len() * 99 / 100 - 1];
+    // The same room with nothing else going on: how fast this machine is right now.
+    let mut quiet = measure.block_on(round_trips_of(&mut busy));
+    let (p50, p99) = percentiles(&mut round_trips);
+    let (quiet_p50, quiet_p99) = percentiles(&mut quiet);
     eprintln!(
-        "{opened} channels opened meanwhile; round trip p50 {:?}, p99 {p99:?}",
-        round_trips[round_trips.len() / 2]
+        "{opened} channels opened meanwhile; round trip p50 {p50:?}, p99 {p99:?} \
+         (alone: p50 {quiet_p50:?}, p99 {quiet_p99:?})"
     );
-    assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
+    // The target is 50 ms at p99; on a machine that other work slows down, the bound grows
+    // with the room's own round trip measured alone, so only waiting on joins fails it.
+    let bound = Duration::from_millis(50).max(quiet_p99 * 4);
+    assert!(p99 < bound, "p99 {p99:?} over {bound:?}");
+}
+
+/// 200 round trips (publish, then the echo) in the room `busy` has joined.
+async fn round_trips_of(busy: &mut Client) -> Vec<Duration> {
+    let mut round_trips = Vec::new();
+    for n in 0..200 {
+        let sent = Instant::now();
+        busy.publish("busy", json!(n)).await.unwrap();
+        let echo = busy.expect(Action::Message, WAIT).await.unwrap();
+        assert_eq!(echo.payload, n);
+        round_trips.push(sent.elapsed());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    round_trips
+}
+
+/// The median and the 99th percentile.
+fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
+    samples.sort();
+    (
+        samples[samples.len() / 2],
+        samples[samples.len() * 99 / 100 - 1],
+    )
 }

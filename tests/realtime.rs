@@ -4,7 +4,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use support::{TestServer, QUIET, WAIT};
 use switchboard_client::{channel_options, Client, ClientError};
 use switchboard_protocol::{Action, ErrorCode, Frame};
@@ -358,6 +358,10 @@ async fn a_slow_consumer_is_cut_off_while_others_keep_receiving() {
     for client in [&mut publisher, &mut healthy, &mut slow] {
         client.join("room1", false, false).await.unwrap();
     }
+    // How far the healthy reader got: the publisher never runs more than 100 frames (1.6 MB,
+    // well inside the outbox budget) ahead of it, however busy the machine.
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let reader_progress = progress.clone();
     let reader = tokio::spawn(async move {
         let mut seen = 0;
         while seen < COUNT {
@@ -371,6 +375,7 @@ async fn a_slow_consumer_is_cut_off_while_others_keep_receiving() {
                 "in order, none lost"
             );
             seen += 1;
+            reader_progress.store(seen, std::sync::atomic::Ordering::Relaxed);
         }
         seen
     });
@@ -386,9 +391,9 @@ async fn a_slow_consumer_is_cut_off_while_others_keep_receiving() {
             .await
             .unwrap();
         publish_options = json!({"channel": "room1"});
-        // The publisher reads its own echoes so that it is not the slow one, and pauses now
-        // and then so that a healthy reader on a busy machine keeps up (the slow one never
-        // reads, so it fills up regardless).
+        // The publisher reads its own echoes so that it is not the slow one, and waits now
+        // and then for the healthy reader (the slow one never reads, so it fills up
+        // regardless).
         while publisher
             .next_frame_within(Duration::ZERO)
             .await
@@ -396,7 +401,14 @@ async fn a_slow_consumer_is_cut_off_while_others_keep_receiving() {
             .is_some()
         {}
         if n % 50 == 49 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            let waited = Instant::now();
+            while progress.load(std::sync::atomic::Ordering::Relaxed) + 100 < n {
+                assert!(
+                    waited.elapsed() < Duration::from_secs(20),
+                    "the healthy reader stalled"
+                );
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
         }
     }
     assert_eq!(reader.await.unwrap(), COUNT);

@@ -1,45 +1,17 @@
 // Xano's official JS SDK (@xano/js-sdk from npm, unmodified) talks to Switchboard: two SDK
 // clients in room1 see each other's presence and exchange a message.
 const { test, expect } = require('@playwright/test');
-const { fork } = require('node:child_process');
-const path = require('node:path');
-
-const peerScript = path.join(__dirname, 'support', 'xano-peer.cjs');
-
-function startPeer(wsBase) {
-  const child = fork(peerScript, [], { env: { ...process.env, SWITCHBOARD_WS: wsBase } });
-  const seen = [];
-  const waiters = [];
-  child.on('message', (event) => {
-    seen.push(event);
-    for (const waiter of [...waiters]) {
-      if (waiter.match(event)) {
-        waiters.splice(waiters.indexOf(waiter), 1);
-        waiter.resolve(event);
-      }
-    }
-  });
-  const waitFor = (match, what, ms = 10_000) =>
-    new Promise((resolve, reject) => {
-      const found = seen.find(match);
-      if (found) return resolve(found);
-      const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
-      waiters.push({ match, resolve: (e) => { clearTimeout(timer); resolve(e); } });
-    });
-  return { child, seen, waitFor, send: (command) => child.send(command) };
-}
-
-const isAction = (name) => (event) => event.kind === 'action' && event.action.action === name;
+const { startPeer, isAction } = require('./support/xano');
 
 test('two SDK clients in room1 see each other and exchange a message', async ({ baseURL }) => {
   const wsBase = baseURL.replace(/^http/, 'ws');
-  const alice = startPeer(wsBase);
+  const alice = startPeer({ SWITCHBOARD_WS: wsBase });
   let bob;
   try {
     const aliceFull = await alice.waitFor(isAction('presence_full'), 'alice presence_full');
     expect(aliceFull.action.payload.presence).toHaveLength(1);
     const aliceId = aliceFull.action.payload.presence[0].socketId;
-    bob = startPeer(wsBase);
+    bob = startPeer({ SWITCHBOARD_WS: wsBase });
     const bobFull = await bob.waitFor(
       (e) => isAction('presence_full')(e) && e.action.payload.presence.length === 2,
       'bob presence_full listing both',

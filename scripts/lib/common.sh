@@ -33,9 +33,9 @@ wasm_bindgen_version() {
   awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$ROOT/Cargo.lock"
 }
 
-# The Leptos output name, read from Cargo.toml's [package.metadata.leptos] (its one home).
+# The Leptos output name, read from Leptos.toml (the one place the Leptos settings are edited).
 leptos_output_name() {
-  sed -n 's/^output-name = "\(.*\)"$/\1/p' "$ROOT/Cargo.toml" | head -n 1
+  sed -n 's/^output-name = "\(.*\)"$/\1/p' "$ROOT/Leptos.toml" | head -n 1
 }
 
 # Exports the environment every build uses: the toolchain that can build wasm32 and the tools

@@ -10,6 +10,7 @@ use switchboard_hub::{HubConfig, RedisConfig};
 
 use super::hooks::{GateSettings, OnFailure, WebhookSettings};
 use super::settings;
+use super::tls::TlsFiles;
 
 /// Where messages are ordered and stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -117,6 +118,8 @@ pub struct ServerConfig {
     pub webhook_give_up: Duration,
     /// The synchronous gates.
     pub gates: GateSettings,
+    /// Certificate and key when the server terminates TLS itself (HTTPS and WSS).
+    pub tls: Option<TlsFiles>,
 }
 
 /// A setting that could not be read.
@@ -220,14 +223,20 @@ impl ServerConfig {
             None => Default::default(),
         };
         let env = |name: &str| std::env::var(name).ok();
-        let mut config = Self::from_lookup(|name| env(name).or_else(|| file.get(name))).map_err(
-            |err| match (env(err.variable), file.origin(err.variable)) {
+        let secrets =
+            super::secrets::read_files(env, |name| file.get(name)).map_err(|e| e.to_string())?;
+        let lookup = |name: &str| {
+            let secret = secrets.get(name).cloned();
+            secret.or_else(|| env(name)).or_else(|| file.get(name))
+        };
+        let mut config = Self::from_lookup(lookup).map_err(|err| {
+            match (env(err.variable), file.origin(err.variable)) {
                 (None, Some(origin)) => {
                     format!("config file {origin} = {:?}: {}", err.value, err.reason)
                 }
                 _ => format!("invalid setting {err}"),
-            },
-        )?;
+            }
+        })?;
         config.hub.rules = switchboard_hub::ChannelRules::new(file.rules);
         config.webhooks.extend(file.webhooks);
         let mut names = std::collections::HashSet::new();
@@ -351,6 +360,7 @@ impl ServerConfig {
                 timeout: Duration::from_secs(2),
                 on_failure: OnFailure::Refuse,
             },
+            tls: None,
         };
         if let Some(url) = read.text("SWITCHBOARD_WEBHOOK_URL") {
             let secret = read.text("SWITCHBOARD_WEBHOOK_SECRET").ok_or_else(|| {
@@ -409,6 +419,30 @@ impl ServerConfig {
                     ))
                 }
             },
+        };
+        config.tls = match (
+            read.text("SWITCHBOARD_TLS_CERT_FILE").map(PathBuf::from),
+            read.text("SWITCHBOARD_TLS_KEY_FILE").map(PathBuf::from),
+        ) {
+            (None, None) => None,
+            (Some(cert_file), Some(key_file)) => Some(TlsFiles {
+                cert_file,
+                key_file,
+            }),
+            (Some(_), None) => {
+                return Err(invalid(
+                    "SWITCHBOARD_TLS_KEY_FILE",
+                    "",
+                    "tls_cert_file is set: set tls_key_file (SWITCHBOARD_TLS_KEY_FILE) to its private key too",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "SWITCHBOARD_TLS_CERT_FILE",
+                    "",
+                    "tls_key_file is set: set tls_cert_file (SWITCHBOARD_TLS_CERT_FILE) to its certificate chain too",
+                ))
+            }
         };
         if config.demo_tokens && config.jwt.secret.is_none() {
             return Err(invalid(
@@ -523,8 +557,12 @@ mod tests {
         for setting in settings::SETTINGS {
             let read = asked.iter().any(|n| n == setting.variable);
             let path_of_another_engine = setting.variable == "SWITCHBOARD_HISTORY_PATH";
+            // `…_FILE` secrets are read by `secrets::read_files` before the lookup.
+            let secret_file = super::super::secrets::SECRETS
+                .iter()
+                .any(|(variable, _)| setting.variable == format!("{variable}_FILE"));
             assert!(
-                read || path_of_another_engine,
+                read || path_of_another_engine || secret_file,
                 "{} is never read",
                 setting.variable
             );

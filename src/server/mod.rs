@@ -1,18 +1,23 @@
 //! The server process: configuration, routes, the realtime transport and graceful shutdown.
 
 pub mod admin;
+pub mod assets;
 pub mod auth;
 pub mod config;
 mod config_file;
 pub mod hooks;
+mod leptos_settings;
 pub mod limits;
 pub mod metrics;
 pub mod pages;
 mod publish_api;
 mod routes;
+mod secrets;
 pub mod settings;
 mod shutdown;
+mod start;
 mod startup;
+pub mod tls;
 mod transport;
 
 use leptos::config::LeptosOptions;
@@ -23,6 +28,7 @@ use tokio_util::task::TaskTracker;
 
 pub use config::{ConfigError, Engine, ServerConfig};
 pub use shutdown::Server;
+pub use start::{start, StartError};
 pub use startup::{open_engine, run};
 
 /// What every request handler shares.
@@ -59,6 +65,7 @@ impl axum::extract::FromRef<AppState> for LeptosOptions {
 }
 
 /// The address the server listens on, for logs.
-pub fn describe(addr: SocketAddr) -> String {
-    format!("http://{addr}")
+pub fn describe(addr: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{addr}")
 }

@@ -9,7 +9,7 @@ use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use serde_json::json;
 
-use super::{admin, publish_api, transport, AppState};
+use super::{admin, assets, publish_api, transport, AppState};
 use crate::app::{shell, App};
 
 /// Every route of the server.
@@ -35,7 +35,7 @@ pub fn router(state: AppState) -> Router {
             move || provide_context(context.clone()),
             move || shell(options.clone()),
         )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .fallback(assets::site_file)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             api_limit,

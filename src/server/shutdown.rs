@@ -13,11 +13,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::hooks::{delivery::Webhooks, gates::HttpGates};
-use super::{routes, AppState, ServerConfig};
+use super::tls::{self, Certificates};
+use super::{routes, AppState, ServerConfig, StartError};
 
 /// A bound server, ready to run.
 pub struct Server {
     listener: TcpListener,
+    /// Set when the server terminates TLS itself.
+    pub(crate) tls: Option<Arc<Certificates>>,
     state: AppState,
     stop: CancellationToken,
 }
@@ -30,12 +33,20 @@ impl Server {
         leptos_options: LeptosOptions,
         webhooks: Webhooks,
         gates: Option<Arc<HttpGates>>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, StartError> {
         let addr = leptos_options.site_addr;
         let listener = TcpListener::bind(addr).await.map_err(|err| {
             format!("cannot listen on {addr}: {err}; is another server running there? set LEPTOS_SITE_ADDR to another address")
         })?;
-        let verifier = super::auth::Verifier::load(&config.jwt).await?;
+        let verifier = super::auth::Verifier::load(&config.jwt)
+            .await
+            .map_err(StartError::Config)?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(Certificates::load)
+            .transpose()
+            .map_err(|err| StartError::Config(format!("TLS: {err}")))?;
         let engine = match &config.engine {
             super::Engine::Sqlite(_) => "sqlite",
             super::Engine::Memory => "memory",
@@ -48,6 +59,7 @@ impl Server {
         ));
         Ok(Self {
             listener,
+            tls,
             state: AppState {
                 hub,
                 config: Arc::new(config),
@@ -83,14 +95,14 @@ impl Server {
     pub async fn run(self) -> std::io::Result<()> {
         let Server {
             listener,
+            tls,
             state,
             stop,
         } = self;
         let app = routes::router(state.clone());
-        let listener = listener.tap_io(|tcp| {
-            // Small realtime frames must not wait for Nagle's algorithm.
-            let _ = tcp.set_nodelay(true);
-        });
+        let listener = tls::Listener::new(listener, tls)
+            .map_err(std::io::Error::other)?
+            .tap_io(|stream| stream.set_nodelay());
         let stopping = stop.clone();
         let hub = state.hub.clone();
         let connections = state.connections.clone();

@@ -9,7 +9,7 @@ use switchboard_hub::{
 };
 
 use super::hooks::{self, delivery::Webhooks, gates::HttpGates};
-use super::{describe, shutdown, Engine, Server, ServerConfig};
+use super::{describe, shutdown, Engine, Server, ServerConfig, StartError};
 
 /// The hub of the engine the settings choose: SQLite (the default), memory, or Redis; with
 /// the webhook routes and gates of the settings.
@@ -53,15 +53,17 @@ fn describe_engine(config: &ServerConfig, hub: &Hub) -> String {
 pub async fn run(
     leptos_options: LeptosOptions,
     config_path: Option<PathBuf>,
-) -> Result<(), String> {
+) -> Result<(), StartError> {
     let config = ServerConfig::load(config_path.as_deref())
-        .map_err(|err| format!("{err}; fix it and start again"))?;
+        .map_err(|err| StartError::Config(format!("{err}; fix it and start again")))?;
     let loaded = match &config_path {
         Some(path) => format!("config {}", path.display()),
         None => "built-in defaults and SWITCHBOARD_* variables".to_string(),
     };
     let gates = match config.gates.any() {
-        true => Some(Arc::new(HttpGates::new(config.gates.clone())?)),
+        true => Some(Arc::new(
+            HttpGates::new(config.gates.clone()).map_err(StartError::Config)?,
+        )),
         false => None,
     };
     let hub = open_engine(&config, gates.as_ref())?;
@@ -73,11 +75,12 @@ pub async fn run(
         tracing::info!("delivering webhooks to {}", names.join(", "));
     }
     let server = Server::bind(config, hub, leptos_options, webhooks, gates).await?;
+    let tls = server.tls.is_some();
     let local = server.local_addr().map_err(|err| err.to_string())?;
     // Tests and scripts read this line to find the port.
     println!(
         "switchboard listening on {} ({engine}; {loaded})",
-        describe(local)
+        describe(local, tls)
     );
     let stop = server.shutdown_handle();
     tokio::spawn(async move {
@@ -88,5 +91,5 @@ pub async fn run(
     server
         .run()
         .await
-        .map_err(|err| format!("server failed: {err}"))
+        .map_err(|err| StartError::Failed(format!("server failed: {err}")))
 }

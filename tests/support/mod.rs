@@ -20,6 +20,8 @@ pub struct TestServer {
     child: Child,
     /// `127.0.0.1:port`.
     pub addr: String,
+    /// Whether it serves HTTPS and WSS.
+    pub tls: bool,
 }
 
 impl TestServer {
@@ -73,12 +75,17 @@ impl TestServer {
             .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
             .env("LEPTOS_OUTPUT_NAME", "switchboard")
             .env("SWITCHBOARD_JWT_SECRET", SECRET)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .env("RUST_LOG", "warn");
         for (key, value) in env {
             command.env(key, value);
         }
+        Self::launch(&mut command)
+    }
+
+    /// Starts the server exactly as `command` says and waits until it listens (for tests of
+    /// how it reads its settings).
+    pub fn launch(command: &mut Command) -> Self {
+        command.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = command.spawn().expect("the switchboard binary starts");
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut line = String::new();
@@ -93,12 +100,19 @@ impl TestServer {
                 eprintln!("server: {line}");
             }
         });
-        let addr = line
+        let (addr, tls) = line
             .split_whitespace()
-            .find_map(|word| word.strip_prefix("http://"))
-            .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"))
-            .to_string();
-        Self { child, addr }
+            .find_map(|word| {
+                word.strip_prefix("http://")
+                    .map(|addr| (addr, false))
+                    .or_else(|| word.strip_prefix("https://").map(|addr| (addr, true)))
+            })
+            .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"));
+        Self {
+            child,
+            addr: addr.to_string(),
+            tls,
+        }
     }
 
     /// Kills the process at once (SIGKILL), as a crash would.
@@ -141,7 +155,8 @@ impl TestServer {
 
     /// The realtime URL of this server.
     pub fn url(&self) -> String {
-        format!("ws://{}/rt/test", self.addr)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}/rt/test", self.addr)
     }
 
     /// A new anonymous client.

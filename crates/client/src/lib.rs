@@ -1,10 +1,12 @@
 //! A native Rust client for Switchboard on tokio-tungstenite.
 //!
-//! Used by the integration tests, the CLI and the load generator. It speaks the same frames as
+//! Used by the integration tests, the CLI and the load generator, over `ws://` or `wss://`
+//! (see [`tls`] for which servers it trusts). It speaks the same frames as
 //! the browser: [`Client::request`] sends a frame with a fresh `options.ref` and waits for the
 //! server's `reply`, keeping every other frame that arrives meanwhile for [`Client::next_frame`].
 
 pub mod cli;
+pub mod tls;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Map, Value};
@@ -40,6 +42,9 @@ pub enum ClientError {
     /// The server sent something that is not a protocol frame.
     #[error("unexpected data from the server: {0}")]
     Protocol(String),
+    /// TLS could not be set up (no trusted authorities, an unreadable CA file).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The server refused the request.
     #[error("refused: {code} ({message})")]
     Refused {
@@ -58,7 +63,8 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `url` (e.g. `ws://127.0.0.1:3000/rt/demo`) without a token.
+    /// Connects to `url` (e.g. `ws://127.0.0.1:3000/rt/demo` or `wss://host/rt/demo`) without a
+    /// token.
     pub async fn connect(url: &str) -> Result<Self, ClientError> {
         Self::connect_with_token(url, None).await
     }
@@ -74,7 +80,10 @@ impl Client {
                 .headers_mut()
                 .insert("sec-websocket-protocol", value);
         }
-        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        let connector = tls::connector_for(url)?;
+        let (ws, _) =
+            tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector)
+                .await?;
         Ok(Self {
             ws,
             pending: VecDeque::new(),

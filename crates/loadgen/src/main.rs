@@ -25,9 +25,12 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "switchboard-loadgen", about = "Load generator for Switchboard")]
 struct Cli {
-    /// Realtime endpoint of the server under test.
+    /// Realtime endpoint of the server under test (ws:// or wss://).
     #[arg(long, default_value = "ws://127.0.0.1:3000/rt/loadgen", global = true)]
     url: String,
+    /// PEM file of a certificate authority to trust for wss:// besides the system's.
+    #[arg(long, global = true, value_name = "PATH", env = "SWITCHBOARD_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
     /// How long to measure, in seconds.
     #[arg(long, default_value_t = 10, global = true)]
     duration: u64,
@@ -54,6 +57,12 @@ enum Scenario {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
+    if let Some(path) = &cli.ca_file {
+        if let Err(err) = switchboard_client::tls::add_ca_file(path) {
+            eprintln!("switchboard-loadgen: {err}");
+            std::process::exit(1);
+        }
+    }
     let run = report::Run::new(&cli.url, cli.duration, cli.server_pid);
     let outcome = match cli.scenario {
         Scenario::History(options) => history::run(&run, options).await,

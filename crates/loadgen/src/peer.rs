@@ -14,7 +14,8 @@ pub type Socket =
 /// third of the load generator's core and made it, not the server, the bottleneck.
 pub async fn dial(url: &str) -> Result<Socket, String> {
     let config = WebSocketConfig::default().read_buffer_size(4096);
-    tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+    let connector = switchboard_client::tls::connector_for(url).map_err(|e| e.to_string())?;
+    tokio_tungstenite::connect_async_tls_with_config(url, Some(config), true, connector)
         .await
         .map(|(ws, _)| ws)
         .map_err(|e| e.to_string())

@@ -1,5 +1,8 @@
 //! Helpers for tests that need real services: a `redis-server` of its own, on a free loopback
-//! port, with its data in a temporary folder, stopped when dropped.
+//! port, with its data in a temporary folder, stopped when dropped (plain, or speaking TLS
+//! only); and certificates made at test time ([`tls`]).
+
+pub mod tls;
 
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -33,6 +36,8 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    /// Set when it speaks TLS only.
+    tls: Option<tls::CertificateFiles>,
 }
 
 impl RedisServer {
@@ -45,6 +50,23 @@ impl RedisServer {
             child: None,
             port: free_port(),
             dir,
+            tls: None,
+        };
+        server.spawn();
+        server
+    }
+
+    /// Starts one that speaks TLS only, presenting a certificate for `localhost` from `ca`
+    /// (clients must trust `ca`; [`RedisServer::url`] is then `rediss://localhost:PORT`).
+    pub fn start_tls(ca: &tls::TestCa) -> Self {
+        let dir = std::env::temp_dir().join(unique("switchboard-redis"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let files = ca.write(&dir.join("tls"), &["localhost"]);
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            dir,
+            tls: Some(files),
         };
         server.spawn();
         server
@@ -77,9 +99,22 @@ impl RedisServer {
                 Ok(())
             });
         }
+        match &self.tls {
+            None => command
+                .args(["--bind", "127.0.0.1", "--port"])
+                .arg(self.port.to_string()),
+            Some(files) => command
+                .args(["--bind", "127.0.0.1", "--port", "0", "--tls-port"])
+                .arg(self.port.to_string())
+                .arg("--tls-cert-file")
+                .arg(&files.cert)
+                .arg("--tls-key-file")
+                .arg(&files.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&files.ca)
+                .args(["--tls-auth-clients", "no"]),
+        };
         let child = command
-            .args(["--bind", "127.0.0.1", "--port"])
-            .arg(self.port.to_string())
             .arg("--dir")
             .arg(&self.dir)
             .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
@@ -101,9 +136,12 @@ impl RedisServer {
         }
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT`, or `rediss://localhost:PORT` when it speaks TLS.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match self.tls {
+            None => format!("redis://127.0.0.1:{}", self.port),
+            Some(_) => format!("rediss://localhost:{}", self.port),
+        }
     }
 
     /// Kills it at once (SIGKILL), like a crash.

@@ -2,6 +2,7 @@
 //!
 //!   switchboard-cli listen room1                 # every event as a JSON line
 //!   switchboard-cli send room1 '{"text":"hi"}'   # prints the outcome; exit 1 if refused
+//!   switchboard-cli --url wss://chat.example.com/rt/cli listen room1   # over TLS
 
 use clap::{Parser, Subcommand};
 use switchboard_client::cli;
@@ -18,6 +19,9 @@ struct Cli {
     /// Token that signs the socket in.
     #[arg(long, global = true, env = "SWITCHBOARD_TOKEN")]
     token: Option<String>,
+    /// PEM file of a certificate authority to trust for wss:// besides the system's.
+    #[arg(long, global = true, value_name = "PATH", env = "SWITCHBOARD_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,6 +45,12 @@ enum Command {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let cli = Cli::parse();
+    if let Some(path) = &cli.ca_file {
+        if let Err(err) = switchboard_client::tls::add_ca_file(path) {
+            eprintln!("switchboard-cli: {err}");
+            std::process::exit(2);
+        }
+    }
     let token = cli.token.as_deref();
     let result = match cli.command {
         Command::Listen {
