@@ -29,20 +29,7 @@ async fn call(
     key: Option<&str>,
     body: &str,
 ) -> (u16, Value) {
-    let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {len}\r\n\r\n{body}",
-        addr = server.addr,
-        len = body.len()
-    );
-    let response = support::http(&server.addr, request).await;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    support::api(&server.addr, method, path, key, body).await
 }
 
 async fn admin(server: &TestServer, method: &str, path: &str, body: &str) -> (u16, Value) {
@@ -376,4 +363,153 @@ async fn metrics_count_what_happened() {
     assert!(value("process_resident_memory_bytes") > 0.0);
     assert!(text.contains("switchboard_build_info{"), "{text}");
     assert!(text.contains("# TYPE switchboard_fanout_seconds histogram"));
+}
+
+/// With `SWITCHBOARD_LOG_FORMAT=json` every log line is a JSON object with fields: refused
+/// upgrades and admin requests, admin actions and disconnects by rule are logged at info with
+/// their reason and the socket's id, address and user — never a token or a key.
+#[tokio::test]
+async fn logs_are_structured_and_never_carry_secrets() {
+    let dir = support::temp_db();
+    std::fs::create_dir_all(&dir).unwrap();
+    let log_path = dir.join("server.log");
+    let server = TestServer::start_logging(
+        &[
+            ("SWITCHBOARD_ADMIN_KEYS", ADMIN),
+            ("SWITCHBOARD_LOG_FORMAT", "json"),
+            ("RUST_LOG", "info"),
+            ("SWITCHBOARD_FRAMES_PER_SECOND", "1"),
+            ("SWITCHBOARD_FRAME_BURST", "1"),
+            ("SWITCHBOARD_RATE_VIOLATION_BURST", "1"),
+        ],
+        std::fs::File::create(&log_path).unwrap(),
+    );
+    // A signed-in socket cut off by the frame-rate rule.
+    let token = support::token("user-7", "Seven", 3600);
+    let mut abuser = switchboard_client::Client::connect_with_token(&server.url(), Some(&token))
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        if abuser.send_raw("{}").await.is_err() {
+            break;
+        }
+    }
+    let _ = abuser.expect(Action::Message, WAIT).await;
+    // A refused upgrade (a bad token) and an admin request with a wrong key.
+    let bad = "not-a-token-but-secret-looking";
+    assert!(
+        switchboard_client::Client::connect_with_token(&server.url(), Some(bad))
+            .await
+            .is_err()
+    );
+    let wrong = "wrong-admin-key-never-logged";
+    assert_eq!(
+        call(&server, "GET", "/api/admin/channels", Some(wrong), "")
+            .await
+            .0,
+        401
+    );
+    // An admin action.
+    let (status, _) = admin(&server, "DELETE", "/api/admin/channels/logged/history", "").await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let find = |message: &str| -> &Value {
+        lines
+            .iter()
+            .find(|line| {
+                line["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(message))
+            })
+            .unwrap_or_else(|| panic!("no {message:?} line in {text}"))
+    };
+    let cut = find("kept sending past its frame rate");
+    assert_eq!(cut["level"], "INFO");
+    assert_eq!(cut["span"]["user"], "user-7", "{cut}");
+    assert_eq!(cut["span"]["ip"], "127.0.0.1", "{cut}");
+    assert!(
+        cut["span"]["socket"]
+            .as_str()
+            .is_some_and(|id| id.len() == 36),
+        "{cut}"
+    );
+    let closed = find("closing the socket");
+    assert_eq!(closed["fields"]["code"], 1008, "{closed}");
+    let refused = find("refused a socket");
+    assert!(refused["fields"]["reason"].is_string(), "{refused}");
+    let admin_refused = find("admin request without a valid key");
+    assert_eq!(admin_refused["level"], "INFO");
+    let action = find("admin: clear history");
+    assert_eq!(action["fields"]["channel"], "logged", "{action}");
+    assert_eq!(action["span"]["key"], 1, "{action}");
+    for secret in [bad, wrong, ADMIN, token.as_str()] {
+        assert!(!text.contains(secret), "a secret reached the log: {text}");
+    }
+}
+
+/// The Grafana dashboard shipped in `docs/grafana` charts only metrics the server exports,
+/// under the names it exports them.
+#[tokio::test]
+async fn the_grafana_dashboard_charts_only_metrics_the_server_exports() {
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docs/grafana/switchboard.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let server = server(&[
+        (
+            "SWITCHBOARD_WEBHOOK_URL",
+            "http://127.0.0.1:9/nothing-listens-here",
+        ),
+        (
+            "SWITCHBOARD_WEBHOOK_SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ),
+    ]);
+    // Something for the families labelled by code: a refusal, and a close sent (4001).
+    let mut client = server.client().await;
+    let socket = socket_of(&mut client, "charted", "Chart").await;
+    let _ = client.publish("not-joined", json!(1)).await;
+    let (status, _) = admin(
+        &server,
+        "DELETE",
+        &format!("/api/admin/sockets/{socket}"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let text = support::http_get(&server.addr, "/metrics").await;
+    let exported = |name: &str| {
+        text.lines().any(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+    };
+    let mut charted = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("switchboard_") || word.starts_with("process_") {
+                    charted.push(word.to_string());
+                }
+            }
+        }
+    }
+    assert!(charted.len() > 20, "{charted:?}");
+    let missing: Vec<&String> = charted.iter().filter(|name| !exported(name)).collect();
+    assert!(
+        missing.is_empty(),
+        "charted but not exported: {missing:?}\n{text}"
+    );
 }

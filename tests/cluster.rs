@@ -530,3 +530,127 @@ async fn a_node_without_members_publishes_server_events_to_the_others() {
         "nothing stays active: {health}"
     );
 }
+
+#[tokio::test]
+async fn any_node_answers_the_admin_api_for_the_whole_cluster() {
+    const KEY: &str = "cluster-admin-key-0123";
+    let redis = RedisServer::start();
+    let cluster = nodes(&redis, 2, &[("SWITCHBOARD_ADMIN_KEYS", KEY)]);
+    let (a, b) = (&cluster[0].addr, &cluster[1].addr);
+    let mut ada = cluster[0].client().await;
+    let mut ben = cluster[1].client().await;
+    let mut ids = Vec::new();
+    for (client, name) in [(&mut ada, "Ada"), (&mut ben, "Ben")] {
+        client
+            .request(
+                Action::Join,
+                channel_options("ops"),
+                json!({"presence": true, "extras": {"name": name}}),
+            )
+            .await
+            .unwrap();
+        let full = client.expect(Action::PresenceFull, WAIT).await.unwrap();
+        let me = full.payload["presence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["extras"]["name"] == name)
+            .unwrap()["socketId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        ids.push(me);
+    }
+    let (ada_id, ben_id) = (ids[0].clone(), ids[1].clone());
+    ada.publish("ops", json!("from node A")).await.unwrap();
+
+    // Either node lists the channel with both members, on both nodes, and its history.
+    for node in [a, b] {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (status, list) =
+                support::api(node, "GET", "/api/admin/channels?filter=ops", Some(KEY), "").await;
+            assert_eq!(status, 200, "{list}");
+            let ops = list["channels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["channel"] == "ops")
+                .cloned();
+            if ops
+                .as_ref()
+                .is_some_and(|c| c["members"] == 2 && c["sockets"] == 2)
+            {
+                assert_eq!(ops.unwrap()["last_seq"], 1);
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {node} listed {list}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (status, channel) =
+            support::api(node, "GET", "/api/admin/channels/ops", Some(KEY), "").await;
+        assert_eq!(status, 200, "{channel}");
+        let mut listed: Vec<String> = channel["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["socketId"].as_str().unwrap().to_string())
+            .collect();
+        listed.sort();
+        let mut expected = vec![ada_id.clone(), ben_id.clone()];
+        expected.sort();
+        assert_eq!(listed, expected, "node {node}: {channel}");
+        let nodes_of: std::collections::HashSet<&str> = channel["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["node"].as_str())
+            .collect();
+        assert_eq!(nodes_of.len(), 2, "members are on two nodes: {channel}");
+        assert_eq!(channel["history"][0]["payload"], "from node A");
+    }
+
+    // Node B removes Ada (on node A) from the channel: she is told, Ben sees her leave.
+    let path = format!("/api/admin/channels/ops/members/{ada_id}");
+    let (status, answer) = support::api(b, "DELETE", &path, Some(KEY), "").await;
+    assert_eq!(status, 200, "{answer}");
+    let told = loop {
+        let frame = ada.expect(Action::Event, WAIT).await.unwrap();
+        if frame.seq().is_none() {
+            break frame;
+        }
+    };
+    assert_eq!(told.payload["kind"], "removed");
+    let left = ben.expect(Action::PresenceUpdate, WAIT).await.unwrap();
+    assert_eq!(left.payload["action"], "leave");
+    assert_eq!(left.payload["presence"]["socketId"], ada_id.as_str());
+
+    // Node A disconnects Ben (on node B): his socket closes with 4001.
+    let path = format!("/api/admin/sockets/{ben_id}");
+    let (status, answer) = support::api(a, "DELETE", &path, Some(KEY), "").await;
+    assert_eq!(status, 200, "{answer}");
+    let closed = loop {
+        match tokio::time::timeout(WAIT, ben.next_frame()).await.unwrap() {
+            Ok(_) => continue,
+            Err(ClientError::Closed { code, .. }) => break code,
+            Err(other) => panic!("{other}"),
+        }
+    };
+    assert_eq!(closed, Some(4001));
+    // A socket no node has is not found, whichever node is asked.
+    let (status, _) = support::api(b, "DELETE", &path, Some(KEY), "").await;
+    assert_eq!(status, 404);
+
+    // Node B clears the history Node A's client wrote.
+    let (status, _) = support::api(
+        b,
+        "DELETE",
+        "/api/admin/channels/ops/history",
+        Some(KEY),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, channel) = support::api(a, "GET", "/api/admin/channels/ops", Some(KEY), "").await;
+    assert_eq!(channel["history"], json!([]), "{channel}");
+}

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use switchboard_hub::{Caller, Order, Refusal};
 use switchboard_protocol::ErrorCode;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::publish_api::{publish_payload, same_key, ApiError};
@@ -93,17 +94,27 @@ async fn require_admin(State(state): State<AppState>, request: Request, next: Ne
             "the admin API is off: configure admin_keys (SWITCHBOARD_ADMIN_KEYS)",
         );
     }
-    let valid = presented_key(request.headers())
-        .is_some_and(|presented| keys.iter().any(|key| same_key(presented, key)));
-    if !valid {
+    let valid = presented_key(request.headers()).and_then(|presented| {
+        // Every key compared, so the time taken says nothing about which one matched.
+        keys.iter()
+            .enumerate()
+            .fold(None, |found, (index, key)| match same_key(presented, key) {
+                true => found.or(Some(index)),
+                false => found,
+            })
+    });
+    let Some(index) = valid else {
         tracing::info!(path = %request.uri().path(), "refused: admin request without a valid key");
         return error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "send an admin key as `Authorization: Bearer KEY` or `X-Admin-Key: KEY`",
         );
-    }
-    next.run(request).await
+    };
+    // Which key acted, by its place in admin_keys: never the key itself.
+    next.run(request)
+        .instrument(tracing::info_span!("admin", key = index + 1))
+        .await
 }
 
 /// `?filter=&after=&limit=` of the channel list.

@@ -8,6 +8,7 @@ use axum::{Json, Router};
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use serde_json::json;
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 
 use super::{admin, assets, publish_api, transport, AppState};
 use crate::app::{shell, App};
@@ -40,6 +41,21 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             api_limit,
         ))
+        // A span per HTTP request (method and path: never the query, which may carry a
+        // token); its outcome logged at debug, server errors at warn.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &axum::http::Request<axum::body::Body>| {
+                    tracing::info_span!(
+                        "http",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                    )
+                })
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG))
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
+        )
         .with_state(state)
 }
 

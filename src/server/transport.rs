@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use switchboard_hub::{EngineMetrics, GateDecision, Outbound, OutboxReceiver, Session};
 use switchboard_protocol::CloseCode;
 use tokio::time::MissedTickBehavior;
+use tracing::Instrument;
 
 use super::AppState;
 
@@ -204,11 +205,19 @@ pub async fn upgrade(
         .max_frame_size(config.max_frame_bytes)
         .protocols(offered);
     let tracker = state.connections.clone();
+    let user = user_slot.as_ref().map(|slot| slot.key.clone());
     ws.on_upgrade(move |socket| {
         tracker.track_future(async move {
             let _slots = (ip_slot, user_slot);
             match state.hub.connect(identity) {
                 Ok((session, outbox)) => {
+                    // Every line this socket logs carries who it is (never its token).
+                    let span = tracing::info_span!(
+                        "socket",
+                        socket = %session.id(),
+                        ip = %client_ip,
+                        user = user.as_deref().unwrap_or(""),
+                    );
                     let connection = Connection {
                         metrics: state.hub.metrics().clone(),
                         session,
@@ -218,7 +227,14 @@ pub async fn upgrade(
                         last_heard: AtomicU64::new(0),
                         started: Instant::now(),
                     };
-                    connection.run(socket).await;
+                    async move {
+                        tracing::debug!("socket opened");
+                        let started = Instant::now();
+                        connection.run(socket).await;
+                        tracing::debug!(seconds = started.elapsed().as_secs_f64(), "socket closed");
+                    }
+                    .instrument(span)
+                    .await;
                 }
                 Err(_) => refuse_during_shutdown(socket).await,
             }
@@ -406,22 +422,35 @@ async fn write_loop(
                     };
                     match written {
                         Ok(Ok(())) => {}
-                        Ok(Err(_)) | Err(None) => return,
+                        Ok(Err(_)) => return,
+                        Err(None) => {
+                            tracing::info!(
+                                rule = "write_timeout_ms",
+                                seconds = write_timeout.as_secs_f64(),
+                                "dropped a socket that took no writes",
+                            );
+                            return;
+                        }
                         Err(Some(code)) => {
-                            metrics.closed(code.code());
+                            closing(&metrics, code);
                             send_close(sink, code, write_timeout).await;
                             return;
                         }
                     }
                 }
                 Outbound::Close(code) => {
-                    metrics.closed(code.code());
+                    closing(&metrics, code);
                     send_close(sink, code, write_timeout).await;
                     return;
                 }
             },
             _ = ping.tick() => {
                 if silent_for() > ping_interval * 2 {
+                    tracing::info!(
+                        rule = "ping_interval_ms",
+                        silent_seconds = silent_for().as_secs_f64(),
+                        "dropped a socket that answered no pings",
+                    );
                     return;
                 }
                 let ping = sink.send(Message::Ping(Default::default()));
@@ -430,6 +459,19 @@ async fn write_loop(
                 }
             }
         }
+    }
+}
+
+/// Counts a close code sent, and logs the ones a rule decided (not shutdowns or echoes).
+fn closing(metrics: &EngineMetrics, code: CloseCode) {
+    metrics.closed(code.code());
+    match code {
+        CloseCode::ServiceRestart => tracing::debug!(code = code.code(), "closing the socket"),
+        _ => tracing::info!(
+            code = code.code(),
+            reason = code.reason(),
+            "closing the socket"
+        ),
     }
 }
 

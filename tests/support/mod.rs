@@ -85,7 +85,24 @@ impl TestServer {
     /// Starts the server exactly as `command` says and waits until it listens (for tests of
     /// how it reads its settings).
     pub fn launch(command: &mut Command) -> Self {
-        command.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        Self::launch_logging_to(command, Stdio::inherit())
+    }
+
+    /// Starts a server with extra settings whose log (stderr) goes to `log`.
+    pub fn start_logging(env: &[(&str, &str)], log: std::fs::File) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        command
+            .env("SWITCHBOARD_HISTORY_PATH", temp_db())
+            .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
+            .env("LEPTOS_OUTPUT_NAME", "switchboard")
+            .env("SWITCHBOARD_JWT_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied());
+        Self::launch_logging_to(&mut command, Stdio::from(log))
+    }
+
+    fn launch_logging_to(command: &mut Command, stderr: Stdio) -> Self {
+        command.stdout(Stdio::piped()).stderr(stderr);
         let mut child = command.spawn().expect("the switchboard binary starts");
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut line = String::new();
@@ -301,4 +318,31 @@ pub async fn http_post(addr: &str, path: &str, headers: &str, body: &str) -> Str
         body.len()
     );
     http(addr, request).await
+}
+
+/// An HTTP API call: `method path` with `Authorization: Bearer KEY` when given and a JSON body;
+/// the status and the JSON answer (`null` when it is not JSON).
+pub async fn api(
+    addr: &str,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {len}\r\n\r\n{body}",
+        len = body.len()
+    );
+    let response = http(addr, request).await;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
 }

@@ -5,6 +5,7 @@
 //! the browser: [`Client::request`] sends a frame with a fresh `options.ref` and waits for the
 //! server's `reply`, keeping every other frame that arrives meanwhile for [`Client::next_frame`].
 
+pub mod admin;
 pub mod cli;
 pub mod tls;
 
@@ -50,6 +51,16 @@ pub enum ClientError {
     Refused {
         /// The protocol's error code.
         code: ErrorCode,
+        /// The server's explanation.
+        message: String,
+    },
+    /// The HTTP API answered with an error (`{"error": {"code", "message"}}`).
+    #[error("{message} (HTTP {status}, {code})")]
+    Http {
+        /// The HTTP status.
+        status: u16,
+        /// The error's code, e.g. `unauthorized`.
+        code: String,
         /// The server's explanation.
         message: String,
     },

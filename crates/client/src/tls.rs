@@ -43,9 +43,14 @@ pub fn add_ca_file(path: &Path) -> Result<(), ClientError> {
 
 /// The TLS settings of a `wss://` connection.
 pub fn connector() -> Result<Connector, ClientError> {
+    client_config().map(Connector::Rustls)
+}
+
+/// The TLS client settings every connection of this process uses (`wss://` and `https://`).
+pub fn client_config() -> Result<Arc<rustls::ClientConfig>, ClientError> {
     let mut trust = TRUST.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(config) = &trust.built {
-        return Ok(Connector::Rustls(config.clone()));
+        return Ok(config.clone());
     }
     let mut roots = rustls::RootCertStore::empty();
     let system = rustls_native_certs::load_native_certs();
@@ -72,7 +77,7 @@ pub fn connector() -> Result<Connector, ClientError> {
         .with_no_client_auth();
     let config = Arc::new(config);
     trust.built = Some(config.clone());
-    Ok(Connector::Rustls(config))
+    Ok(config)
 }
 
 /// The connector for `url`: TLS settings for `wss://`, none for `ws://`.
