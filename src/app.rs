@@ -5,6 +5,7 @@ use leptos_meta::{provide_meta_context, MetaTags, Title};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{ParamSegment, StaticSegment};
 
+use crate::pages::admin::AdminPage;
 use crate::pages::chat::ChatPage;
 use crate::pages::cursors::CursorsPage;
 use crate::pages::home::HomePage;
@@ -43,6 +44,7 @@ pub fn App() -> impl IntoView {
             <main>
                 <Routes fallback=|| view! { <p class="not-found">"Page not found."</p> }>
                     <Route path=StaticSegment("") view=HomePage/>
+                    <Route path=StaticSegment("admin") view=AdminPage/>
                     <Route path=(StaticSegment("chat"), ParamSegment("room")) view=ChatPage/>
                     <Route path=(StaticSegment("cursors"), ParamSegment("room")) view=CursorsPage/>
                 </Routes>

@@ -1,5 +1,6 @@
 //! One module per page, and what the room pages share.
 
+pub mod admin;
 pub mod chat;
 pub mod cursors;
 pub mod home;
