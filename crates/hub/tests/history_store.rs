@@ -307,4 +307,24 @@ fn the_outbox_keeps_events_in_order_until_delivered_and_dead_ones_can_be_replaye
         (replayed[0].event.id.as_str(), replayed[0].attempts),
         ("evt_1", 0)
     );
+
+    // Several deliveries forgotten at once; the endpoint's others and other endpoints' stay.
+    let more = HookWrites {
+        events: (10..14).map(|n| event("a", "c3", n)).collect(),
+        members: vec![],
+    };
+    store.append(&[entry("c3", 1, 0)], &more).unwrap();
+    let waiting = store.pending("a", 10).unwrap();
+    assert_eq!(waiting.len(), 5);
+    let taken: Vec<String> = waiting[1..4].iter().map(|p| p.key.clone()).collect();
+    store.delivered_all("a", &taken).unwrap();
+    store.delivered_all("a", &[]).unwrap();
+    let left: Vec<_> = store
+        .pending("a", 10)
+        .unwrap()
+        .iter()
+        .map(|p| p.event.id.clone())
+        .collect();
+    assert_eq!(left, ["evt_1", "evt_13"]);
+    assert_eq!(store.outbox_stats("b").unwrap().pending, 1);
 }

@@ -2,8 +2,10 @@
 //! POSTs them, signed, until the endpoint answers 2xx.
 //!
 //! - **Order.** Per channel: a channel's next event waits until the one before it was taken.
-//!   Channels do not wait for each other, so a receiver that keeps failing one channel's event
-//!   holds up only that channel.
+//!   Each pass delivers a lane per channel — its waiting events one after another, up to 64,
+//!   until one fails — with up to 16 channels side by side, and forgets what was taken in one
+//!   write. Channels do not wait for each other, so a receiver that keeps failing one
+//!   channel's event holds up only that channel.
 //! - **Retries.** Exponential backoff with jitter (half a second doubling to five minutes);
 //!   after the give-up age (24 h by default) the event is kept as dead, and can be replayed.
 //! - **Isolation.** Each endpoint has its own task and HTTP timeout: a slow or dead endpoint
@@ -14,7 +16,6 @@
 use bytes::Bytes;
 use futures_util::future::join_all;
 use rand::Rng;
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +27,8 @@ use super::WebhookSettings;
 const BATCH: usize = 512;
 /// Deliveries in flight per endpoint (different channels).
 const CONCURRENT: usize = 16;
+/// Most events of one channel delivered one after another in one pass.
+const LANE: usize = 64;
 /// How long a lease lasts; renewed well before.
 const LEASE: Duration = Duration::from_secs(10);
 /// Longest wait before looking at the outbox again when nothing is due.
@@ -199,24 +202,71 @@ impl Delivery {
                 }
                 continue;
             }
-            let attempts = due.iter().map(|event| self.attempt(event));
-            let outcomes = join_all(attempts).await;
-            for (event, outcome) in due.into_iter().zip(outcomes) {
-                self.settle(event, outcome).await;
+            // Channels side by side; within one, events one after another, in order, until one
+            // fails. What was delivered is forgotten in one write.
+            let lanes = due.iter().map(|lane| self.deliver_lane(lane));
+            let outcomes = join_all(lanes).await;
+            let mut delivered = Vec::new();
+            let mut failed = Vec::new();
+            for (lane, (taken, failure)) in due.into_iter().zip(outcomes) {
+                delivered.extend(lane[..taken].iter().map(|event| event.key.clone()));
+                if let Some(why) = failure {
+                    failed.push((lane[taken].clone(), why));
+                }
+            }
+            self.settle_delivered(delivered).await;
+            for (event, why) in failed {
+                self.retry(event, why).await;
             }
         }
     }
 
-    /// The events to attempt now: each channel's first waiting event, if it is due (events
-    /// past the give-up age are given up on here). Also when the next one falls due.
-    async fn due(&self, pending: &[PendingEvent], now: u64) -> (Vec<PendingEvent>, Option<u64>) {
+    /// Delivers `lane` (one channel's events, oldest first) in order until one fails or the
+    /// pass has taken a third of the lease: how many were delivered, and why the next failed.
+    async fn deliver_lane(&self, lane: &[PendingEvent]) -> (usize, Option<String>) {
+        let started = Instant::now();
+        for (taken, event) in lane.iter().enumerate() {
+            if taken > 0 && started.elapsed() > LEASE / 3 {
+                return (taken, None);
+            }
+            if let Attempt::Failed(why) = self.attempt(event).await {
+                return (taken, Some(why));
+            }
+        }
+        (lane.len(), None)
+    }
+
+    /// The events to attempt now, as one lane per channel: the channel's first waiting event if
+    /// it is due (events past the give-up age are given up on here), then the ones after it
+    /// that are due too, up to [`LANE`]. Also when the next one falls due.
+    async fn due(
+        &self,
+        pending: &[PendingEvent],
+        now: u64,
+    ) -> (Vec<Vec<PendingEvent>>, Option<u64>) {
         let give_up_ms = self.give_up_after.as_millis() as u64;
-        let mut seen = HashSet::new();
-        let mut due = Vec::new();
+        // Per channel: Some(lane index) while its lane may grow, None once it is closed.
+        let mut lanes_of: std::collections::HashMap<String, Option<usize>> = Default::default();
+        let mut lanes: Vec<Vec<PendingEvent>> = Vec::new();
         let mut next_due: Option<u64> = None;
         for event in pending {
-            if !seen.insert(event.event.channel.clone()) {
-                continue;
+            let channel = &event.event.channel;
+            match lanes_of.get(channel) {
+                Some(None) => continue,
+                Some(Some(lane)) => {
+                    let lane = *lane;
+                    // Only fresh, due events join a lane; anything else waits for its turn.
+                    if lanes[lane].len() < LANE
+                        && event.attempts == 0
+                        && event.next_attempt_ms <= now
+                    {
+                        lanes[lane].push(event.clone());
+                    } else {
+                        lanes_of.insert(channel.clone(), None);
+                    }
+                    continue;
+                }
+                None => {}
             }
             if now.saturating_sub(event.event.created_ms) > give_up_ms && event.attempts > 0 {
                 let (endpoint, key) = (self.endpoint.settings.name.clone(), event.key.clone());
@@ -232,20 +282,23 @@ impl Delivery {
                     }
                     Err(err) => tracing::warn!("giving up on a webhook event failed: {err}"),
                 }
-                // The channel's next event may go now.
-                seen.remove(&event.event.channel);
+                // The channel's next event is its first now; it waits for the next pass.
+                lanes_of.insert(channel.clone(), None);
                 continue;
             }
-            if event.next_attempt_ms <= now {
-                if due.len() < CONCURRENT {
-                    due.push(event.clone());
-                }
+            if event.next_attempt_ms <= now && lanes.len() < CONCURRENT {
+                lanes_of.insert(channel.clone(), Some(lanes.len()));
+                lanes.push(vec![event.clone()]);
             } else {
-                next_due =
-                    Some(next_due.map_or(event.next_attempt_ms, |n| n.min(event.next_attempt_ms)));
+                lanes_of.insert(channel.clone(), None);
+                if event.next_attempt_ms > now {
+                    next_due = Some(
+                        next_due.map_or(event.next_attempt_ms, |n| n.min(event.next_attempt_ms)),
+                    );
+                }
             }
         }
-        (due, next_due)
+        (lanes, next_due)
     }
 
     /// One POST of one event.
@@ -276,39 +329,45 @@ impl Delivery {
         }
     }
 
-    async fn settle(&self, event: PendingEvent, outcome: Attempt) {
+    /// Forgets what the endpoint took, in one write.
+    async fn settle_delivered(&self, keys: Vec<String>) {
+        if keys.is_empty() {
+            return;
+        }
+        let count = keys.len() as u64;
+        self.endpoint
+            .counters
+            .delivered
+            .fetch_add(count, Ordering::Relaxed);
+        let name = self.endpoint.settings.name.clone();
+        if let Err(err) = blocking(&self.store, move |s| s.delivered_all(&name, &keys)).await {
+            tracing::warn!("recording webhook deliveries failed: {err}");
+        }
+    }
+
+    /// The attempt at `event` failed: it is tried again after its backoff.
+    async fn retry(&self, event: PendingEvent, why: String) {
         let name = self.endpoint.settings.name.clone();
         let key = event.key.clone();
-        let written = match outcome {
-            Attempt::Delivered => {
-                self.endpoint
-                    .counters
-                    .delivered
-                    .fetch_add(1, Ordering::Relaxed);
-                blocking(&self.store, move |s| s.delivered(&name, &key)).await
-            }
-            Attempt::Failed(why) => {
-                self.endpoint
-                    .counters
-                    .retried
-                    .fetch_add(1, Ordering::Relaxed);
-                let attempts = event.attempts.saturating_add(1);
-                let delay = backoff(event.attempts);
-                tracing::info!(
-                    endpoint = %name,
-                    event = %event.event.id,
-                    attempts,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "webhook delivery failed: {why}"
-                );
-                let next = now_ms() + delay.as_millis() as u64;
-                blocking(&self.store, move |s| {
-                    s.retry_later(&name, &key, attempts, next)
-                })
-                .await
-            }
-        };
-        if let Err(err) = written {
+        self.endpoint
+            .counters
+            .retried
+            .fetch_add(1, Ordering::Relaxed);
+        let attempts = event.attempts.saturating_add(1);
+        let delay = backoff(event.attempts);
+        tracing::info!(
+            endpoint = %name,
+            event = %event.event.id,
+            attempts,
+            retry_in_ms = delay.as_millis() as u64,
+            "webhook delivery failed: {why}"
+        );
+        let next = now_ms() + delay.as_millis() as u64;
+        if let Err(err) = blocking(&self.store, move |s| {
+            s.retry_later(&name, &key, attempts, next)
+        })
+        .await
+        {
             tracing::warn!("recording a webhook delivery failed: {err}");
         }
     }

@@ -837,6 +837,24 @@ impl HookOutbox for RedisHistory {
         })
     }
 
+    fn delivered_all(&self, endpoint: &str, keys: &[String]) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.with_conn(|conn| {
+            redis::pipe()
+                .cmd("XDEL")
+                .arg(self.outbox_key(endpoint))
+                .arg(keys)
+                .ignore()
+                .cmd("HDEL")
+                .arg(self.retry_key(endpoint))
+                .arg(keys)
+                .ignore()
+                .query::<()>(conn)
+        })
+    }
+
     fn retry_later(
         &self,
         endpoint: &str,

@@ -540,6 +540,22 @@ impl HookOutbox for SqliteHistory {
             .map_err(store_error)
     }
 
+    fn delivered_all(&self, endpoint: &str, keys: &[String]) -> Result<(), StoreError> {
+        let mut db = self.writer();
+        let transaction = db.transaction().map_err(store_error)?;
+        {
+            let mut statement = transaction
+                .prepare_cached("DELETE FROM hook_outbox WHERE endpoint = ?1 AND key = ?2")
+                .map_err(store_error)?;
+            for key in keys {
+                statement
+                    .execute(params![endpoint, outbox_key(key)?])
+                    .map_err(store_error)?;
+            }
+        }
+        transaction.commit().map_err(store_error)
+    }
+
     fn retry_later(
         &self,
         endpoint: &str,
