@@ -1,8 +1,10 @@
 //! One module per page, and what the room pages share.
 
 pub mod chat;
+pub mod colour;
 pub mod cursors;
 pub mod home;
+pub mod refusals;
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
