@@ -64,7 +64,7 @@ for (const colorScheme of ['light', 'dark']) {
     const tom = await joinAsPeer(baseURL, room, { id: 'user-tom', name: 'Tom', colour: 'navy' });
     pia.point(0.3, 0.3, 'over here');
     tom.point(0.6, 0.6);
-    await expect(board.locator('.cursor .chat')).toHaveText('over here');
+    await expect(board.locator('.cursor .cursor-chat')).toHaveText('over here');
     expect(await seriousViolations(board)).toEqual([]);
     await expect(board.locator('.cursor[data-name="Tom"]')).toHaveClass(/stale/, { timeout: 6000 });
     pia.point(0.35, 0.3, 'over here');

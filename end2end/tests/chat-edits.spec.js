@@ -124,3 +124,23 @@ test('reactions are counted per emoji, say who reacted, and can be taken back', 
   await expect(messageWith(a, 'lunch').locator('button.reaction')).toHaveText(['👍1', '🎉2']);
   await Promise.all([ada.close(), ben.close(), cy.close()]);
 });
+
+test('on a touch screen a tap on a message shows its actions, and reacting works from there', async ({ browser, baseURL }) => {
+  const room = `touch-actions-${Date.now()}`;
+  const ada = await personContext(browser, 'Ada', '#e5484d');
+  const ben = await personContext(browser, 'Ben', '#30a46c', {
+    viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true,
+  });
+  const a = await openRoom(ada, baseURL, room);
+  const b = await openRoom(ben, baseURL, room);
+  await say(a, 'anyone for coffee?');
+  const message = messageWith(b, 'anyone for coffee?');
+  const actions = message.locator('.actions');
+  await expect(actions).toHaveCSS('opacity', '0');
+  await message.locator('.text').tap();
+  await expect(actions).toHaveCSS('opacity', '1');
+  await message.locator('button.react').tap();
+  await b.locator('.picker button[aria-label="React with heart"]').tap();
+  await expect(messageWith(a, 'anyone for coffee?').locator('button.reaction')).toHaveText(['❤️1']);
+  await Promise.all([ada.close(), ben.close()]);
+});

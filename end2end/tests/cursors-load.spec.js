@@ -22,10 +22,11 @@ test('30 remote cursors at 30 updates/s each: the board keeps at least 55 frames
   page.on('pageerror', (err) => {
     throw err;
   });
-  await page.goto(`${baseURL}/cursors/${prefix}-0`);
-  await expect(page.locator('.connection')).toHaveAttribute('data-status', 'connected');
+  // Counted from the page's own socket, so listened for before the page opens it.
   let received = 0;
   page.on('websocket', (socket) => socket.on('framereceived', () => { received += 1; }));
+  await page.goto(`${baseURL}/cursors/${prefix}-0`);
+  await expect(page.locator('.connection')).toHaveAttribute('data-status', 'connected');
 
   const run = spawn(loadgen, [
     '--url', `${baseURL.replace(/^http/, 'ws')}/rt/loadgen`, '--duration', '12',

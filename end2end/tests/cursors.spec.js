@@ -203,13 +203,21 @@ test('cursor chat: / opens it, the others see it beside the cursor, Escape cance
   const a = await openBoard(ada, baseURL, room);
   const b = await openBoard(ben, baseURL, room);
   await pointAt(b, 0.4, 0.4);
-  const bubble = a.locator('.cursor[data-name="Ben"] .chat');
+  const bubble = a.locator('.cursor[data-name="Ben"] .cursor-chat');
 
   await b.keyboard.press('/');
   const input = b.locator('.cursor-chat-input');
   await expect(input).toBeFocused();
   await input.pressSequentially('hello there');
   await expect(bubble).toHaveText('hello there');
+  // A short message is one line just below and right of the arrow, not a column down the board.
+  const arrow = await a.locator('.cursor[data-name="Ben"] svg').boundingBox();
+  const box = await bubble.boundingBox();
+  expect(box.height).toBeLessThan(40);
+  expect(box.width).toBeGreaterThan(box.height);
+  expect(box.x - arrow.x).toBeGreaterThan(0);
+  expect(box.x - arrow.x).toBeLessThan(40);
+  expect(box.y - arrow.y).toBeLessThan(60);
   await input.press('Escape');
   await expect(input).toHaveCount(0);
   await expect(bubble).toHaveCount(0);

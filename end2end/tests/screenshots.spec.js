@@ -1,7 +1,6 @@
 // The pictures in the README: the chat (three people, an edit, a reaction, someone typing) and
 // the board (three cursors, one with cursor chat), at desktop and phone sizes. Each run writes
-// them to the test's output folder; SWITCHBOARD_SCREENSHOTS=update also copies them to
-// docs/screenshots/. Look at them before committing.
+// them to docs/screenshots/, which the README shows. Look at them before committing.
 const { test, expect } = require('@playwright/test');
 const fs = require('node:fs');
 const path = require('node:path');
@@ -13,13 +12,9 @@ const sizes = [
   ['phone', { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 }],
 ];
 
-async function keep(page, name, testInfo) {
-  const file = testInfo.outputPath(`${name}.png`);
-  await page.screenshot({ path: file });
-  if (process.env.SWITCHBOARD_SCREENSHOTS === 'update') {
-    fs.mkdirSync(docs, { recursive: true });
-    fs.copyFileSync(file, path.join(docs, `${name}.png`));
-  }
+async function keep(page, name) {
+  fs.mkdirSync(docs, { recursive: true });
+  await page.screenshot({ path: path.join(docs, `${name}.png`) });
 }
 
 async function react(page, text, name) {
@@ -31,7 +26,7 @@ async function react(page, text, name) {
 }
 
 for (const [size, options] of sizes) {
-  test(`screenshots of the chat and the board (${size})`, async ({ browser, baseURL }, testInfo) => {
+  test(`screenshots of the chat and the board (${size})`, async ({ browser, baseURL }) => {
     const room = `design-review-${size}`;
     const ada = await personContext(browser, 'Ada', '#e5484d', { ...options, colorScheme: 'light' });
     const ben = await personContext(browser, 'Ben', '#30a46c');
@@ -55,8 +50,11 @@ for (const [size, options] of sizes) {
     await expect(messageWith(a, 'Morning!').locator('button.reaction')).toHaveText(['👍2']);
     await c.locator(DRAFT).pressSequentially('On my w');
     await expect(a.locator('.typing')).toHaveText('Cy is typing…');
+    // Ada is back in her draft, as after reacting; no message has the pointer or focus.
     await a.mouse.move(0, 0);
-    await keep(a, `chat-${size}`, testInfo);
+    await a.locator(DRAFT).focus();
+    await expect(a.locator('.message .actions').first()).toHaveCSS('opacity', '0');
+    await keep(a, `chat-${size}`);
 
     const board = await ada.newPage();
     await board.goto(`${baseURL}/cursors/${room}`);
@@ -78,10 +76,10 @@ for (const [size, options] of sizes) {
     await moveTo(boards[2], 0.78, 0.25);
     await boards[0].keyboard.press('/');
     await boards[0].locator('.cursor-chat-input').pressSequentially('Let’s put the timeline here');
-    await expect(board.locator('.cursor[data-name="Ben"] .chat')).toHaveText('Let’s put the timeline here');
+    await expect(board.locator('.cursor[data-name="Ben"] .cursor-chat')).toHaveText('Let’s put the timeline here');
     await expect(board.locator('.cursor')).toHaveCount(3);
     await board.waitForTimeout(400);
-    await keep(board, `board-${size}`, testInfo);
+    await keep(board, `board-${size}`);
     await Promise.all([ada.close(), ben.close(), cy.close(), dee.close()]);
   });
 }

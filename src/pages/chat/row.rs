@@ -353,6 +353,7 @@ pub fn MessageRow(id: String) -> AnyView {
     view! {
         <li
             class="message"
+            tabindex="-1"
             class:mine=move || mine.get()
             class:sending=move || delivery.get() == Some(Delivery::Sending)
             class:refused=move || matches!(delivery.get(), Some(Delivery::Refused(_)))

@@ -517,7 +517,7 @@ fn CursorMark(mark: Mark, marks: RwSignal<Vec<Mark>>, drawing: Drawing) -> impl 
             </svg>
             <span class="label" style:background-color=colour.clone() style:color=ink>{mark.author.name.clone()}</span>
             {move || chat().map(|text| view! {
-                <span class="chat" style:background-color=colour.clone() style:color=ink>{text}</span>
+                <span class="cursor-chat" style:background-color=colour.clone() style:color=ink>{text}</span>
             })}
         </div>
     }
