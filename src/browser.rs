@@ -79,14 +79,14 @@ pub fn local_date(ms: i64, with_year: bool) -> String {
     if with_year {
         set(&options, "year", "numeric");
     }
-    date(ms)
-        .to_locale_date_string(&language(), &options)
-        .into()
+    date(ms).to_locale_date_string(&language(), &options).into()
 }
 
 /// The date and time at `ms`, in full, for a tooltip.
 pub fn local_date_time(ms: i64) -> String {
-    date(ms).to_locale_string(&language(), &JsValue::UNDEFINED).into()
+    date(ms)
+        .to_locale_string(&language(), &JsValue::UNDEFINED)
+        .into()
 }
 
 /// Whether the page's tab is in the background (the reader is not looking at it).
@@ -99,7 +99,11 @@ pub fn tab_hidden() -> bool {
 /// Whether the reader asked the system for less motion.
 pub fn prefers_reduced_motion() -> bool {
     web_sys::window()
-        .and_then(|w| w.match_media("(prefers-reduced-motion: reduce)").ok().flatten())
+        .and_then(|w| {
+            w.match_media("(prefers-reduced-motion: reduce)")
+                .ok()
+                .flatten()
+        })
         .is_some_and(|query| query.matches())
 }
 

@@ -22,17 +22,23 @@ pub fn sentence(code: ErrorCode, attempt: Attempt) -> &'static str {
     use Attempt::*;
     use ErrorCode::*;
     match (code, attempt) {
-        (NotSubscribed, Join | LoadEarlier) => "This page is not in the room yet. Wait a moment and try again.",
+        (NotSubscribed, Join | LoadEarlier) => {
+            "This page is not in the room yet. Wait a moment and try again."
+        }
         (NotSubscribed, _) => "This page has not joined that room, so nothing was sent there.",
         (UnknownMessage, _) => "That message is no longer in this room's history.",
         (Forbidden, Change) => "Only the person who wrote a message can edit or delete it.",
-        (Forbidden, _) => "This room does not take messages from people; only the service posts here.",
+        (Forbidden, _) => {
+            "This room does not take messages from people; only the service posts here."
+        }
         (AuthRequired, Join) => "This room is for signed-in members. Sign in to enter it.",
         (AuthRequired, _) => "Only signed-in members can write in this room.",
         (RateLimited, _) => "You are going too fast. Wait a moment and try again.",
         (PayloadTooLarge, _) => "This is too long to send. Shorten it and try again.",
         (Overloaded, _) => "The server is busy right now. Try again in a moment.",
-        (Internal, LoadEarlier) => "The server could not read the earlier messages. Try again later.",
+        (Internal, LoadEarlier) => {
+            "The server could not read the earlier messages. Try again later."
+        }
         (Internal, _) => "The server could not save this. Try again in a moment.",
         (TooManyChannels, _) => "This page has too many rooms open. Close some and try again.",
         (UnknownSocket, _) => "That person has left the room.",
@@ -97,10 +103,7 @@ mod tests {
 
     #[test]
     fn server_function_messages_become_sentences() {
-        assert_eq!(
-            as_sentence("type your name first"),
-            "Type your name first."
-        );
+        assert_eq!(as_sentence("type your name first"), "Type your name first.");
         assert_eq!(as_sentence("Done!"), "Done!");
         assert_eq!(as_sentence("  "), "Something went wrong. Try again.");
     }

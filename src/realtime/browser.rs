@@ -430,10 +430,7 @@ impl Sender {
         };
         let learned = {
             let mut state = self.state.borrow_mut();
-            let own = state
-                .in_flight
-                .values()
-                .any(|o| o.tracked() && o.id == id);
+            let own = state.in_flight.values().any(|o| o.tracked() && o.id == id);
             let new = state.socket_id.as_deref() != Some(client.socket_id.as_str());
             if own && new {
                 state.socket_id = Some(client.socket_id.clone());
@@ -542,7 +539,8 @@ impl Sender {
 
     fn transmit(&self, outgoing: Outgoing) {
         let channel = outgoing.channel.as_deref().unwrap_or(&self.channel);
-        let mut options = json!({ "channel": channel, "ref": outgoing.reference, "id": outgoing.id });
+        let mut options =
+            json!({ "channel": channel, "ref": outgoing.reference, "id": outgoing.id });
         if let Some(refers) = &outgoing.refers {
             options[refers.option()] = json!(refers.target());
         }

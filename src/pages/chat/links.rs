@@ -108,10 +108,7 @@ mod tests {
             "ftp://x.org",
             "xhttp://x.org",
         ] {
-            assert!(
-                pieces(text).iter().all(|p| matches!(p, Text(_))),
-                "{text}"
-            );
+            assert!(pieces(text).iter().all(|p| matches!(p, Text(_))), "{text}");
         }
     }
 

@@ -144,7 +144,8 @@ pub fn MessageList() -> impl IntoView {
             return;
         };
         let connected = channel.status.get_untracked() == ConnectionStatus::Connected;
-        let start = reached_start.get_untracked() || matches!(oldest.get_untracked(), None | Some(1));
+        let start =
+            reached_start.get_untracked() || matches!(oldest.get_untracked(), None | Some(1));
         if loading.get_untracked() || start || !connected {
             return;
         }
@@ -173,8 +174,7 @@ pub fn MessageList() -> impl IntoView {
         let Some(element) = list.get_untracked() else {
             return;
         };
-        let from_bottom =
-            element.scroll_height() - element.scroll_top() - element.client_height();
+        let from_bottom = element.scroll_height() - element.scroll_top() - element.client_height();
         let bottom = from_bottom <= NEAR_BOTTOM_PX;
         if room.at_bottom.get_untracked() != bottom {
             room.at_bottom.set(bottom);
@@ -301,8 +301,8 @@ fn jump_to_unread(list: NodeRef<Div>) {
         .ok()
         .flatten()
         .map(|marker| {
-            let above = marker.get_bounding_client_rect().top()
-                - element.get_bounding_client_rect().top();
+            let above =
+                marker.get_bounding_client_rect().top() - element.get_bounding_client_rect().top();
             (f64::from(element.scroll_top()) + above).round() as i32
         })
         .map_or(bottom, |marker| marker.min(bottom));
@@ -314,4 +314,3 @@ fn jump_to_unread(list: NodeRef<Div>) {
     });
     element.scroll_to_with_scroll_to_options(&options);
 }
-

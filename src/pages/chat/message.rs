@@ -213,18 +213,24 @@ impl Entry {
             Said::Reaction {
                 target: target.into(),
                 emoji: emoji.into(),
-                on: frame.payload.get("on").and_then(Value::as_bool).unwrap_or(true),
+                on: frame
+                    .payload
+                    .get("on")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true),
             }
         } else {
             let message = message()?;
             sent_at = Some(message.sent_at);
-            Said::Message {
-                text: message.text,
-            }
+            Said::Message { text: message.text }
         };
-        let id = option("id")
-            .map(str::to_string)
-            .or_else(|| frame.payload.get("id").and_then(Value::as_str).map(str::to_string))?;
+        let id = option("id").map(str::to_string).or_else(|| {
+            frame
+                .payload
+                .get("id")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })?;
         let at = frame
             .options
             .get("at")
@@ -379,15 +385,27 @@ mod tests {
             Some(Said::Retraction { target: "a".into() })
         );
         assert_eq!(
-            by(json!({"id": "x1", "reactsTo": "a"}), json!({"emoji": "🎉", "on": false})),
+            by(
+                json!({"id": "x1", "reactsTo": "a"}),
+                json!({"emoji": "🎉", "on": false})
+            ),
             Some(Said::Reaction {
                 target: "a".into(),
                 emoji: "🎉".into(),
                 on: false
             })
         );
-        for bad in [json!({"emoji": ""}), json!({"emoji": "a b"}), json!({"emoji": "x".repeat(40)}), json!({})] {
-            assert_eq!(by(json!({"id": "x2", "reactsTo": "a"}), bad.clone()), None, "{bad}");
+        for bad in [
+            json!({"emoji": ""}),
+            json!({"emoji": "a b"}),
+            json!({"emoji": "x".repeat(40)}),
+            json!({}),
+        ] {
+            assert_eq!(
+                by(json!({"id": "x2", "reactsTo": "a"}), bad.clone()),
+                None,
+                "{bad}"
+            );
         }
     }
 

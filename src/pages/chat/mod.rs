@@ -375,10 +375,9 @@ fn note_unread(room: &Room, incoming: &[Entry]) {
     for entry in incoming {
         let new_message = matches!(entry.said, message::Said::Message { .. });
         let seen = room.timeline.with_untracked(|t| t.holds(&entry.id));
-        let mine = room.me.with_untracked(|me| {
-            me.as_ref()
-                .is_some_and(|me| me.id == entry.author.id)
-        });
+        let mine = room
+            .me
+            .with_untracked(|me| me.as_ref().is_some_and(|me| me.id == entry.author.id));
         if !new_message || seen || mine || !away {
             continue;
         }

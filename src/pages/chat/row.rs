@@ -115,14 +115,18 @@ pub fn MessageRow(id: String) -> AnyView {
     let is = move |read: fn(&Shown) -> bool| shown.with(|s| s.as_ref().is_some_and(read));
     let deleted = Memo::new(move |_| is(|s| s.post.deleted));
     let stored = Memo::new(move |_| is(|s| s.delivery == Delivery::Stored));
-    let mine = Memo::new(move |_| shown.with(|s| s.as_ref().is_some_and(|s| room.is_me(&s.post.author))));
+    let mine =
+        Memo::new(move |_| shown.with(|s| s.as_ref().is_some_and(|s| room.is_me(&s.post.author))));
     let may_change = Memo::new(move |_| {
         shown.with(|s| {
             s.as_ref()
                 .is_some_and(|s| s.delivery == Delivery::Stored && room.may_change(&s.post))
         })
     });
-    let editing = Memo::new(move |_| room.editing.with(|e| e.as_deref() == Some(&*id.read_value())));
+    let editing = Memo::new(move |_| {
+        room.editing
+            .with(|e| e.as_deref() == Some(&*id.read_value()))
+    });
     let picking = RwSignal::new(false);
     let confirming = RwSignal::new(false);
     let react_button = NodeRef::<Button>::new();
@@ -164,7 +168,11 @@ pub fn MessageRow(id: String) -> AnyView {
     let saving = Memo::new(move |_| is(|s| s.saving.is_some()));
     let delivery = Memo::new(move |_| shown.with(|s| s.as_ref().map(|s| s.delivery.clone())));
     let reactions = Memo::new(move |_| {
-        shown.with(|s| s.as_ref().map(|s| s.post.reactions.clone()).unwrap_or_default())
+        shown.with(|s| {
+            s.as_ref()
+                .map(|s| s.post.reactions.clone())
+                .unwrap_or_default()
+        })
     });
 
     let body = move || {
@@ -223,8 +231,10 @@ pub fn MessageRow(id: String) -> AnyView {
         toggle_on(room, &id.read_value(), &emoji, my_reaction(&emoji));
     };
     let reactions_view = move || {
-        let emojis = move || reactions.with(|r| r.iter().map(|r| r.emoji.clone()).collect::<Vec<_>>());
-        (!emojis().is_empty()).then(|| view! {
+        let emojis =
+            move || reactions.with(|r| r.iter().map(|r| r.emoji.clone()).collect::<Vec<_>>());
+        (!emojis().is_empty()).then(|| {
+            view! {
             <ul class="reactions" aria-label="Reactions">
                 <For each=emojis key=|emoji| emoji.clone() children=move |emoji| {
                     let mine = Signal::derive({
@@ -234,7 +244,8 @@ pub fn MessageRow(id: String) -> AnyView {
                     view! { <ReactionChip emoji reactions mine on_toggle=Callback::new(toggle)/> }
                 }/>
             </ul>
-        }.into_any())
+        }.into_any()
+        })
     };
 
     let picker_view = move || {
@@ -311,7 +322,8 @@ pub fn MessageRow(id: String) -> AnyView {
     };
 
     let actions_view = move || {
-        (stored.get() && !deleted.get() && room.channel.get().is_some()).then(|| view! {
+        (stored.get() && !deleted.get() && room.channel.get().is_some()).then(|| {
+            view! {
             <div class="actions" role="toolbar" aria-label="Message actions">
                 <button
                     type="button"
@@ -335,7 +347,8 @@ pub fn MessageRow(id: String) -> AnyView {
                     </button>
                 }.into_any())}
             </div>
-        }.into_any())
+        }.into_any()
+        })
     };
 
     let author_id = move || author().map(|a| a.id).unwrap_or_default();
@@ -399,7 +412,11 @@ fn ReactionChip(
     };
     let who = move || {
         let names = people();
-        format!("{} reacted with {}", names_in_words(&names), emoji.read_value())
+        format!(
+            "{} reacted with {}",
+            names_in_words(&names),
+            emoji.read_value()
+        )
     };
     view! {
         <li>

@@ -214,10 +214,7 @@ mod tests {
             parse_iso("2026-03-01T09:05:00.000Z"),
             Some(MARCH_1_2026_0905)
         );
-        assert_eq!(
-            parse_iso("2026-03-01T09:05:00Z"),
-            Some(MARCH_1_2026_0905)
-        );
+        assert_eq!(parse_iso("2026-03-01T09:05:00Z"), Some(MARCH_1_2026_0905));
         assert_eq!(
             parse_iso("2026-03-01T09:05:00.5Z"),
             Some(MARCH_1_2026_0905 + 500)

@@ -319,7 +319,15 @@ mod tests {
     fn the_authors_latest_edit_wins_and_nobody_elses_counts() {
         let (ada, ben) = (person("ada", "Ada"), person("ben", "Ben"));
         let edit = |id: &str, seq, by: &Author, new: &str| {
-            entry(id, seq, by, Said::Edit { target: "a".into(), text: new.into() })
+            entry(
+                id,
+                seq,
+                by,
+                Said::Edit {
+                    target: "a".into(),
+                    text: new.into(),
+                },
+            )
         };
         let mut timeline = Timeline::default();
         timeline.add(text("a", 1, &ada, "helo"));
@@ -331,7 +339,15 @@ mod tests {
         assert!(post.edited);
 
         // A guest is known by socket: the same name and id from another socket is not them.
-        let mut impostor = entry("e4", 5, &ada, Said::Edit { target: "a".into(), text: "pwned".into() });
+        let mut impostor = entry(
+            "e4",
+            5,
+            &ada,
+            Said::Edit {
+                target: "a".into(),
+                text: "pwned".into(),
+            },
+        );
         impostor.socket = Some("another-socket".into());
         timeline.add(impostor);
         assert_eq!(timeline.posts()[0].text, "hello!");
@@ -342,10 +358,29 @@ mod tests {
         let (ada, ben) = (person("ada", "Ada"), person("ben", "Ben"));
         let mut timeline = Timeline::default();
         timeline.add(text("a", 1, &ada, "oops"));
-        timeline.add(entry("r1", 2, &ben, Said::Reaction { target: "a".into(), emoji: "😂".into(), on: true }));
-        timeline.add(entry("x1", 3, &ben, Said::Retraction { target: "a".into() }));
+        timeline.add(entry(
+            "r1",
+            2,
+            &ben,
+            Said::Reaction {
+                target: "a".into(),
+                emoji: "😂".into(),
+                on: true,
+            },
+        ));
+        timeline.add(entry(
+            "x1",
+            3,
+            &ben,
+            Said::Retraction { target: "a".into() },
+        ));
         assert!(!timeline.posts()[0].deleted, "only the author may delete");
-        timeline.add(entry("x2", 4, &ada, Said::Retraction { target: "a".into() }));
+        timeline.add(entry(
+            "x2",
+            4,
+            &ada,
+            Said::Retraction { target: "a".into() },
+        ));
         let post = &timeline.posts()[0];
         assert!(post.deleted);
         assert_eq!(post.text, "");
@@ -354,9 +389,22 @@ mod tests {
 
     #[test]
     fn reactions_are_counted_per_emoji_once_per_person_and_can_be_taken_back() {
-        let (ada, ben, cy) = (person("ada", "Ada"), person("ben", "Ben"), person("cy", "Cy"));
+        let (ada, ben, cy) = (
+            person("ada", "Ada"),
+            person("ben", "Ben"),
+            person("cy", "Cy"),
+        );
         let react = |id: &str, seq, by: &Author, emoji: &str, on| {
-            entry(id, seq, by, Said::Reaction { target: "a".into(), emoji: emoji.into(), on })
+            entry(
+                id,
+                seq,
+                by,
+                Said::Reaction {
+                    target: "a".into(),
+                    emoji: emoji.into(),
+                    on,
+                },
+            )
         };
         let mut timeline = Timeline::default();
         timeline.add(text("a", 1, &ada, "lunch?"));
@@ -368,7 +416,11 @@ mod tests {
         let reactions = &timeline.posts()[0].reactions;
         assert_eq!(reactions.len(), 2);
         assert_eq!(reactions[0].emoji, "👍");
-        let names: Vec<_> = reactions[0].people.iter().map(|p| p.name.as_str()).collect();
+        let names: Vec<_> = reactions[0]
+            .people
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
         assert_eq!(names, ["Cy"]);
         assert_eq!(reactions[1].people.len(), 1);
         timeline.add(react("r6", 7, &ada, "🎉", false));
@@ -379,7 +431,15 @@ mod tests {
     fn changes_loaded_before_their_message_apply_when_it_arrives() {
         let ada = person("ada", "Ada");
         let mut timeline = Timeline::default();
-        timeline.add(entry("e1", 60, &ada, Said::Edit { target: "a".into(), text: "edited later".into() }));
+        timeline.add(entry(
+            "e1",
+            60,
+            &ada,
+            Said::Edit {
+                target: "a".into(),
+                text: "edited later".into(),
+            },
+        ));
         timeline.add(text("z", 61, &ada, "newest"));
         assert_eq!(texts(&timeline), ["newest"]);
         assert_eq!(timeline.oldest_seq(), Some(60));
@@ -391,7 +451,15 @@ mod tests {
     fn the_rendered_page_holds_no_deleted_or_corrected_text_and_shows_the_same() {
         let (ada, ben) = (person("ada", "Ada"), person("ben", "Ben"));
         let edit = |id: &str, seq, target: &str, new: &str| {
-            entry(id, seq, &ada, Said::Edit { target: target.into(), text: new.into() })
+            entry(
+                id,
+                seq,
+                &ada,
+                Said::Edit {
+                    target: target.into(),
+                    text: new.into(),
+                },
+            )
         };
         let entries = vec![
             text("a", 1, &ada, "teh plan"),
@@ -400,7 +468,16 @@ mod tests {
             edit("e2", 4, "a", "the plan"),
             edit("e3", 5, "b", "still secret"),
             entry("x1", 6, &ada, Said::Retraction { target: "b".into() }),
-            entry("r1", 7, &ben, Said::Reaction { target: "a".into(), emoji: "👍".into(), on: true }),
+            entry(
+                "r1",
+                7,
+                &ben,
+                Said::Reaction {
+                    target: "a".into(),
+                    emoji: "👍".into(),
+                    on: true,
+                },
+            ),
             edit("e4", 8, "older", "about a message further back"),
         ];
         let all = Timeline::of(entries.clone()).posts();

@@ -215,7 +215,12 @@ impl Board {
             .iter()
             .find(|r| r.mark.socket_id == socket)
             .map(|r| r.heard_at)
-            .or_else(|| self.joined.iter().find(|(s, _)| s == socket).map(|(_, at)| *at));
+            .or_else(|| {
+                self.joined
+                    .iter()
+                    .find(|(s, _)| s == socket)
+                    .map(|(_, at)| *at)
+            });
         heard.map_or(Activity::Idle, |at| Activity::after(now - at))
     }
 
@@ -261,8 +266,16 @@ mod tests {
     #[test]
     fn a_first_update_adds_a_cursor_later_ones_only_move_it() {
         let mut board = Board::default();
-        assert!(board.apply(&cursor("s1", "Ada", update(Point { x: 0.2, y: 0.3 }, None)), 0.0, true));
-        assert!(!board.apply(&cursor("s1", "Ada", update(Point { x: 0.4, y: 0.3 }, None)), 33.0, true));
+        assert!(board.apply(
+            &cursor("s1", "Ada", update(Point { x: 0.2, y: 0.3 }, None)),
+            0.0,
+            true
+        ));
+        assert!(!board.apply(
+            &cursor("s1", "Ada", update(Point { x: 0.4, y: 0.3 }, None)),
+            33.0,
+            true
+        ));
         let marks = board.marks();
         assert_eq!(marks.len(), 1);
         assert_eq!(marks[0].author.name, "Ada");
@@ -275,21 +288,36 @@ mod tests {
     #[test]
     fn positions_outside_the_board_are_kept_on_it() {
         let mut board = Board::default();
-        board.apply(&cursor("s1", "Ada", json!({"kind": "cursor", "x": 7.0, "y": -3.0})), 0.0, true);
+        board.apply(
+            &cursor("s1", "Ada", json!({"kind": "cursor", "x": 7.0, "y": -3.0})),
+            0.0,
+            true,
+        );
         assert_eq!(board.positions(0.0).0, [("s1", Point { x: 1.0, y: 0.0 })]);
     }
 
     #[test]
     fn quiet_cursors_go_idle_then_away_and_come_back_when_they_move() {
         let mut board = Board::default();
-        board.apply(&cursor("s1", "Ada", update(Point { x: 0.5, y: 0.5 }, None)), 0.0, true);
+        board.apply(
+            &cursor("s1", "Ada", update(Point { x: 0.5, y: 0.5 }, None)),
+            0.0,
+            true,
+        );
         assert!(!board.refresh(IDLE_AFTER_MS - 1.0));
         assert!(board.refresh(IDLE_AFTER_MS));
         assert_eq!(board.marks()[0].activity, Activity::Idle);
         assert!(board.refresh(AWAY_AFTER_MS));
         assert_eq!(board.marks()[0].activity, Activity::Away);
-        assert!(board.positions(AWAY_AFTER_MS).0.is_empty(), "away cursors are not drawn");
-        assert!(board.apply(&cursor("s1", "Ada", update(Point { x: 0.6, y: 0.5 }, None)), AWAY_AFTER_MS + 1.0, true));
+        assert!(
+            board.positions(AWAY_AFTER_MS).0.is_empty(),
+            "away cursors are not drawn"
+        );
+        assert!(board.apply(
+            &cursor("s1", "Ada", update(Point { x: 0.6, y: 0.5 }, None)),
+            AWAY_AFTER_MS + 1.0,
+            true
+        ));
         assert_eq!(board.marks()[0].activity, Activity::Active);
     }
 
@@ -298,12 +326,23 @@ mod tests {
         let mut board = Board::default();
         let here = Point { x: 0.5, y: 0.5 };
         board.apply(&cursor("s1", "Ada", update(here, None)), 0.0, true);
-        assert!(board.apply(&cursor("s1", "Ada", update(here, Some("hello"))), 10.0, true));
+        assert!(board.apply(
+            &cursor("s1", "Ada", update(here, Some("hello"))),
+            10.0,
+            true
+        ));
         assert_eq!(board.marks()[0].chat.as_deref(), Some("hello"));
-        assert!(!board.apply(&cursor("s1", "Ada", update(here, Some("hello"))), 20.0, true));
+        assert!(!board.apply(
+            &cursor("s1", "Ada", update(here, Some("hello"))),
+            20.0,
+            true
+        ));
         let long = "x".repeat(100) + "\u{7}";
         board.apply(&cursor("s1", "Ada", update(here, Some(&long))), 30.0, true);
-        assert_eq!(board.marks()[0].chat.as_ref().map(|c| c.chars().count()), Some(CHAT_MAX_CHARS));
+        assert_eq!(
+            board.marks()[0].chat.as_ref().map(|c| c.chars().count()),
+            Some(CHAT_MAX_CHARS)
+        );
         assert!(board.apply(&cursor("s1", "Ada", update(here, None)), 40.0, true));
         assert_eq!(board.marks()[0].chat, None);
     }
@@ -311,7 +350,11 @@ mod tests {
     #[test]
     fn a_socket_that_leaves_takes_its_cursor_with_it() {
         let mut board = Board::default();
-        board.apply(&cursor("s1", "Ada", update(Point { x: 0.5, y: 0.5 }, None)), 0.0, true);
+        board.apply(
+            &cursor("s1", "Ada", update(Point { x: 0.5, y: 0.5 }, None)),
+            0.0,
+            true,
+        );
         assert!(board.apply(&presence("leave", "s1"), 1.0, true));
         assert!(board.marks().is_empty());
     }
@@ -321,14 +364,21 @@ mod tests {
         let mut board = Board::default();
         board.apply(&presence("join", "s2"), 100.0, true);
         assert_eq!(board.activity_of("s2", 200.0), Activity::Active);
-        assert_eq!(board.activity_of("s2", 100.0 + IDLE_AFTER_MS), Activity::Idle);
+        assert_eq!(
+            board.activity_of("s2", 100.0 + IDLE_AFTER_MS),
+            Activity::Idle
+        );
         assert_eq!(board.activity_of("here-before-me", 0.0), Activity::Idle);
     }
 
     #[test]
     fn other_updates_in_the_room_are_not_cursors() {
         let mut board = Board::default();
-        assert!(!board.apply(&cursor("s1", "Ada", json!({"kind": "typing", "typing": true})), 0.0, true));
+        assert!(!board.apply(
+            &cursor("s1", "Ada", json!({"kind": "typing", "typing": true})),
+            0.0,
+            true
+        ));
         assert!(board.marks().is_empty());
     }
 }

@@ -98,11 +98,8 @@ impl Drawing {
             self.elements.with_value(|elements| {
                 for (socket, at) in positions {
                     if let Some(element) = elements.get(socket) {
-                        let place = format!(
-                            "translate({:.1}px, {:.1}px)",
-                            at.x * width,
-                            at.y * height
-                        );
+                        let place =
+                            format!("translate({:.1}px, {:.1}px)", at.x * width, at.y * height);
                         let _ = element.style().set_property("transform", &place);
                     }
                 }
@@ -419,10 +416,8 @@ impl CursorChat {
         if let Some(timer) = self.quiet.get_value() {
             timer.clear();
         }
-        let timer = set_timeout_with_handle(
-            move || self.close(),
-            Duration::from_millis(CHAT_QUIET_MS),
-        );
+        let timer =
+            set_timeout_with_handle(move || self.close(), Duration::from_millis(CHAT_QUIET_MS));
         self.quiet.set_value(timer.ok());
     }
 
@@ -490,16 +485,16 @@ fn CursorMark(mark: Mark, marks: RwSignal<Vec<Mark>>, drawing: Drawing) -> impl 
     let chat = move || current.with(|m| m.as_ref().and_then(|m| m.1.clone()));
     let node = NodeRef::<Div>::new();
     node.on_load(move |element| {
-        drawing
-            .elements
-            .update_value(|elements| {
-                elements.insert(id.get_value(), element.into());
-            });
+        drawing.elements.update_value(|elements| {
+            elements.insert(id.get_value(), element.into());
+        });
         drawing.start();
     });
     on_cleanup(move || {
         let socket = id.get_value();
-        drawing.elements.try_update_value(|elements| elements.remove(&socket));
+        drawing
+            .elements
+            .try_update_value(|elements| elements.remove(&socket));
     });
     let (colour, ink) = (mark.author.colour.clone(), mark.ink);
     view! {

@@ -184,7 +184,10 @@ mod tests {
         assert!(before.x < middle.x && middle.x < after.x);
         let slope_in = (middle.y - before.y) / (middle.x - before.x);
         let slope_out = (after.y - middle.y) / (after.x - middle.x);
-        assert!((slope_in - slope_out).abs() < 0.2, "{slope_in} vs {slope_out}");
+        assert!(
+            (slope_in - slope_out).abs() < 0.2,
+            "{slope_in} vs {slope_out}"
+        );
     }
 
     #[test]
