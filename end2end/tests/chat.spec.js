@@ -84,7 +84,7 @@ test('HTML in a message is shown as text, never run', async ({ browser, baseURL 
 });
 
 test('a server restart: pages reconnect, rejoin, and a message typed offline arrives once', async ({ browser }) => {
-  const port = Number(process.env.SWITCHBOARD_E2E_RESTART_PORT || 3101);
+  const port = Number(process.env.SWITCHBOARD_E2E_RESTART_PORT || Number(process.env.SWITCHBOARD_E2E_PORT || 3100) + 1);
   const history = path.join(os.tmpdir(), `switchboard-restart-${process.pid}-${Date.now()}`, 'history.db');
   let server = startServer(port, history);
   await server.ready;

@@ -29,7 +29,7 @@ test('sign-in is off by default, so only joining as a guest is offered', async (
 });
 
 test('with the demo config, signed-in people may enter members rooms and guests may not', async ({ browser }) => {
-  const port = Number(process.env.SWITCHBOARD_E2E_DEMO_PORT || 3102);
+  const port = Number(process.env.SWITCHBOARD_E2E_DEMO_PORT || Number(process.env.SWITCHBOARD_E2E_PORT || 3100) + 2);
   const history = path.join(os.tmpdir(), `switchboard-demo-${process.pid}-${Date.now()}`, 'history.db');
   const config = path.resolve(__dirname, '..', '..', 'config', 'demo.toml');
   const server = startServer(port, history, { SWITCHBOARD_CONFIG: config });
