@@ -55,6 +55,11 @@ test('with the demo config, signed-in people may enter members rooms and guests 
     await expect(outside.locator('.send-error')).toHaveAttribute('data-code', 'auth_required');
     await expect(outside.locator('.send-error')).toHaveText('This room is for signed-in members. Sign in to enter it.');
     await expect(outside.locator('.connection')).not.toHaveAttribute('data-status', 'connected');
+    // The board says the same, in the same words.
+    const board = await guest.newPage();
+    await board.goto(`${server.url}/cursors/members-lounge`);
+    await expect(board.locator('.send-error')).toHaveText('This room is for signed-in members. Sign in to enter it.');
+    await expect(board.locator('.send-error')).toHaveAttribute('data-code', 'auth_required');
     await member.close();
     await guest.close();
   } finally {

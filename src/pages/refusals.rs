@@ -2,7 +2,10 @@
 //! stable words for programs; people get a sentence that says what happened and what to do,
 //! never the server's developer message or a framework's.
 
+use leptos::prelude::*;
 use switchboard_protocol::ErrorCode;
+
+use crate::realtime::{Channel, ConnectionStatus};
 
 /// What the person was doing when the server said no.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +18,26 @@ pub enum Attempt {
     Join,
     /// Loading earlier messages.
     LoadEarlier,
+}
+
+/// Why the page is not in its room, while it is not: the server's refusal of the join, as a
+/// sentence (its code stays on the element for programs).
+#[component]
+pub fn JoinRefusal(channel: Channel) -> impl IntoView {
+    move || {
+        let connected = channel.status.get() == ConnectionStatus::Connected;
+        channel
+            .last_error
+            .get()
+            .filter(|_| !connected)
+            .map(|error| {
+                view! {
+                    <p class="send-error" role="alert" data-code=error.code.to_string()>
+                        {sentence(error.code, Attempt::Join)}
+                    </p>
+                }
+            })
+    }
 }
 
 /// A sentence for a person about a refusal with `code` while doing `attempt`.

@@ -27,8 +27,8 @@ use switchboard_protocol::{Action, ErrorCode};
 
 use crate::browser;
 use crate::identity::{self, NameForm};
-use crate::pages::refusals::{self, Attempt};
-use crate::realtime::{use_channel, Channel, ChannelOptions, ConnectionStatus};
+use crate::pages::refusals::{self, Attempt, JoinRefusal};
+use crate::realtime::{use_channel, Channel, ChannelOptions};
 use composer::Composer;
 use list::MessageList;
 use message::{Author, ChatMessage, ChatUser, Entry};
@@ -344,14 +344,7 @@ fn LiveRoom(me: ChatUser, user: RwSignal<Option<ChatUser>>) -> impl IntoView {
                     <button type="button" class="link dismiss" on:click=move |_| room.problem.set(None)>"Dismiss"</button>
                 </p>
             })}
-            {move || {
-                let connected = channel.status.get() == ConnectionStatus::Connected;
-                channel.last_error.get().filter(|_| !connected).map(|error| view! {
-                    <p class="send-error" role="alert" data-code=error.code.to_string()>
-                        {refusals::sentence(error.code, Attempt::Join)}
-                    </p>
-                })
-            }}
+            <JoinRefusal channel/>
             <p class="typing" aria-live="polite">{typing_line}</p>
             <Composer draft channel on_send=Callback::new(move |()| send(SendPath::Socket))/>
             {room.debug.then(|| view! {

@@ -24,8 +24,8 @@ use std::time::Duration;
 use crate::browser;
 use crate::identity::{self, NameForm};
 use crate::pages::chat::message::{Author, ChatUser};
-use crate::pages::refusals::{self, Attempt};
-use crate::realtime::{use_channel, Channel, ChannelOptions, ConnectionStatus};
+use crate::pages::refusals::JoinRefusal;
+use crate::realtime::{use_channel, Channel, ChannelOptions};
 use board::{clean_chat, Activity, Board, Mark, CHAT_MAX_CHARS};
 use motion::Point;
 
@@ -197,14 +197,7 @@ fn LiveCursors(room: String, me: ChatUser) -> impl IntoView {
                 "Chat beside your cursor " <kbd>"/"</kbd>
             </button>
         </p>
-        {move || {
-            let connected = channel.status.get() == ConnectionStatus::Connected;
-            channel.last_error.get().filter(|_| !connected).map(|error| view! {
-                <p class="send-error" role="alert" data-code=error.code.to_string()>
-                    {refusals::sentence(error.code, Attempt::Join)}
-                </p>
-            })
-        }}
+        <JoinRefusal channel/>
         <div class="board-area">
             <div
                 class="cursor-canvas"
