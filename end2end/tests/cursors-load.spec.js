@@ -52,13 +52,18 @@ test('30 remote cursors at 30 updates/s each: the board keeps at least 55 frames
     }), MEASURE_MS);
     const fps = (frames.count - 1) / (frames.elapsed / 1000);
     const updates = ((received - before) / (frames.elapsed / 1000));
-    const figure = `${fps.toFixed(1)} frames/s with ${CURSORS} cursors, ${updates.toFixed(0)} updates/s received`;
+    expect(await finished).toBe(0);
+    const sent = JSON.parse(report).updates_per_s;
+    const figure = `${fps.toFixed(1)} frames/s with ${CURSORS} cursors, ${sent.toFixed(0)} updates/s sent, ${updates.toFixed(0)} updates/s received`;
     console.log(`board under load: ${figure}`);
     testInfo.annotations.push({ type: 'fps', description: figure });
-    expect(updates).toBeGreaterThan(CURSORS * RATE * 0.8);
+    // The full load was offered: 30 cursors at 30 updates a second.
+    expect(sent).toBeGreaterThan(CURSORS * RATE * 0.9);
+    // The page took most of it. Each update carries a cursor's whole state, so the server may
+    // keep only the newest of a sender's updates for a reader that is behind (coalescing): on a
+    // busy machine the page sees fewer than were sent, never an old position after a new one.
+    expect(updates).toBeGreaterThan(CURSORS * RATE * 0.5);
     expect(fps).toBeGreaterThanOrEqual(55);
-    expect(await finished).toBe(0);
-    console.log(`load generator: ${report.trim()}`);
   } finally {
     if (!exited) run.kill('SIGTERM');
     await finished;
