@@ -48,6 +48,22 @@ pub async fn demo_sign_in(name: String, colour: String) -> Result<DemoSession, S
     Ok(DemoSession { token, user })
 }
 
+/// The ways of signing in this server offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct SignInMethods {
+    /// Demo accounts: anyone signs in under the name they type (the `demo_tokens` setting).
+    pub demo: bool,
+}
+
+/// Which ways of signing in the server offers, so the page offers only those.
+#[server(endpoint = "auth/options")]
+pub async fn sign_in_options() -> Result<SignInMethods, ServerFnError> {
+    let state = expect_context::<crate::server::AppState>();
+    Ok(SignInMethods {
+        demo: state.config.demo_tokens,
+    })
+}
+
 /// Forgets the page's sign-in cookie (joining as a guest).
 #[server(endpoint = "auth/sign_out")]
 pub async fn sign_out() -> Result<(), ServerFnError> {
@@ -60,8 +76,8 @@ pub async fn sign_out() -> Result<(), ServerFnError> {
 /// A server function's error as a sentence for a person, never a framework message.
 pub fn explain(err: &ServerFnError) -> String {
     match err {
-        ServerFnError::ServerError(message) => message.clone(),
-        _ => "the server could not be reached: check your connection and try again".into(),
+        ServerFnError::ServerError(message) => crate::pages::refusals::as_sentence(message),
+        _ => "The server could not be reached. Check your connection and try again.".into(),
     }
 }
 
@@ -113,10 +129,23 @@ pub fn NameForm(on_save: Callback<ChatUser>) -> impl IntoView {
     );
     let id = previous.map(|u| u.id).unwrap_or_else(browser::random_id);
     let sign_in_error = RwSignal::new(None::<String>);
+    // Until the server says which ways of signing in it offers, none is shown.
+    let offered = LocalResource::new(sign_in_options);
+    let demo = move || {
+        offered
+            .get()
+            .and_then(Result::ok)
+            .is_some_and(|options| options.demo)
+    };
+    let checked = move || match offered.get() {
+        None => "checking",
+        Some(Ok(options)) if options.demo => "demo",
+        Some(_) => "guest-only",
+    };
     let sign_in = move |_| {
         let chosen = name.get_untracked().trim().to_string();
         if chosen.is_empty() {
-            sign_in_error.set(Some("type your name first".into()));
+            sign_in_error.set(Some("Type your name first.".into()));
             return;
         }
         leptos::task::spawn_local(async move {
@@ -149,7 +178,7 @@ pub fn NameForm(on_save: Callback<ChatUser>) -> impl IntoView {
         on_save.run(user);
     };
     view! {
-        <form class="name-form" on:submit=submit>
+        <form class="name-form" on:submit=submit data-sign-in=checked>
             <label for="chat-name">"Your name"</label>
             <input
                 id="chat-name"
@@ -168,7 +197,9 @@ pub fn NameForm(on_save: Callback<ChatUser>) -> impl IntoView {
                 on:input=move |ev| colour.set(event_target_value(&ev))
             />
             <button type="submit">"Join as a guest"</button>
-            <button type="button" class="sign-in" on:click=sign_in>"Sign in (demo account)"</button>
+            {move || demo().then(|| view! {
+                <button type="button" class="sign-in" on:click=sign_in>"Sign in (demo account)"</button>
+            })}
             {move || sign_in_error.get().map(|why| view! { <p class="send-error" role="alert">{why}</p> })}
         </form>
     }

@@ -12,6 +12,8 @@ const { personContext, openRoom, say, texts } = require('./support/chat');
 const { startServer, startRedis } = require('./support/server');
 
 const KEY = 'e2e-admin-key-0123456789';
+// Ports beside the main test server's, so runs with different SWITCHBOARD_E2E_PORT never meet.
+const base = Number(process.env.SWITCHBOARD_E2E_PORT || 3100);
 
 // A webhook receiver that fails until `recover()` and keeps what it accepted.
 async function flakyReceiver() {
@@ -41,11 +43,11 @@ for (const engine of ['sqlite', 'redis']) test(`an operator watches a channel, s
   let redis = null;
   let engineEnv = {};
   if (engine === 'redis') {
-    redis = startRedis(3192, dir);
+    redis = startRedis(base + 92, dir);
     await redis.ready;
     engineEnv = { SWITCHBOARD_ENGINE: 'redis', SWITCHBOARD_REDIS_URL: redis.url, SWITCHBOARD_REDIS_PREFIX: `e2e-admin-${Date.now()}` };
   }
-  const server = startServer(engine === 'redis' ? 3121 : 3120, path.join(dir, 'h.db'), {
+  const server = startServer(engine === 'redis' ? base + 21 : base + 20, path.join(dir, 'h.db'), {
     ...engineEnv,
     SWITCHBOARD_ADMIN_KEYS: KEY,
     SWITCHBOARD_WEBHOOK_URL: hooks.url,
@@ -117,6 +119,10 @@ for (const engine of ['sqlite', 'redis']) test(`an operator watches a channel, s
     await operator.getByRole('button', { name: 'Disconnect Ada' }).click();
     await expect(operator.getByRole('status')).toContainText('Disconnected Ada');
     await expect(ada.locator('.connection')).not.toHaveAttribute('data-status', 'connected');
+    // ...and her page does not come straight back (4001: not at once).
+    await ada.waitForTimeout(2_000);
+    await expect(ada.locator('.connection')).not.toHaveAttribute('data-status', 'connected');
+    await expect(members).toHaveCount(0);
 
     // Webhooks: the receiver failed every attempt, so the stored messages went dead; once it
     // is back, Replay delivers them.

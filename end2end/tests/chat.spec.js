@@ -1,7 +1,7 @@
 // The chatroom as people use it: several browsers in one room, presence, history after a
 // reload, a server restart, errors shown in the page, and text that is never HTML.
 const { test, expect } = require('@playwright/test');
-const { personContext, openRoom, say, texts } = require('./support/chat');
+const { DRAFT, personContext, openRoom, say, texts } = require('./support/chat');
 const { startServer } = require('./support/server');
 const os = require('node:os');
 const path = require('node:path');
@@ -24,13 +24,13 @@ test('three people in room1 see every message once, in order, by socket and by s
 
   const sent = [`${run} one`, `${run} two`, `${run} three`];
   for (const text of sent) await say(a, text);
-  await b.fill('input.draft', `${run} four (HTTP)`);
+  await b.fill(DRAFT, `${run} four (HTTP)`);
   await b.click('button.via-server');
   const expected = [...sent, `${run} four (HTTP)`];
   for (const page of [a, b, c]) {
     await expect.poll(() => texts(page, run)).toEqual(expected);
   }
-  await expect(a.locator('input.draft')).toHaveValue('');
+  await expect(a.locator(DRAFT)).toHaveValue('');
   await a.screenshot({ path: testInfo.outputPath('chat-three-users.png'), fullPage: true });
 
   await contexts[2].close();
@@ -59,12 +59,12 @@ test('a reload keeps the history, and the server renders it into the page', asyn
 test('errors from the server show in the page and the typed text stays', async ({ browser, baseURL }) => {
   const context = await personContext(browser, 'Eve', '#d6409f');
   const page = await openRoom(context, baseURL, `errors-${Date.now()}`, '?debug=1');
-  await page.fill('input.draft', 'nobody will get this');
+  await page.fill(DRAFT, 'nobody will get this');
   await page.click('button.to-unjoined');
   const error = page.locator('.send-error');
   await expect(error).toHaveAttribute('data-code', 'not_subscribed');
   await expect(error).toContainText('not_subscribed');
-  await expect(page.locator('input.draft')).toHaveValue('nobody will get this');
+  await expect(page.locator(DRAFT)).toHaveValue('nobody will get this');
   await context.close();
 });
 
@@ -84,7 +84,7 @@ test('HTML in a message is shown as text, never run', async ({ browser, baseURL 
 });
 
 test('a server restart: pages reconnect, rejoin, and a message typed offline arrives once', async ({ browser }) => {
-  const port = Number(process.env.SWITCHBOARD_E2E_RESTART_PORT || 3101);
+  const port = Number(process.env.SWITCHBOARD_E2E_RESTART_PORT || Number(process.env.SWITCHBOARD_E2E_PORT || 3100) + 1);
   const history = path.join(os.tmpdir(), `switchboard-restart-${process.pid}-${Date.now()}`, 'history.db');
   let server = startServer(port, history);
   await server.ready;

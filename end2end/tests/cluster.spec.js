@@ -8,9 +8,12 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
+// Beside the main test server's port, so runs on different ports never share a node or Redis.
+const base = Number(process.env.SWITCHBOARD_E2E_PORT || 3100);
+
 test('people on two nodes share messages, presence and history', async ({ browser }) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-e2e-redis-'));
-  const redis = startRedis(3190, dir);
+  const redis = startRedis(base + 90, dir);
   await redis.ready;
   const cluster = {
     SWITCHBOARD_ENGINE: 'redis',
@@ -18,8 +21,8 @@ test('people on two nodes share messages, presence and history', async ({ browse
     SWITCHBOARD_REDIS_PREFIX: `e2e-${Date.now()}`,
   };
   const nodes = [
-    startServer(3103, path.join(dir, 'a.db'), cluster),
-    startServer(3104, path.join(dir, 'b.db'), cluster),
+    startServer(base + 3, path.join(dir, 'a.db'), cluster),
+    startServer(base + 4, path.join(dir, 'b.db'), cluster),
   ];
   try {
     await Promise.all(nodes.map((node) => node.ready));

@@ -1,20 +1,35 @@
-// The optional demo sign-in: off by default, on with config/demo.toml, where members-* rooms
-// are for signed-in people only.
+// The optional demo sign-in: not offered by default (the server has it off), offered with
+// config/demo.toml, where members-* rooms are for signed-in people only.
 const { test, expect } = require('@playwright/test');
 const os = require('node:os');
 const path = require('node:path');
 const { personContext, say, texts } = require('./support/chat');
 const { startServer } = require('./support/server');
 
-test('sign-in is off by default', async ({ page, baseURL }) => {
-  await page.goto(`${baseURL}/chat/room1`);
+test('sign-in is off by default, so only joining as a guest is offered', async ({ browser, baseURL }) => {
+  const room = `guests-${Date.now()}`;
+  const kim = await browser.newContext();
+  const page = await kim.newPage();
+  await page.goto(`${baseURL}/chat/${room}`);
+  // The page asked the server which ways of signing in it offers: none.
+  await expect(page.locator('.name-form')).toHaveAttribute('data-sign-in', 'guest-only');
+  await expect(page.locator('button.sign-in')).toHaveCount(0);
   await page.fill('#chat-name', 'Kim');
-  await page.click('button.sign-in');
-  await expect(page.locator('.name-form .send-error')).toContainText('sign-in is off');
+  await page.click('.name-form button[type="submit"]');
+  await expect(page.locator('.connection')).toHaveAttribute('data-status', 'connected');
+  // Another visitor sees the guest, never marked as signed in.
+  const lee = await browser.newContext();
+  const other = await lee.newPage();
+  await other.goto(`${baseURL}/chat/${room}`);
+  await other.fill('#chat-name', 'Lee');
+  await other.click('.name-form button[type="submit"]');
+  await expect(other.locator('.person', { hasText: 'Kim' })).toHaveCount(1);
+  await expect(other.locator('.person', { hasText: 'Kim' }).locator('.verified')).toHaveCount(0);
+  await Promise.all([kim.close(), lee.close()]);
 });
 
 test('with the demo config, signed-in people may enter members rooms and guests may not', async ({ browser }) => {
-  const port = Number(process.env.SWITCHBOARD_E2E_DEMO_PORT || 3102);
+  const port = Number(process.env.SWITCHBOARD_E2E_DEMO_PORT || Number(process.env.SWITCHBOARD_E2E_PORT || 3100) + 2);
   const history = path.join(os.tmpdir(), `switchboard-demo-${process.pid}-${Date.now()}`, 'history.db');
   const config = path.resolve(__dirname, '..', '..', 'config', 'demo.toml');
   const server = startServer(port, history, { SWITCHBOARD_CONFIG: config });
@@ -23,6 +38,10 @@ test('with the demo config, signed-in people may enter members rooms and guests 
     const member = await browser.newContext();
     const page = await member.newPage();
     await page.goto(`${server.url}/chat/members-lounge`);
+    await expect(page.locator('.name-form')).toHaveAttribute('data-sign-in', 'demo');
+    // An error reads as a sentence for a person, never a framework message.
+    await page.click('button.sign-in');
+    await expect(page.locator('.name-form .send-error')).toHaveText('Type your name first.');
     await page.fill('#chat-name', 'Zoe');
     await page.click('button.sign-in');
     await expect(page.locator('.connection')).toHaveAttribute('data-status', 'connected');
@@ -34,7 +53,13 @@ test('with the demo config, signed-in people may enter members rooms and guests 
     const outside = await guest.newPage();
     await outside.goto(`${server.url}/chat/members-lounge`);
     await expect(outside.locator('.send-error')).toHaveAttribute('data-code', 'auth_required');
+    await expect(outside.locator('.send-error')).toHaveText('This room is for signed-in members. Sign in to enter it.');
     await expect(outside.locator('.connection')).not.toHaveAttribute('data-status', 'connected');
+    // The board says the same, in the same words.
+    const board = await guest.newPage();
+    await board.goto(`${server.url}/cursors/members-lounge`);
+    await expect(board.locator('.send-error')).toHaveText('This room is for signed-in members. Sign in to enter it.');
+    await expect(board.locator('.send-error')).toHaveAttribute('data-code', 'auth_required');
     await member.close();
     await guest.close();
   } finally {

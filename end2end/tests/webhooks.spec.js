@@ -11,6 +11,8 @@ const WebSocket = require('ws');
 const { startServer, startRedis } = require('./support/server');
 
 const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+// Ports beside the main test server's, so runs with different SWITCHBOARD_E2E_PORT never meet.
+const base = Number(process.env.SWITCHBOARD_E2E_PORT || 3100);
 
 // An HTTP receiver on a free port that checks every request with `standardwebhooks` and keeps
 // what it verified. `answer(body)` decides the reply (a status, or an object sent as JSON).
@@ -91,7 +93,7 @@ const ofChannel = (received, channel) => received.filter((r) => r.event.data.cha
 
 test('webhooks arrive signed, in order per channel, and once each', async () => {
   const hooks = await receiver();
-  const server = startServer(3110, path.join(tempDir('order'), 'h.db'), hooked(hooks));
+  const server = startServer(base + 10, path.join(tempDir('order'), 'h.db'), hooked(hooks));
   await server.ready;
   try {
     const ann = await socket(server.url, 'Ann');
@@ -130,7 +132,7 @@ test('webhooks arrive signed, in order per channel, and once each', async () => 
 test('a receiver that fails its first attempts gets everything once it recovers, in order', async () => {
   let failures = 0;
   const hooks = await receiver(() => (failures++ < 4 ? 503 : 204));
-  const server = startServer(3111, path.join(tempDir('retry'), 'h.db'),
+  const server = startServer(base + 11, path.join(tempDir('retry'), 'h.db'),
     hooked(hooks, { SWITCHBOARD_WEBHOOK_EVENTS: 'message.stored' }));
   await server.ready;
   try {
@@ -152,13 +154,13 @@ test('events pending when the server is killed are delivered after it restarts',
   const hooks = await receiver(() => (up ? 204 : 503));
   const db = path.join(tempDir('crash'), 'h.db');
   const env = hooked(hooks, { SWITCHBOARD_WEBHOOK_EVENTS: 'message.stored' });
-  let server = startServer(3112, db, env);
+  let server = startServer(base + 12, db, env);
   await server.ready;
   const ann = await socket(server.url);
   await ann.join('crash');
   for (let n = 1; n <= 8; n++) expect((await ann.say('crash', { n })).status).toBe('ok');
   await server.kill();
-  server = startServer(3112, db, env);
+  server = startServer(base + 12, db, env);
   await server.ready;
   up = true;
   try {
@@ -172,7 +174,7 @@ test('events pending when the server is killed are delivered after it restarts',
 
 test('two nodes on one Redis deliver every event, none twice', async () => {
   const dir = tempDir('cluster');
-  const redis = startRedis(3191, dir);
+  const redis = startRedis(base + 91, dir);
   await redis.ready;
   const hooks = await receiver();
   const env = hooked(hooks, {
@@ -180,7 +182,7 @@ test('two nodes on one Redis deliver every event, none twice', async () => {
     SWITCHBOARD_REDIS_URL: redis.url,
     SWITCHBOARD_REDIS_PREFIX: `hooks-${Date.now()}`,
   });
-  const nodes = [startServer(3113, path.join(dir, 'a.db'), env), startServer(3114, path.join(dir, 'b.db'), env)];
+  const nodes = [startServer(base + 13, path.join(dir, 'a.db'), env), startServer(base + 14, path.join(dir, 'b.db'), env)];
   try {
     await Promise.all(nodes.map((n) => n.ready));
     const onA = await socket(nodes[0].url, 'Ada');
@@ -234,8 +236,8 @@ test('gates refuse and rewrite joins and sends, and a silent gate follows its se
     SWITCHBOARD_GATE_TIMEOUT_MS: '300',
     SWITCHBOARD_GATE_ON_FAILURE: onFailure,
   });
-  const strict = startServer(3115, path.join(tempDir('gates'), 'a.db'), gates('refuse'));
-  const lenient = startServer(3116, path.join(tempDir('gates'), 'b.db'), gates('allow'));
+  const strict = startServer(base + 15, path.join(tempDir('gates'), 'a.db'), gates('refuse'));
+  const lenient = startServer(base + 16, path.join(tempDir('gates'), 'b.db'), gates('allow'));
   try {
     await Promise.all([strict.ready, lenient.ready]);
     const zoe = await socket(strict.url, 'Zoe');

@@ -2,8 +2,10 @@
 
 pub mod admin;
 pub mod chat;
+pub mod colour;
 pub mod cursors;
 pub mod home;
+pub mod refusals;
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;

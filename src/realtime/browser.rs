@@ -5,11 +5,16 @@
 //! after the (re)join succeeds. A send that was on the wire when the socket dropped is queued
 //! again, since its outcome is unknown; it keeps its `options.id`, so the server stores and
 //! delivers it once even if the first attempt had arrived.
+//!
+//! Stored messages to the channel are also written to `localStorage` (per channel) until the
+//! server's ok, so a page reloaded — or closed and opened again — sends what was still waiting
+//! under the same ids. Other tabs of the same room share the list: each writes back only its
+//! own entries, and a message both send is still stored once.
 
 use leptos::prelude::*;
 use serde_json::{json, Value};
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 use switchboard_protocol::{Action, ErrorCode, ErrorPayload, Frame};
@@ -17,7 +22,7 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
 use web_sys::{CloseEvent, Event, MessageEvent, WebSocket};
 
-use super::{ChannelOptions, ConnectionStatus, OnOutcome, Signals};
+use super::{ChannelOptions, ConnectionStatus, OnHistory, OnOutcome, Refers, Signals, Unsent};
 
 /// First reconnect delay; doubled on each failed attempt up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(300);
@@ -25,6 +30,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(300);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// The realtime endpoint of the page's own server.
 const ENDPOINT: &str = "/rt/app";
+/// Where a channel's unsent stored messages are kept (followed by the channel's name).
+const UNSENT_KEY: &str = "switchboard.unsent.";
 
 /// An event listener attached to a socket: the event's name and the callback.
 type Listener = (&'static str, Closure<dyn FnMut(Event)>);
@@ -55,15 +62,35 @@ struct State {
     closed: bool,
     /// Epoch and seq of the latest stored message seen: where a rejoin resumes from.
     position: Option<(String, u64)>,
+    /// Stored messages to the channel not acknowledged yet (what `localStorage` keeps).
+    unsent: Vec<Unsent>,
+    /// Ids of every unsent message this page listed, so that writing the list back leaves
+    /// other tabs' entries alone.
+    known: HashSet<String>,
+    /// History requests waiting for their reply, by ref.
+    history_waiting: HashMap<String, OnHistory>,
+    /// How many messages the latest `history` frame held (the answer precedes its reply).
+    last_history_len: usize,
+    /// This socket's id, once its own message came back with it.
+    socket_id: Option<String>,
 }
 
 struct Outgoing {
     reference: String,
     /// `options.id`: the same on every attempt, so a re-send after a drop is stored once.
     id: String,
+    /// Another channel than this one: an untracked send, reported to `on_outcome`.
     channel: Option<String>,
     payload: Value,
-    on_outcome: OnOutcome,
+    refers: Option<Refers>,
+    on_outcome: Option<OnOutcome>,
+}
+
+impl Outgoing {
+    /// A stored message to this channel, tracked in the unsent list.
+    fn tracked(&self) -> bool {
+        self.channel.is_none()
+    }
 }
 
 impl Sender {
@@ -81,25 +108,110 @@ impl Sender {
             state: RefCell::new(State::default()),
             this: this.clone(),
         });
+        sender.restore_unsent();
         sender.connect();
         let closing = send_wrapper::SendWrapper::new(sender.clone());
         on_cleanup(move || closing.close());
         sender
     }
 
-    pub(crate) fn send(&self, channel: Option<String>, payload: Value, on_outcome: OnOutcome) {
-        let reference = {
+    pub(crate) fn send_stored(&self, unsent: Unsent) {
+        let outgoing = self.outgoing(&unsent);
+        {
             let mut state = self.state.borrow_mut();
-            state.next_ref += 1;
-            format!("s{}", state.next_ref)
+            state.known.insert(unsent.id.clone());
+            state.unsent.push(unsent);
+        }
+        self.save_unsent();
+        self.dispatch(outgoing);
+    }
+
+    pub(crate) fn retry(&self, id: &str) {
+        let again = {
+            let mut state = self.state.borrow_mut();
+            state
+                .unsent
+                .iter_mut()
+                .find(|u| u.id == id && u.refused.is_some())
+                .map(|unsent| {
+                    unsent.refused = None;
+                    unsent.clone()
+                })
         };
+        if let Some(unsent) = again {
+            self.save_unsent();
+            self.dispatch(self.outgoing(&unsent));
+        }
+    }
+
+    pub(crate) fn forget(&self, id: &str) {
+        {
+            let mut state = self.state.borrow_mut();
+            state.unsent.retain(|u| u.id != id);
+            state.queue.retain(|o| o.id != id);
+        }
+        self.save_unsent();
+        self.publish_queue_len();
+    }
+
+    pub(crate) fn send_to(&self, channel: &str, payload: Value, on_outcome: OnOutcome) {
         let outgoing = Outgoing {
-            reference,
+            reference: self.next_reference('s'),
             id: crate::browser::random_id(),
-            channel,
+            channel: Some(channel.to_string()),
             payload,
-            on_outcome,
+            refers: None,
+            on_outcome: Some(on_outcome),
         };
+        self.dispatch(outgoing);
+    }
+
+    pub(crate) fn history(&self, before: Option<u64>, limit: usize, on_answer: OnHistory) {
+        let socket = {
+            let state = self.state.borrow();
+            state.socket.clone().filter(|_| state.joined)
+        };
+        let Some(socket) = socket else {
+            return on_answer(Err(ErrorPayload {
+                code: ErrorCode::NotSubscribed,
+                message: "the channel is not joined yet".into(),
+            }));
+        };
+        let reference = self.next_reference('h');
+        let mut options = json!({ "channel": self.channel, "ref": reference, "limit": limit });
+        if let Some(before) = before {
+            options["before"] = json!(before);
+        }
+        let request = json!({ "action": "history", "options": options });
+        if socket.send_with_str(&request.to_string()).is_ok() {
+            self.state
+                .borrow_mut()
+                .history_waiting
+                .insert(reference, on_answer);
+        } else {
+            on_answer(Err(dropped()));
+        }
+    }
+
+    fn next_reference(&self, kind: char) -> String {
+        let mut state = self.state.borrow_mut();
+        state.next_ref += 1;
+        format!("{kind}{}", state.next_ref)
+    }
+
+    fn outgoing(&self, unsent: &Unsent) -> Outgoing {
+        Outgoing {
+            reference: self.next_reference('s'),
+            id: unsent.id.clone(),
+            channel: None,
+            payload: unsent.payload.clone(),
+            refers: unsent.refers.clone(),
+            on_outcome: None,
+        }
+    }
+
+    /// Sends now if joined, else queues.
+    fn dispatch(&self, outgoing: Outgoing) {
         let ready = self.state.borrow().joined;
         if ready {
             self.transmit(outgoing);
@@ -107,6 +219,50 @@ impl Sender {
             self.state.borrow_mut().queue.push_back(outgoing);
             self.publish_queue_len();
         }
+    }
+
+    fn unsent_key(&self) -> String {
+        format!("{UNSENT_KEY}{}", self.channel)
+    }
+
+    /// Lists what an earlier page (or another tab) left unsent in this channel, and queues what
+    /// was not refused.
+    fn restore_unsent(&self) {
+        let restored: Vec<Unsent> = crate::browser::local_get(&self.unsent_key())
+            .and_then(|stored| serde_json::from_str(&stored).ok())
+            .unwrap_or_default();
+        let waiting: Vec<Outgoing> = restored
+            .iter()
+            .filter(|u| u.refused.is_none())
+            .map(|u| self.outgoing(u))
+            .collect();
+        {
+            let mut state = self.state.borrow_mut();
+            state.known.extend(restored.iter().map(|u| u.id.clone()));
+            state.unsent = restored;
+            state.queue.extend(waiting);
+        }
+        self.save_unsent();
+        self.publish_queue_len();
+    }
+
+    /// Publishes the unsent list and writes it back, keeping other tabs' entries.
+    fn save_unsent(&self) {
+        let key = self.unsent_key();
+        let stored: Vec<Unsent> = crate::browser::local_get(&key)
+            .and_then(|stored| serde_json::from_str(&stored).ok())
+            .unwrap_or_default();
+        let state = self.state.borrow();
+        let mut kept: Vec<Unsent> = stored
+            .into_iter()
+            .filter(|u| !state.known.contains(&u.id))
+            .collect();
+        kept.extend(state.unsent.iter().cloned());
+        match serde_json::to_string(&kept) {
+            Ok(json) if !kept.is_empty() => crate::browser::local_set(&key, &json),
+            _ => crate::browser::local_remove(&key),
+        }
+        self.signals.unsent.set(state.unsent.clone());
     }
 
     pub(crate) fn send_volatile(&self, payload: Value) {
@@ -222,6 +378,14 @@ impl Sender {
         self.note_position(&frame);
         match frame.action {
             Action::Reply => self.on_reply(&frame),
+            Action::Message => self.note_own_socket(&frame),
+            Action::History => {
+                self.state.borrow_mut().last_history_len = frame
+                    .payload
+                    .get("history")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len);
+            }
             Action::PresenceFull => {
                 let listed = frame
                     .payload
@@ -252,6 +416,29 @@ impl Sender {
         }
         if frame.action != Action::Reply {
             (self.listener)(&frame);
+        }
+    }
+
+    /// Learns this socket's id from its own message coming back (the server names the sender
+    /// of every message it delivers).
+    fn note_own_socket(&self, frame: &Frame) {
+        let (Some(id), Some(client)) = (
+            frame.options.get("id").and_then(Value::as_str),
+            frame.client.as_ref(),
+        ) else {
+            return;
+        };
+        let learned = {
+            let mut state = self.state.borrow_mut();
+            let own = state.in_flight.values().any(|o| o.tracked() && o.id == id);
+            let new = state.socket_id.as_deref() != Some(client.socket_id.as_str());
+            if own && new {
+                state.socket_id = Some(client.socket_id.clone());
+            }
+            own && new
+        };
+        if learned {
+            self.signals.socket_id.set(Some(client.socket_id.clone()));
         }
     }
 
@@ -302,12 +489,36 @@ impl Sender {
             }
             return;
         }
+        let waiting = self.state.borrow_mut().history_waiting.remove(reference);
+        if let Some(on_answer) = waiting {
+            let count = self.state.borrow().last_history_len;
+            return on_answer(error.map_or(Ok(count), Err));
+        }
         let outgoing = self.state.borrow_mut().in_flight.remove(reference);
-        if let Some(outgoing) = outgoing {
-            if let Some(error) = &error {
-                self.signals.last_error.set(Some(error.clone()));
+        let Some(outgoing) = outgoing else {
+            return;
+        };
+        if let Some(error) = &error {
+            self.signals.last_error.set(Some(error.clone()));
+        }
+        match outgoing.on_outcome {
+            Some(on_outcome) => on_outcome(error.map_or(Ok(()), Err)),
+            None => {
+                {
+                    let mut state = self.state.borrow_mut();
+                    match error {
+                        None => state.unsent.retain(|u| u.id != outgoing.id),
+                        Some(error) => {
+                            if let Some(unsent) =
+                                state.unsent.iter_mut().find(|u| u.id == outgoing.id)
+                            {
+                                unsent.refused = Some(error);
+                            }
+                        }
+                    }
+                }
+                self.save_unsent();
             }
-            (outgoing.on_outcome)(error.map_or(Ok(()), Err));
         }
     }
 
@@ -328,11 +539,12 @@ impl Sender {
 
     fn transmit(&self, outgoing: Outgoing) {
         let channel = outgoing.channel.as_deref().unwrap_or(&self.channel);
-        let frame = json!({
-            "action": "message",
-            "options": { "channel": channel, "ref": outgoing.reference, "id": outgoing.id },
-            "payload": outgoing.payload,
-        });
+        let mut options =
+            json!({ "channel": channel, "ref": outgoing.reference, "id": outgoing.id });
+        if let Some(refers) = &outgoing.refers {
+            options[refers.option()] = json!(refers.target());
+        }
+        let frame = json!({ "action": "message", "options": options, "payload": outgoing.payload });
         let mut state = self.state.borrow_mut();
         match state.socket.clone() {
             Some(socket) if socket.send_with_str(&frame.to_string()).is_ok() => {
@@ -342,7 +554,22 @@ impl Sender {
         }
     }
 
-    fn on_close(&self, _code: Option<u16>) {
+    fn on_close(&self, code: Option<u16>) {
+        // 4001: an operator disconnected this socket. Come back, but not at once: after the
+        // longest backoff, as if many attempts had failed.
+        if code == Some(OPERATOR_DISCONNECT) {
+            let mut state = self.state.borrow_mut();
+            state.failures = state.failures.max(OPERATOR_FAILURES);
+        }
+        let unanswered_history: Vec<OnHistory> = {
+            let mut state = self.state.borrow_mut();
+            state.socket_id = None;
+            state.history_waiting.drain().map(|(_, h)| h).collect()
+        };
+        self.signals.socket_id.set(None);
+        for on_answer in unanswered_history {
+            on_answer(Err(dropped()));
+        }
         {
             let mut state = self.state.borrow_mut();
             // This runs inside the socket's own close listener: detach the listeners but keep
@@ -400,6 +627,11 @@ impl Sender {
 }
 
 /// Exponential backoff with full jitter between half and the whole step, capped.
+/// The close code of an operator's disconnect (PROTOCOL.md, "Close codes").
+const OPERATOR_DISCONNECT: u16 = 4001;
+/// Failures counted after it: enough for the longest backoff.
+const OPERATOR_FAILURES: u32 = 10;
+
 fn backoff(failures: u32) -> Duration {
     let step = FIRST_BACKOFF
         .saturating_mul(1 << failures.saturating_sub(1).min(10))
@@ -421,6 +653,14 @@ fn endpoint_url() -> Option<String> {
         "ws"
     };
     Some(format!("{scheme}://{}{ENDPOINT}", location.host().ok()?))
+}
+
+/// The outcome of a request whose connection dropped before its answer.
+fn dropped() -> ErrorPayload {
+    ErrorPayload {
+        code: ErrorCode::Internal,
+        message: "the connection dropped before the answer came".into(),
+    }
 }
 
 fn error_of(frame: &Frame) -> Option<ErrorPayload> {

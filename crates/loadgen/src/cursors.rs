@@ -24,6 +24,10 @@ pub struct Options {
     /// Updates each user sends per second.
     #[arg(long, default_value_t = 30)]
     rate: u32,
+    /// Name the rooms PREFIX-0, PREFIX-1, … (to drive a board a browser has open); by
+    /// default each run gets rooms of its own.
+    #[arg(long)]
+    prefix: Option<String>,
 }
 
 fn now_micros() -> u64 {
@@ -68,7 +72,11 @@ pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
             sockets.push((room, ws));
         }
     }
-    let channel_of = |room: usize| format!("cursors-bench-{}-{room}", std::process::id());
+    let prefix = options
+        .prefix
+        .clone()
+        .unwrap_or_else(|| format!("cursors-bench-{}", std::process::id()));
+    let channel_of = |room: usize| format!("{prefix}-{room}");
     for (room, ws) in &mut sockets {
         let join =
             json!({"action": "join", "options": {"channel": channel_of(*room)}, "payload": {}});

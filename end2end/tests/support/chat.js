@@ -1,9 +1,12 @@
 // Helpers for chat page tests: a browser context per person, with the name and colour the page
-// would otherwise ask for already remembered.
+// would otherwise ask for already remembered, and the composer as a person uses it.
 const { expect } = require('@playwright/test');
 
-async function personContext(browser, name, colour) {
-  const context = await browser.newContext();
+// The composer's draft (a multi-line text area: Enter sends, Shift+Enter breaks the line).
+const DRAFT = 'textarea.draft';
+
+async function personContext(browser, name, colour, options = {}) {
+  const context = await browser.newContext(options);
   const user = { id: `user-${name.toLowerCase()}`, name, colour };
   await context.addInitScript((stored) => {
     window.localStorage.setItem('switchboard.user', stored);
@@ -22,8 +25,8 @@ async function openRoom(context, base, room, query = '') {
 }
 
 async function say(page, text) {
-  await page.fill('input.draft', text);
-  await page.press('input.draft', 'Enter');
+  await page.fill(DRAFT, text);
+  await page.press(DRAFT, 'Enter');
 }
 
 function texts(page, prefix) {
@@ -33,4 +36,9 @@ function texts(page, prefix) {
     .then((all) => all.filter((t) => t.startsWith(prefix)));
 }
 
-module.exports = { personContext, openRoom, say, texts };
+// The message row whose text is `text`.
+function messageWith(page, text) {
+  return page.locator('.message').filter({ has: page.locator('.text', { hasText: text }) });
+}
+
+module.exports = { DRAFT, personContext, openRoom, say, texts, messageWith };

@@ -1,17 +1,34 @@
-//! A chat message as the chat page sends it and reads it back from any frame that carries one.
+//! A chat message as the chat page sends it, and what any stored frame says to the chat: a new
+//! message, an edit, a deletion or a reaction (the protocol's `replaces`, `retracts` and
+//! `reactsTo` extensions).
 //!
-//! What a message says comes from its payload; who wrote it comes from the server — the
-//! frame's `client` (the sender's token claims, or the name it joined with), never from the
-//! payload — so nobody can post under somebody else's name, and signed-in authors are marked.
+//! What a message says comes from its payload; who wrote it, when and where it sits in the
+//! room's order come from the server — the frame's `client` (the sender's token claims, or
+//! the name it joined with), `options.id`, `seq` and `at`, never from the payload — so nobody
+//! can post under somebody else's name, and signed-in authors are marked.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchboard_protocol::{is_valid_colour, Action, ClientInfo, Frame};
 
+use super::time;
+use crate::pages::colour::{safe_colour, FALLBACK_COLOUR};
+
 /// Longest message text, in characters.
 pub const MAX_TEXT_CHARS: usize = 2000;
 /// Longest display name, in characters.
 pub const MAX_NAME_CHARS: usize = 40;
+/// The reactions the page offers (others may arrive from other clients).
+pub const REACTIONS: [(&str, &str); 6] = [
+    ("👍", "thumbs up"),
+    ("❤️", "heart"),
+    ("😂", "laughing"),
+    ("🎉", "party"),
+    ("😮", "surprised"),
+    ("👀", "eyes"),
+];
+/// Longest reaction accepted from a frame, in bytes (a flag or a family emoji fits).
+const MAX_REACTION_BYTES: usize = 32;
 
 /// Who wrote a message, as chosen on the page and remembered in the browser.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,12 +37,9 @@ pub struct ChatUser {
     pub id: String,
     /// Display name.
     pub name: String,
-    /// CSS colour of the name.
+    /// CSS colour of the person's mark.
     pub colour: String,
 }
-
-/// Colour shown for an author whose colour is missing or not a colour.
-pub const FALLBACK_COLOUR: &str = "#888888";
 
 /// Who wrote a message, as the server vouches for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,78 +87,168 @@ impl Author {
             verified: true,
         }
     }
+
+    /// The person, as one key: a guest can never pass for a signed-in person with the same id.
+    pub fn key(&self) -> (&str, bool) {
+        (&self.id, self.verified)
+    }
 }
 
-/// `colour` if it is one people may choose, else the fallback: the only way a colour reaches
-/// the page's CSS.
-pub fn safe_colour(colour: Option<&str>) -> String {
-    colour
-        .filter(|c| is_valid_colour(c))
-        .unwrap_or(FALLBACK_COLOUR)
-        .to_string()
-}
-
-/// The payload of a chat message: `{id, text, user, sent_at}`, and the author the server
-/// named for it once received.
+/// The payload of a chat message: `{id, text, user, sent_at}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
-    /// Unique id chosen by the sender; duplicates (history after a rejoin) are shown once.
+    /// Unique id chosen by the sender, also sent as the message's `options.id`.
     pub id: String,
     /// What was written, shown as text, never as HTML.
     pub text: String,
-    /// The author as the sender described itself; shown only through [`ChatMessage::author`].
+    /// The author as the sender described itself; never shown (the frame's `client` is).
     pub user: ChatUser,
-    /// When it was sent, ISO 8601 UTC.
+    /// When it was sent by the sender's clock, ISO 8601 UTC; shown only for messages that
+    /// carry no server time.
     pub sent_at: String,
-    /// Who wrote it, from the frame that carried it (never from the payload).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub author: Option<Author>,
 }
 
 impl ChatMessage {
     /// Why this message cannot be sent, if it cannot.
     pub fn problem(&self) -> Option<&'static str> {
         if self.text.trim().is_empty() {
-            Some("the message is empty")
+            Some("The message is empty.")
         } else if self.text.chars().count() > MAX_TEXT_CHARS {
-            Some("the message is longer than 2000 characters")
+            Some("The message is longer than 2000 characters.")
         } else if self.user.name.trim().is_empty()
             || self.user.name.chars().count() > MAX_NAME_CHARS
         {
-            Some("the name must have 1 to 40 characters")
+            Some("Your name must have 1 to 40 characters.")
         } else if !is_valid_colour(&self.user.colour) {
-            Some("the colour must be #rgb, #rrggbb or a colour name")
+            Some("Choose a colour such as #3d6cf2.")
         } else if self.id.is_empty() || self.id.len() > 64 {
-            Some("the message id must have 1 to 64 characters")
+            Some("This message has no valid id. Reload the page and try again.")
         } else {
             None
         }
     }
+}
 
-    /// The chat message a frame carries, with its author taken from the frame.
+/// What a stored frame says to the chat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Said {
+    /// A new message.
+    Message {
+        /// Its text.
+        text: String,
+    },
+    /// The author's new text for an earlier message.
+    Edit {
+        /// The id of the message edited.
+        target: String,
+        /// Its new text.
+        text: String,
+    },
+    /// The author withdrew an earlier message.
+    Retraction {
+        /// The id of the message deleted.
+        target: String,
+    },
+    /// Someone added (`on`) or took back a reaction to an earlier message.
+    Reaction {
+        /// The id of the message reacted to.
+        target: String,
+        /// The reaction, an emoji.
+        emoji: String,
+        /// Added, or taken back.
+        on: bool,
+    },
+}
+
+/// One stored frame of the room, as the chat reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The stored message's id (`options.id`); what edits, deletions and reactions name.
+    pub id: String,
+    /// Its place in the room's order (`options.seq`).
+    pub seq: Option<u64>,
+    /// The room's history epoch it belongs to (`options.epoch`).
+    pub epoch: Option<String>,
+    /// When the server stored it, ms since the Unix epoch (`options.at`; for frames without
+    /// it, the sender's `sent_at`).
+    pub at: Option<i64>,
+    /// Who sent it (the server's word).
+    pub author: Author,
+    /// The socket that sent it, if a socket did.
+    pub socket: Option<String>,
+    /// What it says.
+    pub said: Said,
+}
+
+impl Entry {
+    /// What a stored `message` or `event` frame says to the chat, if it is chat.
     pub fn from_frame(frame: &Frame) -> Option<Self> {
-        let mut message: Self = serde_json::from_value(frame.payload.clone()).ok()?;
-        // The payload's own claims are kept only in a shape that cannot reach CSS.
-        message.user.colour = safe_colour(Some(&message.user.colour));
-        message.author = Some(match (frame.action, &frame.client) {
-            (Action::Message, Some(client)) => Author::of(client),
-            (Action::Event, _) => Author::server(),
+        let option = |key: &str| frame.options.get(key).and_then(Value::as_str);
+        let (author, socket) = match (frame.action, &frame.client) {
+            (Action::Message, Some(client)) => (Author::of(client), Some(client.socket_id.clone())),
+            (Action::Event, _) => (Author::server(), None),
             _ => return None,
-        });
-        Some(message)
-    }
-
-    /// Who wrote it (the server's word; unknown until received).
-    pub fn author(&self) -> Author {
-        self.author.clone().unwrap_or_else(|| Author {
-            id: String::new(),
-            name: "Unknown".into(),
-            colour: FALLBACK_COLOUR.into(),
-            verified: false,
+        };
+        let message = || serde_json::from_value::<ChatMessage>(frame.payload.clone()).ok();
+        let mut sent_at = None;
+        let said = if let Some(target) = option("replaces") {
+            let message = message()?;
+            sent_at = Some(message.sent_at);
+            Said::Edit {
+                target: target.into(),
+                text: message.text,
+            }
+        } else if let Some(target) = option("retracts") {
+            Said::Retraction {
+                target: target.into(),
+            }
+        } else if let Some(target) = option("reactsTo") {
+            let emoji = frame.payload.get("emoji").and_then(Value::as_str)?;
+            let fits = !emoji.is_empty()
+                && emoji.len() <= MAX_REACTION_BYTES
+                && !emoji.chars().any(|c| c.is_whitespace() || c.is_control());
+            if !fits {
+                return None;
+            }
+            Said::Reaction {
+                target: target.into(),
+                emoji: emoji.into(),
+                on: frame
+                    .payload
+                    .get("on")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true),
+            }
+        } else {
+            let message = message()?;
+            sent_at = Some(message.sent_at);
+            Said::Message { text: message.text }
+        };
+        let id = option("id").map(str::to_string).or_else(|| {
+            frame
+                .payload
+                .get("id")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })?;
+        let at = frame
+            .options
+            .get("at")
+            .and_then(Value::as_i64)
+            .or_else(|| sent_at.as_deref().and_then(time::parse_iso));
+        Some(Self {
+            id,
+            seq: frame.seq(),
+            epoch: frame.epoch().map(str::to_string),
+            at,
+            author,
+            socket,
+            said,
         })
     }
 
-    /// Every chat message a frame carries: one for `message`/`event`, many for `history`.
+    /// Everything a frame says to the chat: one entry for `message`/`event`, many for
+    /// `history`.
     pub fn all_in(frame: &Frame) -> Vec<Self> {
         match frame.action {
             Action::Message | Action::Event => Self::from_frame(frame).into_iter().collect(),
@@ -161,15 +265,6 @@ impl ChatMessage {
                 })
                 .unwrap_or_default(),
             _ => Vec::new(),
-        }
-    }
-}
-
-/// Adds messages not already in `list` (by id), keeping arrival order.
-pub fn merge(list: &mut Vec<ChatMessage>, incoming: Vec<ChatMessage>) {
-    for message in incoming {
-        if !list.iter().any(|m| m.id == message.id) {
-            list.push(message);
         }
     }
 }
@@ -192,20 +287,29 @@ mod tests {
     }
 
     #[test]
-    fn history_frames_yield_every_stored_message() {
+    fn history_frames_yield_every_stored_chat_entry() {
         let frame = frame(json!({
             "action": "history",
             "options": {"channel": "room1"},
             "payload": {"history": [
-                {"action": "message", "payload": message("a"), "client": client("Ann", "#f00", false)},
-                {"action": "event", "payload": message("b")},
-                {"action": "message", "payload": {"not": "chat"}, "client": client("Ann", "#f00", false)},
+                {"action": "message", "options": {"id": "a", "seq": 1}, "payload": message("a"), "client": client("Ann", "#f00", false)},
+                {"action": "event", "options": {"id": "b", "seq": 2}, "payload": message("b")},
+                {"action": "message", "options": {"id": "c", "seq": 3}, "payload": {"not": "chat"}, "client": client("Ann", "#f00", false)},
+                {"action": "message", "options": {"id": "d", "seq": 4, "reactsTo": "a"}, "payload": {"emoji": "👍", "on": true}, "client": client("Ann", "#f00", false)},
             ]},
         }));
-        let all = ChatMessage::all_in(&frame);
-        let ids: Vec<_> = all.iter().map(|m| m.id.as_str()).collect();
-        assert_eq!(ids, ["a", "b"]);
-        assert_eq!(all[1].author().name, "Server");
+        let all = Entry::all_in(&frame);
+        let ids: Vec<_> = all.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "d"]);
+        assert_eq!(all[1].author.name, "Server");
+        assert_eq!(
+            all[2].said,
+            Said::Reaction {
+                target: "a".into(),
+                emoji: "👍".into(),
+                on: true
+            }
+        );
     }
 
     #[test]
@@ -214,34 +318,111 @@ mod tests {
         payload["user"]["name"] = json!("The Boss");
         payload["author"] =
             json!({"id": "boss", "name": "The Boss", "colour": "#000", "verified": true});
-        let received = ChatMessage::from_frame(&frame(json!({
+        let received = Entry::from_frame(&frame(json!({
             "action": "message",
-            "options": {"channel": "room1"},
+            "options": {"channel": "room1", "id": "a"},
             "payload": payload,
             "client": client("Mallory", "red;position:fixed;inset:0", false),
         })))
         .unwrap();
-        let author = received.author();
-        assert_eq!(author.name, "Mallory");
-        assert!(!author.verified);
-        assert_eq!(author.colour, FALLBACK_COLOUR);
-        let signed_in = ChatMessage::from_frame(&frame(json!({
+        assert_eq!(received.author.name, "Mallory");
+        assert!(!received.author.verified);
+        assert_eq!(received.author.colour, FALLBACK_COLOUR);
+        assert_eq!(received.socket.as_deref(), Some("s1"));
+        let signed_in = Entry::from_frame(&frame(json!({
             "action": "message",
+            "options": {"id": "b"},
             "payload": message("b"),
             "client": client("Ann", "#3d6cf2", true),
         })))
         .unwrap();
-        assert!(signed_in.author().verified);
-        assert_eq!(signed_in.author().colour, "#3d6cf2");
+        assert!(signed_in.author.verified);
+        assert_eq!(signed_in.author.colour, "#3d6cf2");
     }
 
     #[test]
-    fn merge_skips_messages_already_shown() {
-        let a: ChatMessage = serde_json::from_value(message("a")).unwrap();
-        let b: ChatMessage = serde_json::from_value(message("b")).unwrap();
-        let mut list = vec![a.clone()];
-        merge(&mut list, vec![a, b]);
-        assert_eq!(list.len(), 2);
+    fn the_time_is_the_servers_and_the_senders_clock_only_without_it() {
+        let stored = Entry::from_frame(&frame(json!({
+            "action": "message",
+            "options": {"id": "a", "seq": 7, "at": 1_772_355_900_000_i64, "epoch": "e1"},
+            "payload": message("a"),
+            "client": client("Ann", "#f00", false),
+        })))
+        .unwrap();
+        assert_eq!(stored.at, Some(1_772_355_900_000));
+        assert_eq!(stored.seq, Some(7));
+        assert_eq!(stored.epoch.as_deref(), Some("e1"));
+        let older = Entry::from_frame(&frame(json!({
+            "action": "message",
+            "options": {"id": "a"},
+            "payload": message("a"),
+            "client": client("Ann", "#f00", false),
+        })))
+        .unwrap();
+        assert_eq!(older.at, time::parse_iso("2026-01-01T10:00:00Z"));
+    }
+
+    #[test]
+    fn edits_deletions_and_reactions_name_the_message_they_change() {
+        let by = |options: Value, payload: Value| {
+            Entry::from_frame(&frame(json!({
+                "action": "message", "options": options, "payload": payload,
+                "client": client("Ann", "#f00", false),
+            })))
+            .map(|e| e.said)
+        };
+        let mut edited = message("e1");
+        edited["text"] = json!("better words");
+        assert_eq!(
+            by(json!({"id": "e1", "replaces": "a"}), edited),
+            Some(Said::Edit {
+                target: "a".into(),
+                text: "better words".into()
+            })
+        );
+        assert_eq!(
+            by(json!({"id": "r1", "retracts": "a"}), json!({})),
+            Some(Said::Retraction { target: "a".into() })
+        );
+        assert_eq!(
+            by(
+                json!({"id": "x1", "reactsTo": "a"}),
+                json!({"emoji": "🎉", "on": false})
+            ),
+            Some(Said::Reaction {
+                target: "a".into(),
+                emoji: "🎉".into(),
+                on: false
+            })
+        );
+        for bad in [
+            json!({"emoji": ""}),
+            json!({"emoji": "a b"}),
+            json!({"emoji": "x".repeat(40)}),
+            json!({}),
+        ] {
+            assert_eq!(
+                by(json!({"id": "x2", "reactsTo": "a"}), bad.clone()),
+                None,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn typing_and_cursor_updates_are_not_chat() {
+        for payload in [
+            json!({"kind": "typing", "typing": true}),
+            json!({"kind": "cursor", "x": 0.5, "y": 0.5}),
+        ] {
+            let update = frame(json!({
+                "action": "message",
+                "options": {"channel": "room1"},
+                "payload": payload,
+                "client": client("Ann", "#f00", false),
+            }));
+            assert_eq!(Entry::from_frame(&update), None);
+        }
     }
 
     #[test]

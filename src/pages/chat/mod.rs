@@ -1,21 +1,40 @@
-//! The support chat, `/chat/{room}`: the room's messages (rendered with the page, then live),
-//! who is here, the connection state, and a composer. A page-level listener feeds every
-//! `message`, `event` and `history` frame into one reactive list that the view is bound to.
+//! The support chat, `/chat/{room}`: the room's messages (rendered with the page, then live,
+//! paged back on request), who is here and who is typing, the connection state, and a
+//! composer. A page-level listener feeds every stored frame into one list of entries that the
+//! view folds into posts (edits, deletions and reactions applied), and every typing update
+//! into the typing line.
+//!
+//! The parts of a room share one [`Room`] (a context): the list is rendered on the server and
+//! hydrated, while the live part — the channel, presence and composer — exists only once the
+//! page knows who the person is.
 
+mod composer;
+mod links;
+mod list;
 pub mod message;
+mod row;
 mod server;
+mod time;
+mod timeline;
+mod typing;
 
-use leptos::html::Ol;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::use_query_map;
-use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+use switchboard_protocol::{Action, ErrorCode};
 
 use crate::browser;
 use crate::identity::{self, NameForm};
-use crate::realtime::{use_channel, Channel, ChannelOptions, ConnectionStatus};
-use message::{merge, safe_colour, Author, ChatMessage, ChatUser};
-use server::{recent_messages, send_message};
+use crate::pages::refusals::{self, Attempt, JoinRefusal};
+use crate::realtime::{use_channel, Channel, ChannelOptions};
+use composer::Composer;
+use list::MessageList;
+use message::{Author, ChatMessage, ChatUser, Entry};
+use server::{recent_messages, send_message, Recent};
+use timeline::{Post, Timeline};
+use typing::Typists;
 
 /// Channel the debug control sends to without joining it.
 const UNJOINED_ROOM: &str = "not-joined";
@@ -27,31 +46,78 @@ pub fn ChatPage() -> impl IntoView {
     move || view! { <ChatRoom room=room.get()/> }
 }
 
-/// A room: history from the server render, live messages once connected.
+/// What the parts of one room page share.
+#[derive(Clone, Copy)]
+struct Room {
+    /// The room's name.
+    name: StoredValue<String>,
+    /// The server's clock when it rendered the page (ms since the Unix epoch).
+    rendered_at: i64,
+    /// Every entry the page has: rendered with the page, then from the socket.
+    timeline: Memo<Timeline>,
+    /// The posts, in order.
+    posts: Memo<Vec<Post>>,
+    /// The posts by id.
+    by_id: Memo<HashMap<String, Post>>,
+    /// Entries received over the socket (join history, live, earlier pages).
+    live: RwSignal<Vec<Entry>>,
+    /// The room's channel while the live part is on the page.
+    channel: RwSignal<Option<Channel>>,
+    /// The person at this page, once known.
+    me: RwSignal<Option<ChatUser>>,
+    /// Whether this page's socket is signed in.
+    signed_in: RwSignal<bool>,
+    /// Whether the page runs in the browser (the reader's clock and time zone are known).
+    hydrated: RwSignal<bool>,
+    /// Whether the reader is at the newest message (new ones then scroll into view).
+    at_bottom: RwSignal<bool>,
+    /// Messages by others that arrived while the reader was not at the newest.
+    unread: RwSignal<usize>,
+    /// The first of them: where the unread marker goes.
+    unread_from: RwSignal<Option<String>>,
+    /// The post whose text is being edited.
+    editing: RwSignal<Option<String>>,
+    /// A change (edit, deletion, reaction) the server refused, as a sentence.
+    problem: RwSignal<Option<String>>,
+    /// The debug controls are shown (`?debug=1`).
+    debug: bool,
+}
+
+impl Room {
+    /// Whether `author` is the person at this page.
+    fn is_me(&self, author: &Author) -> bool {
+        self.me.with(|me| {
+            me.as_ref()
+                .is_some_and(|me| me.id == author.id && self.signed_in.get() == author.verified)
+        })
+    }
+
+    /// Whether the server will take an edit or deletion of `post` from this page: its author
+    /// signed in with the same account, or — for a guest, whom the server knows by socket —
+    /// sent from this very socket.
+    fn may_change(&self, post: &Post) -> bool {
+        let from_here = || {
+            let socket = self
+                .channel
+                .get()
+                .and_then(|channel| channel.socket_id.get());
+            socket.is_some() && socket == post.socket
+        };
+        !post.deleted && self.is_me(&post.author) && (post.author.verified || from_here())
+    }
+}
+
+/// A room: its recent history read for the server render, then the room itself.
 #[component]
 fn ChatRoom(room: String) -> impl IntoView {
     let debug = use_query_map().read_untracked().get("debug").is_some();
-    let history = Resource::new_blocking(
+    let recent = Resource::new_blocking(
         {
             let room = room.clone();
             move || room.clone()
         },
         recent_messages,
     );
-    let live = RwSignal::new(Vec::<ChatMessage>::new());
-    let (user, hydrated) = identity::use_identity();
-    let messages = move || {
-        let mut all = history.get().and_then(Result::ok).unwrap_or_default();
-        merge(&mut all, live.get());
-        all
-    };
-    let list = NodeRef::<Ol>::new();
-    Effect::new(move |_| {
-        let count = live.with(Vec::len);
-        if let (Some(list), true) = (list.get(), count > 0) {
-            list.set_scroll_top(list.scroll_height());
-        }
-    });
     let title = room.clone();
     view! {
         <div class="chat">
@@ -59,83 +125,131 @@ fn ChatRoom(room: String) -> impl IntoView {
                 <a class="back" href="/">"Switchboard"</a>
                 <h1>"#" {title}</h1>
             </header>
-            <ol class="messages" node_ref=list aria-live="polite">
-                <Suspense fallback=|| view! { <li class="hint">"Loading messages…"</li> }>
-                    <For each=messages key=|m| m.id.clone() let:message>
-                        <MessageRow message hydrated/>
-                    </For>
-                </Suspense>
-            </ol>
-            {move || match user.get() {
-                Some(me) => view! { <LiveRoom room=room.clone() me live user debug/> }.into_any(),
-                None if hydrated.get() => view! {
-                    <div class="composer-area">
-                        <NameForm on_save=Callback::new(move |chosen| user.set(Some(chosen)))/>
-                    </div>
-                }.into_any(),
-                None => view! {
-                    <div class="composer-area"><p class="hint">"Connecting…"</p></div>
-                }.into_any(),
-            }}
+            <Suspense fallback=|| view! { <div class="message-pane"><p class="hint">"Loading messages…"</p></div> }>
+                {move || recent.get().map(|recent| {
+                    view! { <RoomView room=room.clone() recent=recent.ok() debug/> }
+                })}
+            </Suspense>
         </div>
     }
 }
 
-/// One message: author, time, text (always as text, never as HTML). The author is the
-/// server's word for who sent it; a signed-in author is marked as verified.
+/// The room's messages from the server render, and live ones once connected.
 #[component]
-fn MessageRow(message: ChatMessage, hydrated: RwSignal<bool>) -> impl IntoView {
-    let author = message.author();
-    let sent_at = message.sent_at.clone();
-    // The server cannot know the reader's time zone: it shows UTC until the page hydrates.
-    let time = move || match hydrated.get() {
-        true => browser::local_time(&sent_at),
-        false => sent_at.get(11..16).unwrap_or_default().to_string(),
-    };
+fn RoomView(room: String, recent: Option<Recent>, debug: bool) -> impl IntoView {
+    let (rendered, rendered_at) = recent.map_or((Vec::new(), 0), |r| (r.entries, r.now));
+    let live = RwSignal::new(Vec::<Entry>::new());
+    let (user, hydrated) = identity::use_identity();
+    let timeline = Memo::new(move |_| {
+        let mut timeline = Timeline::of(rendered.iter().cloned());
+        live.with(|entries| entries.iter().cloned().for_each(|e| timeline.add(e)));
+        timeline
+    });
+    let posts = Memo::new(move |_| timeline.with(Timeline::posts));
+    let by_id = Memo::new(move |_| {
+        posts.with(|posts| posts.iter().map(|p| (p.id.clone(), p.clone())).collect())
+    });
+    provide_context(Room {
+        name: StoredValue::new(room),
+        rendered_at,
+        timeline,
+        posts,
+        by_id,
+        live,
+        channel: RwSignal::new(None),
+        me: user,
+        signed_in: RwSignal::new(false),
+        hydrated,
+        at_bottom: RwSignal::new(true),
+        unread: RwSignal::new(0),
+        unread_from: RwSignal::new(None),
+        editing: RwSignal::new(None),
+        problem: RwSignal::new(None),
+        debug,
+    });
     view! {
-        <li class="message" data-id=message.id.clone() data-author=author.id.clone()>
-            <span class="author">
-                <span class="swatch" style:background=safe_colour(Some(&author.colour)) aria-hidden="true"></span>
-                <span class="name">{author.name.clone()}</span>
-                {author.verified.then(|| view! {
-                    <span class="verified" title="Signed in" role="img" aria-label="signed in"></span>
-                })}
-            </span>
-            <time datetime=message.sent_at.clone()>{time}</time>
-            <p class="text">{message.text.clone()}</p>
-        </li>
+        <MessageList/>
+        {move || match user.get() {
+            Some(me) => view! { <LiveRoom me user/> }.into_any(),
+            None if hydrated.get() => view! {
+                <div class="composer-area">
+                    <NameForm on_save=Callback::new(move |chosen| user.set(Some(chosen)))/>
+                </div>
+            }.into_any(),
+            None => view! {
+                <div class="composer-area"><p class="hint">"Connecting…"</p></div>
+            }.into_any(),
+        }}
     }
 }
 
-/// The connected part of a room: presence, connection state, composer.
+/// The connected part of a room: the channel, presence, connection state, typing line and
+/// composer.
 #[component]
-fn LiveRoom(
-    room: String,
-    me: ChatUser,
-    live: RwSignal<Vec<ChatMessage>>,
-    user: RwSignal<Option<ChatUser>>,
-    debug: bool,
-) -> impl IntoView {
+fn LiveRoom(me: ChatUser, user: RwSignal<Option<ChatUser>>) -> impl IntoView {
+    let room = expect_context::<Room>();
+    let token = identity::load_token();
+    room.signed_in.set(token.is_some());
     let options = ChannelOptions {
         presence: true,
         history: true,
         extras: identity::extras(&me),
-        token: identity::load_token(),
+        token,
     };
     let gap = RwSignal::new(false);
-    let channel = use_channel(&room, options, move |frame| {
-        if frame.action == switchboard_protocol::Action::Gap {
+    let typists = RwSignal::new(Typists::default());
+    let channel = use_channel(&room.name.get_value(), options, move |frame| {
+        if frame.action == Action::Gap {
             gap.set(true);
         }
-        let incoming = ChatMessage::all_in(frame);
-        if !incoming.is_empty() {
-            live.update(|list| merge(list, incoming));
+        typists.maybe_update(|t| {
+            let before = t.clone();
+            t.apply(frame, js_sys::Date::now());
+            *t != before
+        });
+        let incoming = Entry::all_in(frame);
+        if incoming.is_empty() {
+            return;
+        }
+        if matches!(frame.action, Action::Message | Action::Event) {
+            note_unread(&room, &incoming);
+        }
+        room.live.update(|list| list.extend(incoming));
+    });
+    room.channel.set(Some(channel));
+    on_cleanup(move || room.channel.set(None));
+    if let Ok(ticker) = set_interval_with_handle(
+        move || {
+            typists.maybe_update(|t| {
+                let before = t.clone();
+                t.forget_quiet(js_sys::Date::now());
+                *t != before
+            });
+        },
+        Duration::from_secs(1),
+    ) {
+        on_cleanup(move || ticker.clear());
+    }
+    // A change the server refused is reported once, then given up (a message stays, with a
+    // retry).
+    Effect::new(move |_| {
+        let refused: Vec<(String, ErrorCode)> = channel.unsent.with(|unsent| {
+            unsent
+                .iter()
+                .filter(|u| u.refers.is_some())
+                .filter_map(|u| u.refused.as_ref().map(|r| (u.id.clone(), r.code)))
+                .collect()
+        });
+        for (id, code) in refused {
+            room.problem
+                .set(Some(refusals::sentence(code, Attempt::Change).into()));
+            channel.forget(&id);
         }
     });
-    let draft = RwSignal::new(String::new());
+
     let failure = RwSignal::new(None::<(String, String)>);
-    let room = StoredValue::new(room);
     let me = StoredValue::new(me);
+    let draft = RwSignal::new(String::new());
     let send = move |path: SendPath| {
         let text = draft.get_untracked();
         let message = ChatMessage {
@@ -143,42 +257,52 @@ fn LiveRoom(
             text: text.clone(),
             user: me.get_value(),
             sent_at: browser::now_iso(),
-            author: None,
         };
+        if message.text.trim().is_empty() {
+            return;
+        }
         if let Some(problem) = message.problem() {
             failure.set(Some(("invalid".into(), problem.into())));
             return;
         }
         draft.set(String::new());
         failure.set(None);
-        // A refused message goes back into the composer, so nothing typed is lost.
+        room.problem.set(None);
+        // A message sent from a debug control that the server refuses goes back into the
+        // composer, so nothing typed is lost; one sent normally stays in the list to retry.
         let refused = move |code: String, why: String| {
             if draft.get_untracked().is_empty() {
                 draft.set(text);
             }
             failure.set(Some((code, why)));
         };
-        let payload = serde_json::to_value(&message).unwrap_or(Value::Null);
+        let payload = serde_json::to_value(&message).unwrap_or_default();
         match path {
-            SendPath::Socket => channel.send(payload, move |outcome| {
-                if let Err(error) = outcome {
-                    refused(error.code.to_string(), error.message);
-                }
-            }),
+            SendPath::Socket => {
+                room.at_bottom.set(true);
+                room.unread_from.set(None);
+                channel.send(message.id, payload, None);
+            }
             SendPath::Unjoined => channel.send_to(UNJOINED_ROOM, payload, move |outcome| {
                 if let Err(error) = outcome {
-                    refused(error.code.to_string(), error.message);
+                    let why = refusals::sentence(error.code, Attempt::Send);
+                    refused(error.code.to_string(), why.into());
                 }
             }),
             SendPath::ServerFunction => spawn_local(async move {
-                if let Err(error) = send_message(room.get_value(), message).await {
+                if let Err(error) = send_message(room.name.get_value(), message).await {
                     refused("server_function".into(), identity::explain(&error));
                 }
             }),
         }
     };
+    let typing_line = move || {
+        let signed_in = room.signed_in.get();
+        let me = me.get_value();
+        typists.with(|t| t.sentence((&me.id, signed_in)))
+    };
     view! {
-        <aside class="presence">
+        <aside class="presence" aria-label="People in this room">
             <h2>{move || format!("Here now · {}", people(&channel).len())}</h2>
             <ul>
                 <For each=move || people(&channel) key=|p| (p.id.clone(), p.verified, p.tabs) let:person>
@@ -195,11 +319,13 @@ fn LiveRoom(
         </aside>
         <div class="composer-area">
             <p class="connection" data-status=move || channel.status.get().label()>
-                <span class="pill">{move || channel.status.get().label()}</span>
-                {move || match channel.queued.get() {
-                    0 => String::new(),
-                    n => format!("{n} waiting to send"),
-                }}
+                <span class="state" role="status">
+                    <span class="pill">{move || channel.status.get().label()}</span>
+                    {move || match channel.queued.get() {
+                        0 => String::new(),
+                        n => format!("{n} waiting to send"),
+                    }}
+                </span>
                 <button type="button" class="link" on:click=move |_| user.set(None)>"Change name"</button>
             </p>
             {move || gap.get().then(|| view! {
@@ -209,33 +335,19 @@ fn LiveRoom(
             })}
             {move || failure.get().map(|(code, why)| view! {
                 <p class="send-error" role="alert" data-code=code.clone()>
-                    <strong>{code.clone()}</strong>": "{why}
+                    {why} {room.debug.then(|| view! { " " <code>"("{code.clone()}")"</code> })}
                 </p>
             })}
-            {move || {
-                let connected = channel.status.get() == ConnectionStatus::Connected;
-                channel.last_error.get().filter(|_| !connected).map(|error| view! {
-                    <p class="send-error" role="alert" data-code=error.code.to_string()>
-                        {error.message}
-                    </p>
-                })
-            }}
-            <form class="composer" on:submit=move |ev| {
-                ev.prevent_default();
-                send(SendPath::Socket);
-            }>
-                <input
-                    class="draft"
-                    name="text"
-                    placeholder="Write a message"
-                    autocomplete="off"
-                    maxlength=message::MAX_TEXT_CHARS.to_string()
-                    prop:value=move || draft.get()
-                    on:input=move |ev| draft.set(event_target_value(&ev))
-                />
-                <button type="submit">"Send"</button>
-            </form>
-            {debug.then(|| view! {
+            {move || room.problem.get().map(|why| view! {
+                <p class="send-error change-error" role="alert">
+                    {why}
+                    <button type="button" class="link dismiss" on:click=move |_| room.problem.set(None)>"Dismiss"</button>
+                </p>
+            })}
+            <JoinRefusal channel/>
+            <p class="typing" aria-live="polite">{typing_line}</p>
+            <Composer draft channel on_send=Callback::new(move |()| send(SendPath::Socket))/>
+            {room.debug.then(|| view! {
                 <div class="debug">
                     <button type="button" class="via-server" on:click=move |_| send(SendPath::ServerFunction)>
                         "Send via server function"
@@ -246,6 +358,28 @@ fn LiveRoom(
                 </div>
             })}
         </div>
+    }
+}
+
+/// Counts new messages by others that arrive while the reader is not at the newest (reading
+/// older ones, or away from the tab), and remembers where they start.
+fn note_unread(room: &Room, incoming: &[Entry]) {
+    let away = !room.at_bottom.get_untracked() || browser::tab_hidden();
+    for entry in incoming {
+        let new_message = matches!(entry.said, message::Said::Message { .. });
+        let seen = room.timeline.with_untracked(|t| t.holds(&entry.id));
+        let mine = room
+            .me
+            .with_untracked(|me| me.as_ref().is_some_and(|me| me.id == entry.author.id));
+        if !new_message || seen || mine || !away {
+            continue;
+        }
+        if !room.at_bottom.get_untracked() {
+            room.unread.update(|n| *n += 1);
+        }
+        if room.unread_from.get_untracked().is_none() {
+            room.unread_from.set(Some(entry.id.clone()));
+        }
     }
 }
 

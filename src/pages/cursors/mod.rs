@@ -1,44 +1,40 @@
-//! Live cursors, `/cursors/{room}`: every open tab sees the others' pointers move over a shared
-//! canvas. A page-level listener keeps a reactive `cursors` array (one entry per remote socket)
-//! that the cursor marks are bound to.
+//! Live cursors, `/cursors/{room}`: every open tab sees the others' pointers (mouse, pen or
+//! touch) move over a shared board, who is there and whether they are active, idle or away,
+//! and what they say in cursor chat (press `/`).
 //!
 //! Sending is cheap by design: at most one update per animation frame and ~30 per second, only
-//! when the position changed, as volatile messages (never stored; the server keeps only the
-//! newest per sender for a slow reader). Positions are fractions of the canvas (0..1), so
-//! windows of different sizes agree. Marks glide between updates (a CSS transition), vanish
-//! at once when their socket leaves, and fade when their sender goes quiet.
+//! when something changed, as volatile messages (never stored; the server keeps only the
+//! newest per sender for a slow reader) — so each update carries the whole state, position and
+//! chat, and losing one to coalescing loses nothing. Positions are fractions of the board, so
+//! windows of different sizes agree.
+//!
+//! Drawing is cheap too: positions never pass through the reactive view. A page-level listener
+//! feeds them to the [`Board`], and a drawing loop that runs only while a cursor moves places
+//! each mark on its spline with a transform. The reactive view holds only who is there and
+//! what they are doing, which changes a few times a second at most.
 
-use leptos::html::Div;
+mod board;
+mod motion;
+
+use leptos::html::{Div, Input};
 use leptos::prelude::*;
-use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::time::Duration;
-use switchboard_protocol::{Action, Frame};
 
+use crate::browser;
 use crate::identity::{self, NameForm};
-use crate::pages::chat::message::ChatUser;
+use crate::pages::chat::message::{Author, ChatUser};
+use crate::pages::refusals::JoinRefusal;
 use crate::realtime::{use_channel, Channel, ChannelOptions};
+use board::{clean_chat, Activity, Board, Mark, CHAT_MAX_CHARS};
+use motion::Point;
 
 /// Least time between two updates sent: about 30 per second.
 const MIN_SEND_INTERVAL_MS: f64 = 33.0;
-/// A cursor not updated for this long fades out.
-const STALE_AFTER_MS: f64 = 3000.0;
-
-/// One remote pointer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Cursor {
-    /// The socket it belongs to (one per tab).
-    pub socket_id: String,
-    /// Its person's name.
-    pub name: String,
-    /// Its person's colour.
-    pub colour: String,
-    /// Horizontal position, 0 (left) to 1 (right) of the canvas.
-    pub x: f64,
-    /// Vertical position, 0 (top) to 1 (bottom) of the canvas.
-    pub y: f64,
-    /// When the last update arrived, in milliseconds since the Unix epoch.
-    pub updated_at: f64,
-}
+/// Cursor chat closes this long after the last keystroke.
+const CHAT_QUIET_MS: u64 = 5000;
+/// How often the board re-reads who went idle or away.
+const REFRESH_EVERY: Duration = Duration::from_millis(500);
 
 /// `/cursors/{room}`.
 #[component]
@@ -70,141 +66,259 @@ fn CursorRoom(room: String) -> impl IntoView {
     }
 }
 
-/// Applies one frame to the cursors array.
-fn apply(cursors: &mut Vec<Cursor>, frame: &Frame, now: f64) {
-    match frame.action {
-        Action::Message if frame.payload.get("kind").and_then(Value::as_str) == Some("cursor") => {
-            let (Some(client), Some(x), Some(y)) = (
-                frame.client.as_ref(),
-                frame.payload.get("x").and_then(Value::as_f64),
-                frame.payload.get("y").and_then(Value::as_f64),
-            ) else {
-                return;
-            };
-            let (x, y) = (x.clamp(0.0, 1.0), y.clamp(0.0, 1.0));
-            match cursors.iter_mut().find(|c| c.socket_id == client.socket_id) {
-                Some(cursor) => {
-                    cursor.x = x;
-                    cursor.y = y;
-                    cursor.updated_at = now;
-                }
-                None => {
-                    let text = |key: &str, default: &str| {
-                        client
-                            .extras
-                            .get(key)
-                            .and_then(Value::as_str)
-                            .unwrap_or(default)
-                            .to_string()
-                    };
-                    cursors.push(Cursor {
-                        socket_id: client.socket_id.clone(),
-                        name: text("name", "Anonymous"),
-                        // Checked again here: only a real colour reaches the page's CSS.
-                        colour: crate::pages::chat::message::safe_colour(Some(&text("colour", ""))),
-                        x,
-                        y,
-                        updated_at: now,
-                    });
-                }
-            }
+/// The marks' elements and the loop that places them.
+#[derive(Clone, Copy)]
+struct Drawing {
+    board: StoredValue<Board>,
+    elements: StoredValue<HashMap<String, web_sys::HtmlElement>, LocalStorage>,
+    canvas: NodeRef<Div>,
+    running: StoredValue<bool>,
+}
+
+impl Drawing {
+    /// Draws on the next frames until no cursor moves.
+    fn start(self) {
+        if self.running.try_get_value() == Some(false) {
+            self.running.set_value(true);
+            request_animation_frame(move || self.frame());
         }
-        Action::PresenceUpdate
-            if frame.payload.get("action").and_then(Value::as_str) == Some("leave") =>
-        {
-            if let Some(gone) = frame
-                .payload
-                .pointer("/presence/socketId")
-                .and_then(Value::as_str)
-            {
-                cursors.retain(|c| c.socket_id != gone);
-            }
+    }
+
+    fn frame(self) {
+        let Some(canvas) = self.canvas.get_untracked() else {
+            return self.running.set_value(false);
+        };
+        let (width, height) = (
+            f64::from(canvas.client_width()),
+            f64::from(canvas.client_height()),
+        );
+        let now = js_sys::Date::now();
+        let moving = self.board.try_update_value(|board| {
+            let (positions, moving) = board.positions(now);
+            self.elements.with_value(|elements| {
+                for (socket, at) in positions {
+                    if let Some(element) = elements.get(socket) {
+                        let place =
+                            format!("translate({:.1}px, {:.1}px)", at.x * width, at.y * height);
+                        let _ = element.style().set_property("transform", &place);
+                    }
+                }
+            });
+            moving
+        });
+        match moving {
+            Some(true) => request_animation_frame(move || self.frame()),
+            Some(false) => self.running.set_value(false),
+            None => {}
         }
-        _ => {}
     }
 }
 
 #[component]
 fn LiveCursors(room: String, me: ChatUser) -> impl IntoView {
-    let cursors = RwSignal::new(Vec::<Cursor>::new());
-    let now = RwSignal::new(js_sys::Date::now());
+    let smooth = !browser::prefers_reduced_motion();
+    let board = StoredValue::new(Board::default());
+    let marks = RwSignal::new(Vec::<Mark>::new());
+    let canvas = NodeRef::<Div>::new();
+    let drawing = Drawing {
+        board,
+        elements: StoredValue::new_local(HashMap::new()),
+        canvas,
+        running: StoredValue::new(false),
+    };
+    let token = identity::load_token();
+    let signed_in = token.is_some();
     let options = ChannelOptions {
         presence: true,
         history: false,
         extras: identity::extras(&me),
-        token: identity::load_token(),
+        token,
     };
     let channel = use_channel(&room, options, move |frame| {
-        cursors.update(|list| apply(list, frame, js_sys::Date::now()));
+        let now = js_sys::Date::now();
+        if board.try_update_value(|b| b.apply(frame, now, smooth)) == Some(true) {
+            marks.set(board.with_value(Board::marks));
+        }
+        drawing.start();
     });
+    let now = RwSignal::new(js_sys::Date::now());
     if let Ok(ticker) = set_interval_with_handle(
-        move || now.set(js_sys::Date::now()),
-        Duration::from_millis(500),
+        move || {
+            let at = js_sys::Date::now();
+            now.set(at);
+            if board.try_update_value(|b| b.refresh(at)) == Some(true) {
+                marks.set(board.with_value(Board::marks));
+                drawing.start();
+            }
+        },
+        REFRESH_EVERY,
     ) {
         on_cleanup(move || ticker.clear());
     }
+    let resized = window_event_listener(leptos::ev::resize, move |_| drawing.start());
+    on_cleanup(move || resized.remove());
 
-    let canvas = NodeRef::<Div>::new();
-    let outgoing = Outgoing {
-        pending: StoredValue::new(None),
-        last_sent: StoredValue::new((f64::NAN, f64::NAN, 0.0)),
-        booked: StoredValue::new(false),
-        channel,
-    };
-    let on_move = move |ev: leptos::ev::PointerEvent| {
-        let Some(canvas) = canvas.get() else {
+    let outgoing = Outgoing::new(channel);
+    let chat = CursorChat::new(outgoing);
+    let keys = window_event_listener(leptos::ev::keydown, move |ev| chat.on_window_key(&ev));
+    on_cleanup(move || keys.remove());
+
+    let on_pointer = move |ev: leptos::ev::PointerEvent| {
+        let Some(canvas) = canvas.get_untracked() else {
             return;
         };
         let rect = canvas.get_bounding_client_rect();
         if rect.width() <= 0.0 || rect.height() <= 0.0 {
             return;
         }
-        let x = ((f64::from(ev.client_x()) - rect.left()) / rect.width()).clamp(0.0, 1.0);
-        let y = ((f64::from(ev.client_y()) - rect.top()) / rect.height()).clamp(0.0, 1.0);
-        outgoing.pending.set_value(Some((x, y)));
-        outgoing.book();
+        let at = Point {
+            x: ((f64::from(ev.client_x()) - rect.left()) / rect.width()).clamp(0.0, 1.0),
+            y: ((f64::from(ev.client_y()) - rect.top()) / rect.height()).clamp(0.0, 1.0),
+        };
+        outgoing.moved(at);
+        if chat.text.get_untracked().is_some() {
+            chat.at.set(at);
+        }
     };
-    let here = move || {
-        let mut people: Vec<String> = channel
-            .presence
-            .get()
-            .iter()
-            .filter_map(|m| {
-                m.extras
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .collect();
-        people.sort();
-        people.dedup();
-        people.len()
-    };
+    let me = StoredValue::new(me);
+    let people = Memo::new(move |_| {
+        let at = now.get();
+        let members = channel.presence.get();
+        let me = me.get_value();
+        board.with_value(|board| people_on(board, &members, &me, signed_in, at))
+    });
     view! {
         <p class="connection" data-status=move || channel.status.get().label()>
-            <span class="pill">{move || channel.status.get().label()}</span>
-            <span class="here">{move || format!("{} here", here())}</span>
-            <span class="hint">"Move your pointer over the board: everyone in the room sees it."</span>
+            <span class="state" role="status">
+                <span class="pill">{move || channel.status.get().label()}</span>
+            </span>
+            <span class="hint">"Move your pointer (or finger) over the board: everyone in the room sees it."</span>
+            <button type="button" class="link open-chat" aria-keyshortcuts="/" on:click=move |_| chat.open()>
+                "Chat beside your cursor " <kbd>"/"</kbd>
+            </button>
         </p>
-        <div class="cursor-canvas" node_ref=canvas on:pointermove=on_move>
-            <For each=move || cursors.get() key=|c| c.socket_id.clone() let:cursor>
-                <CursorMark id=cursor.socket_id.clone() name=cursor.name.clone() colour=cursor.colour.clone() cursors now/>
-            </For>
+        <JoinRefusal channel/>
+        <div class="board-area">
+            <div
+                class="cursor-canvas"
+                node_ref=canvas
+                tabindex="0"
+                role="application"
+                aria-label="Shared board. Press / to write a short message beside your cursor."
+                on:pointermove=on_pointer
+                on:pointerdown=on_pointer
+            >
+                <For each=move || marks.get() key=|m| m.socket_id.clone() let:mark>
+                    <CursorMark mark marks drawing/>
+                </For>
+                {move || chat.open.get().then(|| view! { <ChatBubble chat/> })}
+            </div>
+            <aside class="board-people" aria-label="People on the board">
+                <h2 class="here">{move || format!("{} here", people.with(Vec::len))}</h2>
+                <ul>
+                    <For each=move || people.get() key=|p| p.clone() let:person>
+                        <li class="person" data-user=person.id.clone() data-activity=person.activity.label()>
+                            <span class="dot" class:dim=person.activity != Activity::Active style:background=person.colour.clone() aria-hidden="true"></span>
+                            <span class="name">{person.name.clone()}{person.you.then_some(" (you)")}</span>
+                            <span class="activity">{person.activity.label()}</span>
+                        </li>
+                    </For>
+                </ul>
+            </aside>
         </div>
     }
 }
 
-/// This tab's pointer on its way out: the newest position not yet sent, the last one sent
-/// (x, y, when), and whether an animation frame is booked to send it.
+/// A person on the board, however many tabs they have open, with their liveliest tab's state.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Person {
+    id: String,
+    name: String,
+    colour: String,
+    verified: bool,
+    you: bool,
+    activity: Activity,
+}
+
+/// The presence members grouped by person (as the server names them), this page's person
+/// first and always active.
+fn people_on(
+    board: &Board,
+    members: &[switchboard_protocol::ClientInfo],
+    me: &ChatUser,
+    signed_in: bool,
+    now: f64,
+) -> Vec<Person> {
+    let mut people: Vec<Person> = Vec::new();
+    for member in members {
+        let author = Author::of(member);
+        let you = author.id == me.id && author.verified == signed_in;
+        let activity = match you {
+            true => Activity::Active,
+            false => board.activity_of(&member.socket_id, now),
+        };
+        match people
+            .iter_mut()
+            .find(|p| p.id == author.id && p.verified == author.verified)
+        {
+            Some(person) => person.activity = person.activity.max(activity),
+            None => people.push(Person {
+                id: author.id,
+                name: author.name,
+                colour: author.colour,
+                verified: author.verified,
+                you,
+                activity,
+            }),
+        }
+    }
+    people.sort_by_key(|p| !p.you);
+    people
+}
+
+/// This tab's state on its way out: the newest position and chat, whether they changed since
+/// the last update, when that went out, and whether an animation frame is booked to send.
 #[derive(Clone, Copy)]
 struct Outgoing {
-    pending: StoredValue<Option<(f64, f64)>>,
-    last_sent: StoredValue<(f64, f64, f64)>,
+    at: StoredValue<Option<Point>>,
+    chat: StoredValue<Option<String>>,
+    changed: StoredValue<bool>,
+    last_sent: StoredValue<f64>,
     booked: StoredValue<bool>,
     channel: Channel,
 }
 
 impl Outgoing {
+    fn new(channel: Channel) -> Self {
+        Self {
+            at: StoredValue::new(None),
+            chat: StoredValue::new(None),
+            changed: StoredValue::new(false),
+            last_sent: StoredValue::new(0.0),
+            booked: StoredValue::new(false),
+            channel,
+        }
+    }
+
+    fn moved(self, to: Point) {
+        if self.at.get_value() != Some(to) {
+            self.at.set_value(Some(to));
+            self.changed.set_value(true);
+            self.book();
+        }
+    }
+
+    fn say(self, chat: Option<String>) {
+        self.chat.set_value(chat);
+        self.changed.set_value(true);
+        self.book();
+    }
+
+    /// Where this tab's pointer is (the middle of the board until it has been there).
+    fn position(self) -> Point {
+        self.at.get_value().unwrap_or(Point { x: 0.5, y: 0.5 })
+    }
+
     /// Sends on the next animation frame, unless one is already booked.
     fn book(self) {
         if !self.booked.get_value() {
@@ -213,66 +327,186 @@ impl Outgoing {
         }
     }
 
-    /// Sends the pending position if it changed and the interval has passed; otherwise waits
-    /// for a later frame.
+    /// Sends the state if it changed and the interval has passed; otherwise waits for a later
+    /// frame.
     fn send(self) {
-        self.booked.set_value(false);
-        let Some((x, y)) = self.pending.get_value() else {
-            return;
-        };
-        let (last_x, last_y, last_at) = self.last_sent.get_value();
-        if (x, y) == (last_x, last_y) {
-            self.pending.set_value(None);
+        if self.booked.try_get_value().is_none() {
             return;
         }
-        let at = js_sys::Date::now();
-        if at - last_at < MIN_SEND_INTERVAL_MS {
+        self.booked.set_value(false);
+        if !self.changed.get_value() {
+            return;
+        }
+        let now = js_sys::Date::now();
+        if now - self.last_sent.get_value() < MIN_SEND_INTERVAL_MS {
             return self.book();
         }
-        self.pending.set_value(None);
-        self.last_sent.set_value((x, y, at));
+        self.changed.set_value(false);
+        self.last_sent.set_value(now);
+        let chat = self.chat.get_value();
         self.channel
-            .send_volatile(json!({ "kind": "cursor", "x": x, "y": y }));
+            .send_volatile(board::update(self.position(), chat.as_deref()));
     }
 }
 
-/// One remote cursor: an arrow in its person's colour with their name, gliding to each new
-/// position and fading when quiet.
+/// This tab's cursor chat: open while the person types (`/` opens it, Escape cancels it) and
+/// closed [`CHAT_QUIET_MS`] after the last keystroke.
+#[derive(Clone, Copy)]
+struct CursorChat {
+    /// What is being typed, while open.
+    text: RwSignal<Option<String>>,
+    /// Whether it is open (changes only when it opens or closes).
+    open: Memo<bool>,
+    /// Where this tab's pointer is, while open: the chat follows it.
+    at: RwSignal<Point>,
+    quiet: StoredValue<Option<TimeoutHandle>>,
+    outgoing: Outgoing,
+}
+
+impl CursorChat {
+    fn new(outgoing: Outgoing) -> Self {
+        let text = RwSignal::new(None::<String>);
+        Self {
+            text,
+            open: Memo::new(move |_| text.with(Option::is_some)),
+            at: RwSignal::new(outgoing.position()),
+            quiet: StoredValue::new(None),
+            outgoing,
+        }
+    }
+
+    /// `/` anywhere but in a text field opens the chat.
+    fn on_window_key(self, ev: &leptos::ev::KeyboardEvent) {
+        let typing_elsewhere = ev
+            .target()
+            .and_then(|t| wasm_bindgen::JsCast::dyn_into::<web_sys::Element>(t).ok())
+            .is_some_and(|e| matches!(e.tag_name().as_str(), "INPUT" | "TEXTAREA" | "SELECT"));
+        let plain = !(ev.ctrl_key() || ev.meta_key() || ev.alt_key());
+        if ev.key() == "/" && plain && !typing_elsewhere {
+            ev.prevent_default();
+            self.open();
+        }
+    }
+
+    fn open(self) {
+        if self.text.get_untracked().is_none() {
+            self.at.set(self.outgoing.position());
+            self.text.set(Some(String::new()));
+            self.keep_open();
+        }
+    }
+
+    fn typed(self, text: String) {
+        let text = clean_chat(&text);
+        let shown = (!text.trim().is_empty()).then(|| text.clone());
+        self.text.set(Some(text));
+        self.outgoing.say(shown);
+        self.keep_open();
+    }
+
+    /// Closes the chat [`CHAT_QUIET_MS`] from now, unless typed into again.
+    fn keep_open(self) {
+        if let Some(timer) = self.quiet.get_value() {
+            timer.clear();
+        }
+        let timer =
+            set_timeout_with_handle(move || self.close(), Duration::from_millis(CHAT_QUIET_MS));
+        self.quiet.set_value(timer.ok());
+    }
+
+    fn close(self) {
+        if let Some(timer) = self.quiet.try_get_value().flatten() {
+            timer.clear();
+            self.quiet.set_value(None);
+        }
+        if self.text.try_get_untracked().flatten().is_some() {
+            self.text.set(None);
+            self.outgoing.say(None);
+        }
+    }
+}
+
+/// This tab's own cursor chat, typed where its pointer is.
 #[component]
-fn CursorMark(
-    id: String,
-    name: String,
-    colour: String,
-    cursors: RwSignal<Vec<Cursor>>,
-    now: RwSignal<f64>,
-) -> impl IntoView {
-    let id = StoredValue::new(id);
-    let position = move || {
-        cursors.with(|list| {
-            id.with_value(|id| {
-                list.iter()
-                    .find(|c| &c.socket_id == id)
-                    .map(|c| (c.x, c.y, c.updated_at))
-            })
+fn ChatBubble(chat: CursorChat) -> impl IntoView {
+    let field = NodeRef::<Input>::new();
+    request_animation_frame(move || {
+        if let Some(field) = field.get_untracked() {
+            let _ = field.focus();
+        }
+    });
+    on_cleanup(move || chat.close());
+    let left = move || format!("{}%", chat.at.get().x * 100.0);
+    let top = move || format!("{}%", chat.at.get().y * 100.0);
+    view! {
+        <div class="own-chat" style:left=left style:top=top>
+            <input
+                class="cursor-chat-input"
+                node_ref=field
+                maxlength=CHAT_MAX_CHARS.to_string()
+                aria-label="Say something beside your cursor (Escape to cancel)"
+                placeholder="Say something"
+                autocomplete="off"
+                prop:value=move || chat.text.get().unwrap_or_default()
+                on:input=move |ev| chat.typed(event_target_value(&ev))
+                on:keydown=move |ev: leptos::ev::KeyboardEvent| match ev.key().as_str() {
+                    "Escape" => {
+                        ev.prevent_default();
+                        chat.close();
+                    }
+                    "Enter" => ev.prevent_default(),
+                    _ => {}
+                }
+            />
+        </div>
+    }
+}
+
+/// One remote cursor: an arrow in its person's colour with their name and cursor chat, dimmed
+/// when idle and hidden when away. The drawing loop places it.
+#[component]
+fn CursorMark(mark: Mark, marks: RwSignal<Vec<Mark>>, drawing: Drawing) -> impl IntoView {
+    let id = StoredValue::new(mark.socket_id.clone());
+    let current = Memo::new(move |_| {
+        marks.with(|all| {
+            all.iter()
+                .find(|m| m.socket_id == *id.read_value())
+                .map(|m| (m.activity, m.chat.clone()))
         })
-    };
-    let left = move || format!("{}%", position().map_or(0.0, |p| p.0 * 100.0));
-    let top = move || format!("{}%", position().map_or(0.0, |p| p.1 * 100.0));
-    let stale = move || position().is_some_and(|p| now.get() - p.2 > STALE_AFTER_MS);
-    let label = name.clone();
+    });
+    let activity = move || current.with(|m| m.as_ref().map_or(Activity::Away, |m| m.0));
+    let chat = move || current.with(|m| m.as_ref().and_then(|m| m.1.clone()));
+    let node = NodeRef::<Div>::new();
+    node.on_load(move |element| {
+        drawing.elements.update_value(|elements| {
+            elements.insert(id.get_value(), element.into());
+        });
+        drawing.start();
+    });
+    on_cleanup(move || {
+        let socket = id.get_value();
+        drawing
+            .elements
+            .try_update_value(|elements| elements.remove(&socket));
+    });
+    let (colour, ink) = (mark.author.colour.clone(), mark.ink);
     view! {
         <div
             class="cursor"
-            class:stale=stale
+            node_ref=node
+            class:stale=move || activity() != Activity::Active
+            class:away=move || activity() == Activity::Away
             data-socket=id.get_value()
-            data-name=name
-            style:left=left
-            style:top=top
+            data-name=mark.author.name.clone()
+            data-activity=move || activity().label()
         >
             <svg width="18" height="18" viewBox="0 0 18 18" aria-hidden="true">
                 <path d="M1 1 L1 15 L5 11 L8 17 L10.5 16 L7.5 10 L13 10 Z" fill=colour.clone() stroke="white" stroke-width="1"/>
             </svg>
-            <span class="label" style:background-color=colour>{label}</span>
+            <span class="label" style:background-color=colour.clone() style:color=ink>{mark.author.name.clone()}</span>
+            {move || chat().map(|text| view! {
+                <span class="cursor-chat" style:background-color=colour.clone() style:color=ink>{text}</span>
+            })}
         </div>
     }
 }
