@@ -38,22 +38,7 @@ async fn admin(server: &TestServer, method: &str, path: &str, body: &str) -> (u1
 
 /// The socket id the server gave `client`, read from a presence list of `channel`.
 async fn socket_of(client: &mut switchboard_client::Client, channel: &str, name: &str) -> String {
-    client
-        .request(
-            Action::Join,
-            channel_options(channel),
-            json!({"presence": true, "extras": {"name": name}}),
-        )
-        .await
-        .unwrap();
-    let full = client.expect(Action::PresenceFull, WAIT).await.unwrap();
-    let me = full.payload["presence"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["extras"]["name"] == name)
-        .expect("listed in its own presence");
-    me["socketId"].as_str().unwrap().to_string()
+    support::join_as(client, channel, name).await
 }
 
 #[tokio::test]

@@ -60,13 +60,7 @@ async fn get_page(server: &TestServer, path: &str, token: Option<&str>) -> (u16,
 }
 
 fn split(response: &str) -> (u16, String) {
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, body.to_string())
+    support::status_and_body(response)
 }
 
 fn message_form(room: &str, id: &str, text: &str, name: &str, colour: &str) -> String {

@@ -334,15 +334,42 @@ pub async fn api(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {len}\r\n\r\n{body}",
         len = body.len()
     );
-    let response = http(addr, request).await;
+    let (status, body) = status_and_body(&http(addr, request).await);
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// The status code and the body of a whole HTTP/1.1 response.
+pub fn status_and_body(response: &str) -> (u16, String) {
     let status = response
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (
-        status,
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-    )
+    (status, body.to_string())
+}
+
+/// Joins `channel` with presence as `name`; the socket id the server gave `client`, read from
+/// the presence list it gets back.
+pub async fn join_as(client: &mut Client, channel: &str, name: &str) -> String {
+    use switchboard_protocol::Action;
+    client
+        .request(
+            Action::Join,
+            switchboard_client::channel_options(channel),
+            serde_json::json!({"presence": true, "extras": {"name": name}}),
+        )
+        .await
+        .unwrap();
+    let full = client.expect(Action::PresenceFull, WAIT).await.unwrap();
+    let me = full.payload["presence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["extras"]["name"] == name)
+        .expect("listed in its own presence");
+    me["socketId"].as_str().unwrap().to_string()
 }
