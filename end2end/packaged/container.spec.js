@@ -1,6 +1,7 @@
 // The container image (scripts/container --test runs it and sets SWITCHBOARD_CONTAINER_URL):
 // two people chat through a page the image serves, which hydrates in Chromium.
 const { test, expect } = require('@playwright/test');
+const { say } = require('../tests/support/chat');
 
 const base = process.env.SWITCHBOARD_CONTAINER_URL;
 
@@ -23,7 +24,6 @@ test('a chat page served by the image hydrates and carries messages between two 
     await expect(page.locator('.connection')).toHaveAttribute('data-status', 'connected');
     pages.push(page);
   }
-  await pages[0].fill('input.draft', 'hello from the container');
-  await pages[0].press('input.draft', 'Enter');
+  await say(pages[0], 'hello from the container');
   await expect(pages[1].locator('.message .text')).toContainText(['hello from the container']);
 });

@@ -2,6 +2,7 @@
 // only a listen address and a certificate, it serves the site it carries over HTTPS — a page
 // that hydrates in Chromium and chats over wss:// — with compressed, content-hashed files.
 const { test, expect } = require('@playwright/test');
+const { say } = require('../tests/support/chat');
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
@@ -72,8 +73,7 @@ test('a chat page from the binary alone hydrates and talks over wss://', async (
   await page.goto(`${base}/chat/${room}`);
   await page.waitForFunction(() => window.__switchboard_hydrated === true);
   await expect(page.locator('.connection')).toHaveAttribute('data-status', 'connected');
-  await page.fill('input.draft', 'hello from the tarball');
-  await page.press('input.draft', 'Enter');
+  await say(page, 'hello from the tarball');
   await expect(page.locator('.message .text')).toContainText(['hello from the tarball']);
   fs.mkdirSync(artifacts, { recursive: true });
   await page.screenshot({ path: path.join(artifacts, 'packaged-https.png'), fullPage: true });

@@ -23,7 +23,7 @@ step() {
   local started=$SECONDS
   say "$name"
   if ! "$@"; then
-    fail "$name failed after $((SECONDS - started)) s" "read the output above; re-run the same command once the cause is fixed (finished steps are skipped)"
+    fail "$name failed after $((SECONDS - started)) s" "read the output above; re-run the same command once the cause is fixed (set-up that is already done takes seconds)"
   fi
   say "$name: done in $((SECONDS - started)) s"
 }
