@@ -45,19 +45,43 @@ async fn socket_of(client: &mut switchboard_client::Client, channel: &str, name:
 async fn without_a_valid_admin_key_nothing_answers_and_nothing_leaks() {
     let server = server(&[]);
     let mut client = server.client().await;
-    client.join("secret-room", true, false).await.unwrap();
-    for key in [None, Some("wrong"), Some("publish-key")] {
-        for (method, path) in [
-            ("GET", "/api/admin/channels"),
-            ("GET", "/api/admin/channels/secret-room"),
-            ("DELETE", "/api/admin/channels/secret-room/history"),
-        ] {
-            let (status, body) = call(&server, method, path, key, "").await;
-            assert_eq!(status, 401, "{method} {path} with {key:?}");
-            assert_eq!(body["error"]["code"], "unauthorized");
-            assert!(!body.to_string().contains("secret-room"), "{body}");
+    let socket = socket_of(&mut client, "secret-room", "Hidden").await;
+    client.publish("secret-room", json!("kept")).await.unwrap();
+    // Every admin route the OpenAPI document names, by every method, as an anonymous caller,
+    // with a wrong key and with a publish key.
+    let (_, doc) = call(&server, "GET", "/api/openapi.json", None, "").await;
+    let mut tried = 0;
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        if !path.starts_with("/api/admin/") {
+            continue;
+        }
+        let path = path
+            .replace("{channel}", "secret-room")
+            .replace("{socketId}", &socket);
+        for method in methods.as_object().unwrap().keys() {
+            let method = method.to_uppercase();
+            for key in [None, Some("wrong"), Some("publish-key")] {
+                let (status, body) = call(&server, &method, &path, key, "{}").await;
+                assert_eq!(status, 401, "{method} {path} with {key:?}");
+                assert_eq!(body["error"]["code"], "unauthorized");
+                let text = body.to_string();
+                assert!(
+                    !text.contains("secret-room") && !text.contains(&socket),
+                    "{text}"
+                );
+                tried += 1;
+            }
         }
     }
+    assert_eq!(tried, 8 * 3, "every admin route was tried");
+    // Nothing happened: the socket is still in its channel and the history is whole.
+    client
+        .publish("secret-room", json!("still here"))
+        .await
+        .unwrap();
+    let (_, room) = admin(&server, "GET", "/api/admin/channels/secret-room", "").await;
+    assert_eq!(room["history_size"], 2, "{room}");
+    assert_eq!(room["members"][0]["socketId"], socket.as_str());
     let off = TestServer::start();
     let (status, body) = call(&off, "GET", "/api/admin/channels", Some(ADMIN), "").await;
     assert_eq!(status, 401);
@@ -215,13 +239,7 @@ async fn operators_publish_disconnect_remove_and_clear() {
     )
     .await;
     assert_eq!(status, 200);
-    let closed = loop {
-        match tokio::time::timeout(WAIT, ben.next_frame()).await.unwrap() {
-            Ok(_) => continue,
-            Err(ClientError::Closed { code, .. }) => break code,
-            Err(other) => panic!("{other}"),
-        }
-    };
+    let closed = support::close_code(&mut ben).await;
     assert_eq!(closed, Some(4001));
     let unknown = uuid_like();
     let (status, _) = admin(

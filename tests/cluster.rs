@@ -608,13 +608,7 @@ async fn any_node_answers_the_admin_api_for_the_whole_cluster() {
     let path = format!("/api/admin/sockets/{ben_id}");
     let (status, answer) = support::api(a, "DELETE", &path, Some(KEY), "").await;
     assert_eq!(status, 200, "{answer}");
-    let closed = loop {
-        match tokio::time::timeout(WAIT, ben.next_frame()).await.unwrap() {
-            Ok(_) => continue,
-            Err(ClientError::Closed { code, .. }) => break code,
-            Err(other) => panic!("{other}"),
-        }
-    };
+    let closed = support::close_code(&mut ben).await;
     assert_eq!(closed, Some(4001));
     // Once its node has let it go, no node finds it, whichever is asked.
     let deadline = Instant::now() + WAIT;

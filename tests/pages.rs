@@ -281,3 +281,20 @@ async fn the_publish_api_refuses_a_key_or_an_address_over_its_rate_limit() {
     .unwrap();
     assert_eq!(body["error"]["code"], "rate_limited");
 }
+
+/// `/api/auth/options` says only which ways of signing in the server offers: anyone may ask
+/// (the sign-in form needs it before anyone is signed in), a forged cookie changes nothing,
+/// and the answer carries no channel, member or key.
+#[tokio::test]
+async fn anyone_may_ask_which_sign_in_the_server_offers_and_learns_nothing_else() {
+    let off = server(&[]);
+    let on = server(&[("SWITCHBOARD_DEMO_TOKENS", "true")]);
+    for (server, demo) in [(&off, false), (&on, true)] {
+        for cookie in [None, Some("forged.token.value")] {
+            let (status, body) = post_form(server, "/api/auth/options", "", cookie).await;
+            assert_eq!(status, 200, "{body}");
+            let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(answer, serde_json::json!({ "demo": demo }), "{body}");
+        }
+    }
+}

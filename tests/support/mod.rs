@@ -373,3 +373,17 @@ pub async fn join_as(client: &mut Client, channel: &str, name: &str) -> String {
         .expect("listed in its own presence");
     me["socketId"].as_str().unwrap().to_string()
 }
+
+/// The close code the server ends `client`'s socket with (frames before it are skipped).
+pub async fn close_code(client: &mut Client) -> Option<u16> {
+    loop {
+        match tokio::time::timeout(WAIT, client.next_frame())
+            .await
+            .expect("the socket is closed in time")
+        {
+            Ok(_) => continue,
+            Err(switchboard_client::ClientError::Closed { code, .. }) => return code,
+            Err(other) => panic!("{other}"),
+        }
+    }
+}

@@ -196,12 +196,11 @@ pub struct OutboxStats {
 pub trait HookOutbox: Send + Sync + 'static {
     /// Up to `limit` waiting events of `endpoint`, oldest first.
     fn pending(&self, endpoint: &str, limit: usize) -> Result<Vec<PendingEvent>, StoreError>;
+    /// The endpoint took all these events: forget them, in one write.
+    fn delivered_all(&self, endpoint: &str, keys: &[String]) -> Result<(), StoreError>;
     /// The endpoint took the event: forget it.
-    fn delivered(&self, endpoint: &str, key: &str) -> Result<(), StoreError>;
-    /// The endpoint took all these events: forget them (one write where the store can).
-    fn delivered_all(&self, endpoint: &str, keys: &[String]) -> Result<(), StoreError> {
-        keys.iter()
-            .try_for_each(|key| self.delivered(endpoint, key))
+    fn delivered(&self, endpoint: &str, key: &str) -> Result<(), StoreError> {
+        self.delivered_all(endpoint, &[key.to_string()])
     }
     /// The attempt failed: try again at `next_attempt_ms`.
     fn retry_later(

@@ -87,11 +87,16 @@ impl HookOutbox for MemoryHistory {
         }))
     }
 
-    fn delivered(&self, endpoint: &str, key: &str) -> Result<(), StoreError> {
-        let key = key_of(key)?;
+    fn delivered_all(&self, endpoint: &str, keys: &[String]) -> Result<(), StoreError> {
+        let keys = keys
+            .iter()
+            .map(|key| key_of(key))
+            .collect::<Result<Vec<_>, _>>()?;
         self.queues(|queues| {
             if let Some(queue) = queues.get_mut(endpoint) {
-                queue.waiting.remove(&key);
+                for key in &keys {
+                    queue.waiting.remove(key);
+                }
             }
         });
         Ok(())

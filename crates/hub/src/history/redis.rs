@@ -822,21 +822,6 @@ impl HookOutbox for RedisHistory {
             .collect())
     }
 
-    fn delivered(&self, endpoint: &str, key: &str) -> Result<(), StoreError> {
-        self.with_conn(|conn| {
-            redis::pipe()
-                .cmd("XDEL")
-                .arg(self.outbox_key(endpoint))
-                .arg(key)
-                .ignore()
-                .cmd("HDEL")
-                .arg(self.retry_key(endpoint))
-                .arg(key)
-                .ignore()
-                .query::<()>(conn)
-        })
-    }
-
     fn delivered_all(&self, endpoint: &str, keys: &[String]) -> Result<(), StoreError> {
         if keys.is_empty() {
             return Ok(());

@@ -530,16 +530,6 @@ impl HookOutbox for SqliteHistory {
             .collect())
     }
 
-    fn delivered(&self, endpoint: &str, key: &str) -> Result<(), StoreError> {
-        self.writer()
-            .execute(
-                "DELETE FROM hook_outbox WHERE endpoint = ?1 AND key = ?2",
-                params![endpoint, outbox_key(key)?],
-            )
-            .map(drop)
-            .map_err(store_error)
-    }
-
     fn delivered_all(&self, endpoint: &str, keys: &[String]) -> Result<(), StoreError> {
         let mut db = self.writer();
         let transaction = db.transaction().map_err(store_error)?;
