@@ -127,6 +127,14 @@ impl Server {
         }
         tracing::info!("closed {open} sockets with 1012 in {:?}", started.elapsed());
         state.hub.depart();
+        // Deliveries the store held back for its next commit are written now, so a clean
+        // restart does not send them again.
+        let outbox = state.hub.outbox();
+        match tokio::task::spawn_blocking(move || outbox.flush_held()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!("recording webhook deliveries failed: {err}"),
+            Err(err) => tracing::warn!("recording webhook deliveries failed: {err}"),
+        }
         Ok(())
     }
 }

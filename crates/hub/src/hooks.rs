@@ -165,6 +165,11 @@ pub struct OutboxEvent {
     pub body: Bytes,
     /// When it happened, in milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// For a `message.stored` event recorded in the same append as its message, that
+    /// message's seq: a store that keeps the message may keep this reference instead of a
+    /// second copy of the body, and build the body from the message when it is delivered.
+    /// `None` otherwise.
+    pub message_seq: Option<u64>,
 }
 
 /// An event waiting in the outbox, with where its delivery stands.
@@ -196,7 +201,10 @@ pub struct OutboxStats {
 pub trait HookOutbox: Send + Sync + 'static {
     /// Up to `limit` waiting events of `endpoint`, oldest first.
     fn pending(&self, endpoint: &str, limit: usize) -> Result<Vec<PendingEvent>, StoreError>;
-    /// The endpoint took all these events: forget them, in one write.
+    /// The endpoint took all these events: forget them, in one write. A store may hold the
+    /// write back for its next commit of messages (they are no longer pending meanwhile), so
+    /// that deliveries never make a message commit wait; a crash before then delivers them
+    /// again, as at-least-once allows.
     fn delivered_all(&self, endpoint: &str, keys: &[String]) -> Result<(), StoreError>;
     /// The endpoint took the event: forget it.
     fn delivered(&self, endpoint: &str, key: &str) -> Result<(), StoreError> {
@@ -216,6 +224,11 @@ pub trait HookOutbox: Send + Sync + 'static {
     fn replay_dead(&self, endpoint: Option<&str>) -> Result<u64, StoreError>;
     /// How the endpoint's outbox stands.
     fn outbox_stats(&self, endpoint: &str) -> Result<OutboxStats, StoreError>;
+    /// Whether this store builds a `message.stored` event's body from the message stored in the
+    /// same commit (see [`OutboxEvent::message_seq`]), so the event may come without one.
+    fn builds_message_bodies(&self) -> bool {
+        false
+    }
     /// Whether `holder` may deliver `endpoint`'s events for the next `ttl` (on a cluster one
     /// node at a time delivers each endpoint; alone, always).
     fn take_lease(
@@ -270,6 +283,7 @@ pub(crate) fn membership_event(
         kind,
         body: body(kind, at_ms, &data),
         created_ms: at_ms,
+        message_seq: None,
     }
 }
 
@@ -305,6 +319,42 @@ pub(crate) fn message_template(
     head.push_str(payload.get());
     head.push_str("}}");
     StoredTemplate::split(Bytes::from(head), seq_at, epoch_at)
+}
+
+/// A stored message's event body, rebuilt from the stored frame: the same bytes
+/// [`message_template`] gave when the message was stored.
+pub(crate) fn message_body_from_frame(frame: &[u8]) -> Result<Bytes, String> {
+    #[derive(serde::Deserialize)]
+    struct Options<'a> {
+        #[serde(borrow)]
+        channel: std::borrow::Cow<'a, str>,
+        seq: u64,
+        #[serde(borrow)]
+        epoch: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        id: std::borrow::Cow<'a, str>,
+        at: u64,
+    }
+    #[derive(serde::Deserialize)]
+    struct Stored<'a> {
+        #[serde(borrow)]
+        options: Options<'a>,
+        #[serde(borrow)]
+        payload: &'a RawValue,
+        #[serde(borrow, default)]
+        client: Option<&'a RawValue>,
+    }
+    let stored: Stored<'_> = serde_json::from_slice(frame)
+        .map_err(|err| format!("a stored message could not be read back: {err}"))?;
+    let options = &stored.options;
+    let template = message_template(
+        &options.channel,
+        &options.id,
+        options.at,
+        stored.client.map(RawValue::get),
+        stored.payload,
+    );
+    Ok(template.fill(options.seq, &options.epoch))
 }
 
 /// What a back end decided at a gate.
@@ -405,6 +455,42 @@ mod tests {
         assert_eq!(names(EventType::MemberJoined, "support/a"), ["all"]);
         assert_eq!(names(EventType::MessageStored, "salesforce"), ["all"]);
         assert!(routes.wants_members());
+    }
+
+    #[test]
+    fn a_message_event_rebuilt_from_its_stored_frame_is_the_same_bytes() {
+        use crate::encode::{stored_event, stored_message, Stamp};
+        use switchboard_protocol::Relation;
+        let payload = RawValue::from_string(r#"{"text":"h\u00e9 \"there\""}"#.into()).unwrap();
+        let client =
+            r#"{"socketId":"s1","extras":{"name":"Ada"},"permissions":{"authenticated":true}}"#;
+        let cases = [
+            (Some(client), None),
+            (Some(client), Some(Relation::Replaces("m0"))),
+            (None, None),
+        ];
+        for (client, relation) in cases {
+            let stamp = Stamp {
+                id: "0190aa",
+                at_ms: 1_700_000_000_123,
+                relation,
+            };
+            let frame = match client {
+                Some(client) => stored_message("room \"é\"/1", &stamp, &payload, client),
+                None => stored_event("room \"é\"/1", &stamp, &payload),
+            }
+            .fill(7, "ep0");
+            let expected = message_template(
+                "room \"é\"/1",
+                "0190aa",
+                1_700_000_000_123,
+                client,
+                &payload,
+            )
+            .fill(7, "ep0");
+            assert_eq!(message_body_from_frame(&frame).unwrap(), expected);
+        }
+        assert!(message_body_from_frame(b"{\"options\":{}}").is_err());
     }
 
     #[test]

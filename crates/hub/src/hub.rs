@@ -251,7 +251,7 @@ impl Hub {
                 format!("payload is {size} bytes; at most {limit} are allowed in this channel"),
             ));
         }
-        let id = Uuid::new_v4().simple().to_string();
+        let id = Uuid::now_v7().simple().to_string();
         let at_ms = now_ms();
         let stamp = Stamp {
             id: &id,
@@ -288,7 +288,7 @@ impl Hub {
             Some(client) => encode::stored_message(channel, &stamp, payload, client),
         };
         let hooks = config.hooks.wanting(EventType::MessageStored, channel);
-        let hook_body = (!hooks.is_empty())
+        let hook_body = (!hooks.is_empty() && self.broker().wants_hook_bodies())
             .then(|| message_template(channel, &id, at_ms, client.as_deref(), payload));
         let (answer, outcome) = oneshot::channel();
         self.inner.broker.publish_stored(StoredMessage {

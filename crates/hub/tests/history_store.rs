@@ -264,6 +264,7 @@ fn event(endpoint: &str, channel: &str, n: u64) -> switchboard_hub::OutboxEvent 
         kind: switchboard_hub::EventType::MemberJoined,
         body: Bytes::from(format!("{{\"n\":{n}}}")),
         created_ms: 1000 + n,
+        message_seq: None,
     }
 }
 

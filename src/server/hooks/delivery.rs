@@ -2,14 +2,19 @@
 //! POSTs them, signed, until the endpoint answers 2xx.
 //!
 //! - **Order.** Per channel: a channel's next event waits until the one before it was taken.
-//!   Each pass delivers a lane per channel — its waiting events one after another, up to 64,
+//!   Each pass delivers a lane per channel — its waiting events one after another, up to 128,
 //!   until one fails — with up to 16 channels side by side, and forgets what was taken in one
 //!   write. Channels do not wait for each other, so a receiver that keeps failing one
 //!   channel's event holds up only that channel.
 //! - **Retries.** Exponential backoff with jitter (half a second doubling to five minutes);
 //!   after the give-up age (24 h by default) the event is kept as dead, and can be replayed.
 //! - **Isolation.** Each endpoint has its own task and HTTP timeout: a slow or dead endpoint
-//!   never slows sockets, other endpoints, or the storing of messages.
+//!   never slows sockets, other endpoints, or the storing of messages. Delivery runs on a
+//!   thread of its own in the idle scheduling class (`SCHED_IDLE`, with the blocking threads
+//!   it starts for the outbox): on a busy node the sockets and the persister come first and
+//!   webhooks take the CPU that is left, falling behind rather than slowing the realtime path
+//!   (`switchboard_webhook_oldest_pending_age_seconds` shows by how much) and catching up when
+//!   the load eases.
 //! - **Clusters.** An endpoint is delivered by one node at a time (a lease in the store that
 //!   its holder renews); if that node dies, another takes over within the lease.
 
@@ -28,9 +33,11 @@ const BATCH: usize = 512;
 /// Deliveries in flight per endpoint (different channels).
 const CONCURRENT: usize = 16;
 /// Most events of one channel delivered one after another in one pass.
-const LANE: usize = 64;
+const LANE: usize = 128;
 /// How long a lease lasts; renewed well before.
 const LEASE: Duration = Duration::from_secs(10);
+/// While events wait for their retry, how often new events are looked at.
+const RECHECK: Duration = Duration::from_millis(100);
 /// Longest wait before looking at the outbox again when nothing is due.
 const IDLE_POLL: Duration = Duration::from_millis(500);
 /// First retry delay; doubled per attempt up to [`MAX_BACKOFF`].
@@ -86,7 +93,7 @@ impl Webhooks {
         }
     }
 
-    /// Starts one delivery task per endpoint; they end with the runtime.
+    /// Starts one delivery task per endpoint, on the webhook thread; they end with the process.
     pub fn start(&self, hub: &Hub, holder: String) -> Result<(), String> {
         if self.endpoints.is_empty() {
             return Ok(());
@@ -96,18 +103,58 @@ impl Webhooks {
             .user_agent(concat!("Switchboard-Webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|err| format!("cannot make the HTTP client for webhooks: {err}"))?;
-        for endpoint in self.endpoints.iter() {
-            let delivery = Delivery {
-                endpoint: endpoint.clone(),
-                store: hub.outbox(),
-                client: client.clone(),
-                holder: holder.clone(),
-                give_up_after: self.give_up_after,
-                recorded: hub.hooks_recorded(),
-            };
-            tokio::spawn(delivery.run());
+        let deliveries: Vec<Delivery> = self
+            .endpoints
+            .iter()
+            .map(|endpoint| {
+                let url = reqwest::Url::parse(&endpoint.settings.url).map_err(|err| {
+                    format!(
+                        "webhook URL {:?} is not a URL: {err}",
+                        endpoint.settings.url
+                    )
+                })?;
+                Ok(Delivery {
+                    endpoint: endpoint.clone(),
+                    url,
+                    store: hub.outbox(),
+                    client: client.clone(),
+                    holder: holder.clone(),
+                    give_up_after: self.give_up_after,
+                    recorded: hub.hooks_recorded(),
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("switchboard-webhooks-io")
+            .build()
+            .map_err(|err| format!("cannot start the webhook runtime: {err}"))?;
+        std::thread::Builder::new()
+            .name("switchboard-webhooks".into())
+            .spawn(move || {
+                lower_priority();
+                runtime.block_on(join_all(deliveries.into_iter().map(Delivery::run)));
+            })
+            .map(drop)
+            .map_err(|err| format!("cannot start the webhook thread: {err}"))
+    }
+}
+
+/// Puts the calling thread in the idle scheduling class (`SCHED_IDLE`): it runs when no other
+/// thread of the machine wants the CPU, and gives way at once when one wakes. Threads it starts
+/// inherit it.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: a plain system call on this thread (0), with a parameter that lives across it.
+        let changed = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        if changed != 0 {
+            tracing::debug!(
+                "webhook delivery keeps the normal priority: {}",
+                std::io::Error::last_os_error()
+            );
         }
-        Ok(())
     }
 }
 
@@ -140,6 +187,8 @@ fn backoff(attempts: u32) -> Duration {
 /// One endpoint's delivery task.
 struct Delivery {
     endpoint: Arc<Endpoint>,
+    /// The endpoint's URL, parsed once.
+    url: reqwest::Url,
     store: Arc<dyn HistoryStore>,
     client: reqwest::Client,
     holder: String,
@@ -197,7 +246,14 @@ impl Delivery {
                     })
                     .min(IDLE_POLL);
                 tokio::select! {
-                    () = self.recorded.notified() => {}
+                    () = self.recorded.notified() => {
+                        // Events are waiting for their retry: new ones are looked at every
+                        // so often, not after every commit, so an endpoint that is down does
+                        // not make the node read its outbox over and over.
+                        if !pending.is_empty() {
+                            tokio::time::sleep(RECHECK.min(wait)).await;
+                        }
+                    }
                     () = tokio::time::sleep(wait) => {}
                 }
                 continue;
@@ -310,7 +366,7 @@ impl Delivery {
             .sign(&event.event.id, timestamp, &event.event.body);
         let sent = self
             .client
-            .post(&settings.url)
+            .post(self.url.clone())
             .timeout(settings.timeout)
             .header("content-type", "application/json")
             .header("webhook-id", &event.event.id)

@@ -34,6 +34,8 @@ pub struct LocalBroker {
     /// back ends want membership events).
     members: Mutex<HashMap<String, usize>>,
     recorded: Arc<Notify>,
+    /// The store builds `message.stored` bodies from the stored messages.
+    store_builds_bodies: bool,
 }
 
 impl std::fmt::Debug for LocalBroker {
@@ -66,6 +68,7 @@ impl LocalBroker {
         } else {
             Vec::new()
         };
+        let store_builds_bodies = store.builds_message_bodies();
         Persister::start(
             store.clone(),
             registry.clone(),
@@ -83,6 +86,7 @@ impl LocalBroker {
             routes: config.hooks.clone(),
             members: Mutex::new(HashMap::new()),
             recorded,
+            store_builds_bodies,
         };
         broker.bury(orphans);
         Ok(broker)
@@ -209,6 +213,10 @@ impl LocalBroker {
 }
 
 impl Broker for LocalBroker {
+    fn wants_hook_bodies(&self) -> bool {
+        !self.store_builds_bodies
+    }
+
     fn reader(&self) -> &HistoryReader {
         &self.reader
     }

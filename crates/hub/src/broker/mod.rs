@@ -49,7 +49,7 @@ pub struct StoredMessage {
     /// Messages the channel keeps.
     pub(crate) keep: u64,
     /// The webhook endpoints that want this message, and its event's body (seq and epoch
-    /// filled in with the frame's).
+    /// filled in with the frame's) when the broker wants it ([`Broker::wants_hook_bodies`]).
     pub(crate) hooks: Vec<Arc<str>>,
     pub(crate) hook_body: Option<StoredTemplate>,
     /// Who hears the outcome.
@@ -167,6 +167,12 @@ pub trait Broker: Send + Sync + 'static {
     /// Queues a message to store; its [`Answer`] hears the outcome once it is stored (or
     /// refused). Refused at once with `overloaded` when too much is waiting.
     fn publish_stored(&self, message: StoredMessage) -> Result<(), Refusal>;
+
+    /// Whether a stored message for webhooks needs its event's body made up front
+    /// ([`StoredMessage::hook_body`]); not when the store builds it from the message.
+    fn wants_hook_bodies(&self) -> bool {
+        true
+    }
 
     /// Carries a frame that is not stored to the members on other nodes.
     fn publish_transient<'a>(

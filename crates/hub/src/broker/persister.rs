@@ -30,6 +30,9 @@ use crate::time::now_ms;
 
 /// Most messages committed in one transaction.
 const MAX_BATCH: usize = 1024;
+/// With nothing to store for this long, what the store held back for its next commit is
+/// written on its own.
+const FLUSH_HELD: Duration = Duration::from_millis(200);
 
 /// Pauses before the retries of a failed commit.
 const RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(20), Duration::from_millis(200)];
@@ -173,8 +176,16 @@ impl Persister {
         let mut next_trim = Instant::now() + self.settings.trim_every;
         loop {
             let wait = next_trim.saturating_duration_since(Instant::now());
-            if let Batch::Closed = jobs.take(&mut taken, MAX_BATCH, wait) {
+            if let Batch::Closed = jobs.take(&mut taken, MAX_BATCH, wait.min(FLUSH_HELD)) {
+                if let Err(err) = self.store.flush_held() {
+                    tracing::warn!("recording webhook deliveries failed: {err}");
+                }
                 return;
+            }
+            if taken.is_empty() {
+                if let Err(err) = self.store.flush_held() {
+                    tracing::warn!("recording webhook deliveries failed: {err}");
+                }
             }
             for job in taken.drain(..) {
                 match job {
@@ -299,9 +310,17 @@ impl Persister {
             .collect();
         let mut hooks = std::mem::take(&mut self.hooks);
         let membership = (hooks.events.len(), hooks.members.len());
+        hooks
+            .events
+            .reserve(batch.iter().map(|message| message.hooks.len()).sum());
         for (message, outcome) in batch.iter().zip(&outcomes) {
-            if let (Outcome::New { seq, epoch, .. }, Some(body)) = (outcome, &message.hook_body) {
-                let body = body.fill(*seq, epoch);
+            if let (Outcome::New { seq, epoch, .. }, false) = (outcome, message.hooks.is_empty()) {
+                // Without a body when the store builds it from the message (see
+                // `HookOutbox::builds_message_bodies`).
+                let body = message
+                    .hook_body
+                    .as_ref()
+                    .map_or_else(Bytes::new, |body| body.fill(*seq, epoch));
                 for endpoint in &message.hooks {
                     hooks.events.push(OutboxEvent {
                         id: message_event_id(epoch, *seq),
@@ -310,6 +329,7 @@ impl Persister {
                         kind: EventType::MessageStored,
                         body: body.clone(),
                         created_ms: message.at_ms,
+                        message_seq: Some(*seq),
                     });
                 }
             }

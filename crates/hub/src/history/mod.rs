@@ -175,6 +175,12 @@ pub trait HistoryStore: HookOutbox + Send + Sync + 'static {
     }
     /// Where `channel`'s stored history stands at `now_ms`.
     fn channel_stats(&self, channel: &str, now_ms: u64) -> Result<ChannelStats, StoreError>;
+    /// Writes what was held back for the next commit (see
+    /// [`HookOutbox::delivered_all`]) when no commit came for a while; the persister calls it
+    /// when it has nothing else to do.
+    fn flush_held(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Members recorded (see [`MemberChange`]) that no longer exist because the process that
     /// had them is gone; read once at start-up.
     fn orphaned_members(&self) -> Result<Vec<Orphan>, StoreError> {

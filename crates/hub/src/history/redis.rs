@@ -783,6 +783,7 @@ impl RedisHistory {
             kind: EventType::parse(&text(field(fields, "kind"))?)?,
             body,
             created_ms: text(field(fields, "created"))?.parse().ok()?,
+            message_seq: None,
         })
     }
 }

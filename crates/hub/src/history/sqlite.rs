@@ -12,10 +12,13 @@ use super::{
     ChannelHistory, ChannelStats, HistoryStore, HookWrites, MemberChange, NewEntry, Orphan,
     Retention, StoreError, StoredFrame,
 };
-use crate::hooks::{EventType, HookOutbox, OutboxEvent, OutboxStats, PendingEvent};
+use crate::hooks::{
+    message_body_from_frame, EventType, HookOutbox, OutboxEvent, OutboxStats, PendingEvent,
+};
 
-/// Bumped when the schema changes; a file with another version is refused.
-const SCHEMA_VERSION: &str = "1";
+/// Bumped when the schema changes; a file of an older version is brought up to date when it is
+/// opened (see [`migrate`]), one of a newer version is refused.
+const SCHEMA_VERSION: &str = "2";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -35,8 +38,8 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_id ON messages (channel, id);
 CREATE INDEX IF NOT EXISTS messages_by_age ON messages (at_ms);
 CREATE TABLE IF NOT EXISTS hook_outbox (
-    key INTEGER PRIMARY KEY AUTOINCREMENT,
     endpoint TEXT NOT NULL,
+    key INTEGER NOT NULL,
     event_id TEXT NOT NULL,
     channel TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -44,9 +47,20 @@ CREATE TABLE IF NOT EXISTS hook_outbox (
     created_ms INTEGER NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_ms INTEGER NOT NULL DEFAULT 0,
-    dead INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS hook_outbox_waiting ON hook_outbox (endpoint, dead, key);
+    seq INTEGER,
+    PRIMARY KEY (endpoint, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS hook_dead (
+    endpoint TEXT NOT NULL,
+    key INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    body BLOB NOT NULL,
+    created_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    PRIMARY KEY (endpoint, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS hook_members (
     channel TEXT NOT NULL,
     socket TEXT NOT NULL,
@@ -65,6 +79,14 @@ pub struct SqliteHistory {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: std::sync::atomic::AtomicUsize,
+    /// The writer may be left at `synchronous = NORMAL` by a failed settle.
+    relaxed: std::sync::atomic::AtomicBool,
+    /// The next outbox key: keys only grow, so an endpoint's events read back in the order
+    /// they were recorded (handed out under the writer's lock).
+    next_key: std::sync::atomic::AtomicI64,
+    /// Delivered events whose rows are deleted by the next commit: no longer pending, but not
+    /// yet written (so a delivery never takes the writer from the persister).
+    held: Mutex<std::collections::HashSet<EventKey>>,
 }
 
 impl std::fmt::Debug for SqliteHistory {
@@ -146,6 +168,7 @@ impl SqliteHistory {
                     .map_err(|e| fail("cannot write the schema version", e))?;
             }
             Some(SCHEMA_VERSION) => {}
+            Some(older @ "1") => migrate(&writer, older).map_err(|e| fail("cannot update the schema", e))?,
             Some(other) => {
                 return Err(StoreError(format!(
                     "history database {} has schema version {other}; this server reads version {SCHEMA_VERSION}",
@@ -153,6 +176,7 @@ impl SqliteHistory {
                 )))
             }
         }
+        let next_key = first_free_key(&writer).map_err(|e| fail("cannot read the outbox", e))?;
         let readers = (0..READERS)
             .map(|_| {
                 Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -165,6 +189,9 @@ impl SqliteHistory {
             writer: Mutex::new(writer),
             readers,
             next_reader: Default::default(),
+            relaxed: Default::default(),
+            next_key: std::sync::atomic::AtomicI64::new(next_key),
+            held: Mutex::default(),
         })
     }
 
@@ -186,6 +213,51 @@ impl SqliteHistory {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Brings a file of schema version `from` up to date, in one transaction.
+///
+/// Version 2 makes recording an event cheap, as it happens in every message commit: the outbox
+/// is one B-tree keyed by endpoint and a key the store hands out (no row id, no second index,
+/// no AUTOINCREMENT bookkeeping), dead events move to `hook_dead`, and an event may reference
+/// the stored message it is about (`seq`, with an empty `body`) instead of holding a copy.
+fn migrate(writer: &Connection, from: &str) -> Result<(), rusqlite::Error> {
+    tracing::info!(
+        from,
+        to = SCHEMA_VERSION,
+        "updating the history database's schema"
+    );
+    writer.execute_batch(&format!(
+        "BEGIN;
+         CREATE TABLE hook_outbox_2 (
+             endpoint TEXT NOT NULL, key INTEGER NOT NULL, event_id TEXT NOT NULL,
+             channel TEXT NOT NULL, kind TEXT NOT NULL, body BLOB NOT NULL,
+             created_ms INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+             next_attempt_ms INTEGER NOT NULL DEFAULT 0, seq INTEGER,
+             PRIMARY KEY (endpoint, key)
+         ) WITHOUT ROWID;
+         INSERT INTO hook_outbox_2
+             SELECT endpoint, key, event_id, channel, kind, body, created_ms, attempts,
+                    next_attempt_ms, NULL
+             FROM hook_outbox WHERE dead = 0;
+         INSERT INTO hook_dead
+             SELECT endpoint, key, event_id, channel, kind, body, created_ms, attempts
+             FROM hook_outbox WHERE dead = 1;
+         DROP TABLE hook_outbox;
+         ALTER TABLE hook_outbox_2 RENAME TO hook_outbox;
+         UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version';
+         COMMIT;"
+    ))
+}
+
+/// The outbox key after every one in the file.
+fn first_free_key(writer: &Connection) -> Result<i64, rusqlite::Error> {
+    writer.query_row(
+        "SELECT max(coalesce((SELECT max(key) FROM hook_outbox), 0),
+                    coalesce((SELECT max(key) FROM hook_dead), 0)) + 1",
+        [],
+        |row| row.get(0),
+    )
 }
 
 fn store_error(err: rusqlite::Error) -> StoreError {
@@ -258,8 +330,17 @@ impl HistoryStore for SqliteHistory {
 
     fn append(&self, batch: &[NewEntry], hooks: &HookWrites) -> Result<(), StoreError> {
         let mut db = self.writer();
+        if self.relaxed.load(std::sync::atomic::Ordering::Relaxed) {
+            // A settle could not put the sync back: no message is acknowledged unsynced.
+            db.execute_batch("PRAGMA synchronous = FULL")
+                .map_err(store_error)?;
+            self.relaxed
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+        }
         let tx = db.transaction().map_err(store_error)?;
-        write_hooks(&tx, hooks)?;
+        let held = self.held_deliveries();
+        forget_delivered(&tx, &held)?;
+        write_hooks(&tx, batch, hooks, &self.next_key)?;
         {
             let mut insert = tx
                 .prepare_cached(
@@ -287,7 +368,9 @@ impl HistoryStore for SqliteHistory {
                     .map_err(store_error)?;
             }
         }
-        tx.commit().map_err(store_error)
+        tx.commit().map_err(store_error)?;
+        self.release(&held);
+        Ok(())
     }
 
     fn seq_of(&self, channel: &str, id: &str) -> Result<Option<u64>, StoreError> {
@@ -351,9 +434,10 @@ impl HistoryStore for SqliteHistory {
     }
 
     fn trim(&self, retention: &dyn Fn(&str) -> Retention, now_ms: u64) -> Result<u64, StoreError> {
-        let db = self.writer();
+        let mut db = self.writer();
+        let tx = db.transaction().map_err(store_error)?;
         let channels: Vec<(String, i64)> = {
-            let mut statement = db
+            let mut statement = tx
                 .prepare_cached("SELECT name, last_seq FROM channels")
                 .map_err(store_error)?;
             let rows = statement
@@ -363,34 +447,117 @@ impl HistoryStore for SqliteHistory {
                 .map_err(store_error)?;
             rows
         };
-        let mut delete = db
-            .prepare_cached("DELETE FROM messages WHERE channel = ?1 AND (seq <= ?2 OR at_ms < ?3)")
-            .map_err(store_error)?;
-        let mut dropped = 0;
-        for (channel, last_seq) in channels {
-            let retention = retention(&channel);
-            let floor = last_seq.saturating_sub(sql_seq(retention.count));
-            let oldest_ms = now_ms.saturating_sub(retention.max_age.as_millis() as u64) as i64;
-            dropped += delete
-                .execute(params![channel, floor, oldest_ms])
-                .map_err(store_error)? as u64;
+        // What each channel keeps: messages above `floor` and not older than `oldest_ms`.
+        let kept: Vec<(String, i64, i64)> = channels
+            .into_iter()
+            .map(|(channel, last_seq)| {
+                let retention = retention(&channel);
+                let floor = last_seq.saturating_sub(sql_seq(retention.count));
+                let oldest_ms = now_ms.saturating_sub(retention.max_age.as_millis() as u64) as i64;
+                (channel, floor, oldest_ms)
+            })
+            .collect();
+        if has_references(&tx)? {
+            let limits: std::collections::HashMap<&str, (i64, i64)> = kept
+                .iter()
+                .map(|(channel, floor, oldest)| (channel.as_str(), (*floor, *oldest)))
+                .collect();
+            // One pass over the outbox, then the frames of only the messages about to go.
+            let mut references = tx
+                .prepare_cached(
+                    "SELECT o.endpoint, o.key, o.channel, m.seq, m.at_ms FROM hook_outbox o
+                     JOIN messages m ON m.channel = o.channel AND m.seq = o.seq
+                     WHERE o.seq IS NOT NULL AND length(o.body) = 0",
+                )
+                .map_err(store_error)?;
+            type Reference = ((String, i64), String, i64, i64);
+            let going: Vec<Reference> = references
+                .query_map([], |row| {
+                    Ok((
+                        (row.get(0)?, row.get(1)?),
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
+                })
+                .map_err(store_error)?
+                .collect::<Result<Vec<Reference>, _>>()
+                .map_err(store_error)?
+                .into_iter()
+                .filter(|(_, channel, seq, at_ms)| {
+                    limits
+                        .get(channel.as_str())
+                        .is_some_and(|(floor, oldest)| seq <= floor || at_ms < oldest)
+                })
+                .collect();
+            let mut frame = tx
+                .prepare_cached("SELECT frame FROM messages WHERE channel = ?1 AND seq = ?2")
+                .map_err(store_error)?;
+            let mut rows = Vec::with_capacity(going.len());
+            for (event, channel, seq, _) in going {
+                let bytes: Vec<u8> = frame
+                    .query_row(params![channel, seq], |row| row.get(0))
+                    .map_err(store_error)?;
+                rows.push((event, bytes));
+            }
+            keep_bodies(&tx, rows)?;
         }
-        db.execute(
+        let mut dropped = 0;
+        {
+            let mut delete = tx
+                .prepare_cached(
+                    "DELETE FROM messages WHERE channel = ?1 AND (seq <= ?2 OR at_ms < ?3)",
+                )
+                .map_err(store_error)?;
+            for (channel, floor, oldest_ms) in &kept {
+                dropped += delete
+                    .execute(params![channel, floor, oldest_ms])
+                    .map_err(store_error)? as u64;
+            }
+        }
+        tx.execute(
             "DELETE FROM channels WHERE NOT EXISTS (SELECT 1 FROM messages WHERE channel = name)",
             [],
         )
         .map_err(store_error)?;
+        tx.commit().map_err(store_error)?;
         Ok(dropped)
     }
 
     fn clear(&self, channel: &str) -> Result<(), StoreError> {
         let mut db = self.writer();
         let tx = db.transaction().map_err(store_error)?;
+        if has_references(&tx)? {
+            let rows = tx
+                .prepare_cached(
+                    "SELECT o.endpoint, o.key, m.frame FROM hook_outbox o
+                     JOIN messages m ON m.channel = o.channel AND m.seq = o.seq
+                     WHERE o.seq IS NOT NULL AND length(o.body) = 0 AND o.channel = ?1",
+                )
+                .map_err(store_error)?
+                .query_map([channel], |row| {
+                    Ok(((row.get(0)?, row.get(1)?), row.get(2)?))
+                })
+                .map_err(store_error)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(store_error)?;
+            keep_bodies(&tx, rows)?;
+        }
         tx.execute("DELETE FROM messages WHERE channel = ?1", [channel])
             .map_err(store_error)?;
         tx.execute("DELETE FROM channels WHERE name = ?1", [channel])
             .map_err(store_error)?;
         tx.commit().map_err(store_error)
+    }
+
+    fn flush_held(&self) -> Result<(), StoreError> {
+        let held = self.held_deliveries();
+        if held.is_empty() {
+            return Ok(());
+        }
+        self.settle(|tx| forget_delivered(tx, &held))?;
+        self.release(&held);
+        Ok(())
     }
 
     fn recover(&self) -> Result<(), StoreError> {
@@ -437,26 +604,50 @@ impl HistoryStore for SqliteHistory {
     }
 }
 
-/// Writes webhook events and membership changes inside the batch's transaction.
-fn write_hooks(tx: &rusqlite::Transaction<'_>, hooks: &HookWrites) -> Result<(), StoreError> {
+/// Writes webhook events and membership changes inside the batch's transaction. The event of
+/// a message stored in this batch keeps a reference to it (its seq, and an empty body) rather
+/// than a second copy: [`HookOutbox::pending`] builds the body from the message, and trimming
+/// or clearing the message first copies the body into the event.
+fn write_hooks(
+    tx: &rusqlite::Transaction<'_>,
+    batch: &[NewEntry],
+    hooks: &HookWrites,
+    next_key: &std::sync::atomic::AtomicI64,
+) -> Result<(), StoreError> {
     if hooks.is_empty() {
         return Ok(());
     }
     let mut insert = tx
         .prepare_cached(
-            "INSERT INTO hook_outbox (endpoint, event_id, channel, kind, body, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO hook_outbox (endpoint, key, event_id, channel, kind, body, created_ms, seq)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
         .map_err(store_error)?;
     for event in &hooks.events {
+        // The persister names a message only when it is stored in this same commit.
+        let reference = event.message_seq.filter(|_| !batch.is_empty());
+        if reference.is_none() && event.body.is_empty() {
+            return Err(StoreError(format!(
+                "webhook event {} has neither a body nor a message",
+                event.id
+            )));
+        }
+        let body: &[u8] = if reference.is_some() {
+            &[]
+        } else {
+            &event.body
+        };
+        let key = next_key.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         insert
             .execute(params![
                 event.endpoint,
+                key,
                 event.id,
                 event.channel,
                 event.kind.as_str(),
-                &event.body[..],
-                event.created_ms as i64
+                body,
+                event.created_ms as i64,
+                reference.map(sql_seq)
             ])
             .map_err(store_error)?;
     }
@@ -480,22 +671,141 @@ fn write_hooks(tx: &rusqlite::Transaction<'_>, hooks: &HookWrites) -> Result<(),
     Ok(())
 }
 
+impl SqliteHistory {
+    /// The deliveries held back so far (they stay held, and so not pending, until
+    /// [`SqliteHistory::release`] after the commit that deletes them).
+    fn held_deliveries(&self) -> Vec<EventKey> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// The commit that deleted these is done.
+    fn release(&self, written: &[EventKey]) {
+        if written.is_empty() {
+            return;
+        }
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for key in written {
+            held.remove(key);
+        }
+    }
+
+    /// Records what became of delivery attempts in a transaction that is not synced on its
+    /// own: the next message commit (`synchronous = FULL`) makes it durable along with
+    /// everything before it in the log. Until then a crash forgets it, so an event may be
+    /// delivered again — which at-least-once allows — and the persister's commits never wait
+    /// behind a sync of the delivery's bookkeeping.
+    fn settle(
+        &self,
+        write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut db = self.writer();
+        self.relaxed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        db.execute_batch("PRAGMA synchronous = NORMAL")
+            .map_err(store_error)?;
+        let settled = db.transaction().map_err(store_error).and_then(|tx| {
+            write(&tx)?;
+            tx.commit().map_err(store_error)
+        });
+        let restored = db
+            .execute_batch("PRAGMA synchronous = FULL")
+            .map_err(store_error);
+        if restored.is_ok() {
+            self.relaxed
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+        settled.and(restored)
+    }
+}
+
+/// Whether any outbox event still references its message rather than holding its body.
+fn has_references(tx: &rusqlite::Transaction<'_>) -> Result<bool, StoreError> {
+    tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM hook_outbox WHERE seq IS NOT NULL AND length(body) = 0)",
+        [],
+        |row| row.get(0),
+    )
+    .map_err(store_error)
+}
+
+/// An outbox row: its endpoint and key.
+type EventKey = (String, i64);
+
+/// Copies into each event the body built from its message, which is about to be deleted: the
+/// event outlives the message's history.
+fn keep_bodies(
+    tx: &rusqlite::Transaction<'_>,
+    rows: Vec<(EventKey, Vec<u8>)>,
+) -> Result<(), StoreError> {
+    let mut update = tx
+        .prepare_cached("UPDATE hook_outbox SET body = ?3 WHERE endpoint = ?1 AND key = ?2")
+        .map_err(store_error)?;
+    for ((endpoint, key), frame) in rows {
+        let body = message_body_from_frame(&frame).map_err(StoreError)?;
+        update
+            .execute(params![endpoint, key, &body[..]])
+            .map_err(store_error)?;
+    }
+    Ok(())
+}
+
+/// Deletes delivered events inside a commit.
+fn forget_delivered(tx: &rusqlite::Transaction<'_>, keys: &[EventKey]) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let mut delete = tx
+        .prepare_cached("DELETE FROM hook_outbox WHERE endpoint = ?1 AND key = ?2")
+        .map_err(store_error)?;
+    for (endpoint, key) in keys {
+        delete
+            .execute(params![endpoint, key])
+            .map_err(store_error)?;
+    }
+    Ok(())
+}
+
 fn outbox_key(key: &str) -> Result<i64, StoreError> {
     key.parse()
         .map_err(|_| StoreError(format!("no outbox event {key:?}")))
 }
 
 impl HookOutbox for SqliteHistory {
+    fn builds_message_bodies(&self) -> bool {
+        true
+    }
+
     fn pending(&self, endpoint: &str, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
         let db = self.reader();
         let mut statement = db
             .prepare_cached(
-                "SELECT key, event_id, channel, kind, body, created_ms, attempts, next_attempt_ms
-                 FROM hook_outbox WHERE endpoint = ?1 AND dead = 0 ORDER BY key LIMIT ?2",
+                "SELECT o.key, o.event_id, o.channel, o.kind, o.body, o.created_ms, o.attempts,
+                        o.next_attempt_ms, o.seq, m.frame
+                 FROM hook_outbox o
+                 LEFT JOIN messages m
+                   ON length(o.body) = 0 AND m.channel = o.channel AND m.seq = o.seq
+                 WHERE o.endpoint = ?1 ORDER BY o.key LIMIT ?2",
             )
             .map_err(store_error)?;
+        // Held deliveries are read past (and are at most what one pass delivered).
+        let held: std::collections::HashSet<i64> = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(held_for, _)| held_for == endpoint)
+            .map(|(_, key)| *key)
+            .collect();
         let rows = statement
-            .query_map(params![endpoint, sql_count(limit)], |row| {
+            .query_map(params![endpoint, sql_count(limit + held.len())], |row| {
                 Ok((
                     row.get::<_, i64>(0)?,
                     row.get::<_, String>(1)?,
@@ -505,6 +815,8 @@ impl HookOutbox for SqliteHistory {
                     row.get::<_, i64>(5)?,
                     row.get::<_, i64>(6)?,
                     row.get::<_, i64>(7)?,
+                    row.get::<_, Option<i64>>(8)?,
+                    row.get::<_, Option<Vec<u8>>>(9)?,
                 ))
             })
             .map_err(store_error)?
@@ -512,7 +824,24 @@ impl HookOutbox for SqliteHistory {
             .map_err(store_error)?;
         Ok(rows
             .into_iter()
-            .filter_map(|(key, id, channel, kind, body, created, attempts, next)| {
+            .filter(|row| !held.contains(&row.0))
+            .take(limit)
+            .filter_map(|row| {
+                let (key, id, channel, kind, body, created, attempts, next, seq, frame) = row;
+                let body = match (body.is_empty(), frame) {
+                    (false, _) => bytes::Bytes::from(body),
+                    (true, Some(frame)) => match message_body_from_frame(&frame) {
+                        Ok(body) => body,
+                        Err(err) => {
+                            tracing::error!(%channel, event = %id, "webhook event skipped: {err}");
+                            return None;
+                        }
+                    },
+                    (true, None) => {
+                        tracing::error!(%channel, event = %id, "webhook event skipped: its message is gone");
+                        return None;
+                    }
+                };
                 Some(PendingEvent {
                     key: key.to_string(),
                     event: OutboxEvent {
@@ -520,8 +849,9 @@ impl HookOutbox for SqliteHistory {
                         endpoint: endpoint.to_string(),
                         channel,
                         kind: EventType::parse(&kind)?,
-                        body: bytes::Bytes::from(body),
+                        body,
                         created_ms: created as u64,
+                        message_seq: seq.map(|seq| seq as u64),
                     },
                     attempts: attempts as u32,
                     next_attempt_ms: next as u64,
@@ -531,19 +861,15 @@ impl HookOutbox for SqliteHistory {
     }
 
     fn delivered_all(&self, endpoint: &str, keys: &[String]) -> Result<(), StoreError> {
-        let mut db = self.writer();
-        let transaction = db.transaction().map_err(store_error)?;
-        {
-            let mut statement = transaction
-                .prepare_cached("DELETE FROM hook_outbox WHERE endpoint = ?1 AND key = ?2")
-                .map_err(store_error)?;
-            for key in keys {
-                statement
-                    .execute(params![endpoint, outbox_key(key)?])
-                    .map_err(store_error)?;
-            }
-        }
-        transaction.commit().map_err(store_error)
+        let keys = keys
+            .iter()
+            .map(|key| Ok((endpoint.to_string(), outbox_key(key)?)))
+            .collect::<Result<Vec<EventKey>, StoreError>>()?;
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(keys);
+        Ok(())
     }
 
     fn retry_later(
@@ -553,8 +879,8 @@ impl HookOutbox for SqliteHistory {
         attempts: u32,
         next_attempt_ms: u64,
     ) -> Result<(), StoreError> {
-        self.writer()
-            .execute(
+        self.settle(|tx| {
+            tx.execute(
                 "UPDATE hook_outbox SET attempts = ?3, next_attempt_ms = ?4
                  WHERE endpoint = ?1 AND key = ?2",
                 params![
@@ -566,41 +892,86 @@ impl HookOutbox for SqliteHistory {
             )
             .map(drop)
             .map_err(store_error)
+        })
     }
 
     fn give_up(&self, endpoint: &str, key: &str) -> Result<(), StoreError> {
-        self.writer()
-            .execute(
-                "UPDATE hook_outbox SET dead = 1 WHERE endpoint = ?1 AND key = ?2",
-                params![endpoint, outbox_key(key)?],
+        let key = outbox_key(key)?;
+        self.settle(|tx| {
+            // A dead event keeps its own body: the message may be trimmed long before a replay.
+            let event: Option<(Vec<u8>, Option<Vec<u8>>)> = tx
+                .query_row(
+                    "SELECT o.body, m.frame FROM hook_outbox o
+                     LEFT JOIN messages m
+                       ON length(o.body) = 0 AND m.channel = o.channel AND m.seq = o.seq
+                     WHERE o.endpoint = ?1 AND o.key = ?2",
+                    params![endpoint, key],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(store_error)?;
+            let Some((body, frame)) = event else {
+                return Ok(());
+            };
+            let body = match (body.is_empty(), frame) {
+                (true, Some(frame)) => message_body_from_frame(&frame)
+                    .map_err(StoreError)?
+                    .to_vec(),
+                _ => body,
+            };
+            tx.execute(
+                "INSERT INTO hook_dead
+                     (endpoint, key, event_id, channel, kind, body, created_ms, attempts)
+                 SELECT endpoint, key, event_id, channel, kind, ?3, created_ms, attempts
+                 FROM hook_outbox WHERE endpoint = ?1 AND key = ?2",
+                params![endpoint, key, body],
+            )
+            .map_err(store_error)?;
+            tx.execute(
+                "DELETE FROM hook_outbox WHERE endpoint = ?1 AND key = ?2",
+                params![endpoint, key],
             )
             .map(drop)
             .map_err(store_error)
+        })
     }
 
     fn replay_dead(&self, endpoint: Option<&str>) -> Result<u64, StoreError> {
-        let db = self.writer();
-        let replayed = match endpoint {
-            Some(endpoint) => db.execute(
-                "UPDATE hook_outbox SET dead = 0, attempts = 0, next_attempt_ms = 0
-                 WHERE dead = 1 AND endpoint = ?1",
-                [endpoint],
-            ),
-            None => db.execute(
-                "UPDATE hook_outbox SET dead = 0, attempts = 0, next_attempt_ms = 0 WHERE dead = 1",
-                [],
-            ),
+        let mut db = self.writer();
+        let tx = db.transaction().map_err(store_error)?;
+        // Back under their own keys, so they go out in the order they first would have.
+        let filter = if endpoint.is_some() {
+            "WHERE endpoint = ?1"
+        } else {
+            "WHERE ?1 IS NULL"
         };
-        replayed.map(|n| n as u64).map_err(store_error)
+        let replayed = tx
+            .execute(
+                &format!(
+                    "INSERT INTO hook_outbox
+                         (endpoint, key, event_id, channel, kind, body, created_ms, attempts,
+                          next_attempt_ms, seq)
+                     SELECT endpoint, key, event_id, channel, kind, body, created_ms, 0, 0, NULL
+                     FROM hook_dead {filter}"
+                ),
+                [endpoint],
+            )
+            .map_err(store_error)?;
+        tx.execute(&format!("DELETE FROM hook_dead {filter}"), [endpoint])
+            .map_err(store_error)?;
+        tx.commit().map_err(store_error)?;
+        Ok(replayed as u64)
     }
 
     fn outbox_stats(&self, endpoint: &str) -> Result<OutboxStats, StoreError> {
+        // Counted as the endpoint sees it: what it took is no longer pending.
+        self.flush_held()?;
         let db = self.reader();
         let (pending, dead, oldest): (i64, i64, Option<i64>) = db
             .query_row(
-                "SELECT coalesce(sum(dead = 0), 0), coalesce(sum(dead = 1), 0),
-                        min(CASE WHEN dead = 0 THEN created_ms END)
-                 FROM hook_outbox WHERE endpoint = ?1",
+                "SELECT (SELECT count(*) FROM hook_outbox WHERE endpoint = ?1),
+                        (SELECT count(*) FROM hook_dead WHERE endpoint = ?1),
+                        (SELECT min(created_ms) FROM hook_outbox WHERE endpoint = ?1)",
                 [endpoint],
                 |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
@@ -610,5 +981,235 @@ impl HookOutbox for SqliteHistory {
             dead: dead as u64,
             oldest_pending_ms: oldest.map(|ms| ms as u64),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::{stored_message, Stamp};
+    use crate::hooks::message_template;
+    use bytes::Bytes;
+    use serde_json::value::RawValue;
+    use std::time::Duration;
+
+    fn temp_db(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "switchboard-sqlite-unit-{}-{name}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        dir.join("history.db")
+    }
+
+    /// A stored message and its webhook event, as the persister hands them to the store.
+    fn message(seq: u64, text: &str) -> (NewEntry, OutboxEvent) {
+        let payload = RawValue::from_string(format!("{{\"text\":\"{text}\"}}")).unwrap();
+        let client = r#"{"socketId":"s1","extras":{},"permissions":{"authenticated":false}}"#;
+        let id = format!("m{seq}");
+        let at_ms = 1_000 * seq;
+        let stamp = Stamp {
+            id: &id,
+            at_ms,
+            relation: None,
+        };
+        let frame = stored_message("room", &stamp, &payload, client).fill(seq, "ep");
+        let body = message_template("room", &id, at_ms, Some(client), &payload).fill(seq, "ep");
+        let entry = NewEntry {
+            channel: "room".into(),
+            epoch: "ep".into(),
+            seq,
+            id,
+            at_ms,
+            frame,
+        };
+        let event = OutboxEvent {
+            id: crate::hooks::message_event_id("ep", seq),
+            endpoint: "hooks".into(),
+            channel: "room".into(),
+            kind: EventType::MessageStored,
+            body,
+            created_ms: at_ms,
+            message_seq: Some(seq),
+        };
+        (entry, event)
+    }
+
+    fn bodies(store: &SqliteHistory) -> Vec<Bytes> {
+        let pending = store.pending("hooks", 100).unwrap();
+        pending.into_iter().map(|p| p.event.body).collect()
+    }
+
+    fn stored_bodies(store: &SqliteHistory) -> Vec<usize> {
+        let db = store.reader();
+        let mut statement = db
+            .prepare("SELECT length(body) FROM hook_outbox ORDER BY key")
+            .unwrap();
+        let lengths = statement
+            .query_map([], |row| row.get::<_, i64>(0))
+            .unwrap()
+            .map(|n| n.unwrap() as usize)
+            .collect();
+        lengths
+    }
+
+    #[test]
+    fn a_message_event_refers_to_its_message_and_keeps_its_body_when_the_message_goes() {
+        let store = SqliteHistory::open(&temp_db("refs")).unwrap();
+        let (entries, events): (Vec<_>, Vec<_>) =
+            (1..=3).map(|n| message(n, &format!("hi {n}"))).unzip();
+        let expected: Vec<Bytes> = events.iter().map(|e| e.body.clone()).collect();
+        let writes = HookWrites {
+            events,
+            members: vec![],
+        };
+        store.append(&entries, &writes).unwrap();
+        // Recorded as references (no second copy of the body)...
+        assert_eq!(stored_bodies(&store), [0, 0, 0]);
+        // ...and delivered with the same bytes as a copy would have had.
+        assert_eq!(bodies(&store), expected);
+        // Trimming the first message copies its body into its event first.
+        let keep_two = Retention {
+            count: 2,
+            max_age: Duration::from_secs(3600),
+        };
+        assert_eq!(store.trim(&|_| keep_two, 4_000).unwrap(), 1);
+        assert_eq!(stored_bodies(&store)[0], expected[0].len());
+        assert_eq!(bodies(&store), expected);
+        // So does clearing the channel, for the rest.
+        store.clear("room").unwrap();
+        assert!(store.latest("room", None, 10).unwrap().is_empty());
+        assert_eq!(bodies(&store), expected);
+        assert!(stored_bodies(&store).iter().all(|n| *n > 0));
+    }
+
+    #[test]
+    fn delivered_events_are_forgotten_by_the_next_commit_or_when_flushed() {
+        let store = SqliteHistory::open(&temp_db("held")).unwrap();
+        let (entries, events): (Vec<_>, Vec<_>) =
+            (1..=3).map(|n| message(n, &format!("hi {n}"))).unzip();
+        store
+            .append(
+                &entries[..2],
+                &HookWrites {
+                    events: events[..2].to_vec(),
+                    members: vec![],
+                },
+            )
+            .unwrap();
+        let first = store.pending("hooks", 1).unwrap().remove(0);
+        store.delivered("hooks", &first.key).unwrap();
+        // No longer pending at once, though its row waits for the next commit.
+        let ids = |store: &SqliteHistory| -> Vec<String> {
+            let pending = store.pending("hooks", 10).unwrap();
+            pending.into_iter().map(|p| p.event.id).collect()
+        };
+        assert_eq!(ids(&store), [events[1].id.clone()]);
+        assert_eq!(stored_bodies(&store).len(), 2);
+        // A message commit deletes it...
+        store
+            .append(
+                &entries[2..],
+                &HookWrites {
+                    events: events[2..].to_vec(),
+                    members: vec![],
+                },
+            )
+            .unwrap();
+        assert_eq!(stored_bodies(&store).len(), 2);
+        assert_eq!(ids(&store), [events[1].id.clone(), events[2].id.clone()]);
+        // ...and so does a flush when no commit comes.
+        let second = store.pending("hooks", 1).unwrap().remove(0);
+        store.delivered("hooks", &second.key).unwrap();
+        store.flush_held().unwrap();
+        assert_eq!(stored_bodies(&store).len(), 1);
+        assert_eq!(store.outbox_stats("hooks").unwrap().pending, 1);
+    }
+
+    #[test]
+    fn an_event_whose_message_is_not_in_the_batch_keeps_a_copy() {
+        let store = SqliteHistory::open(&temp_db("copy")).unwrap();
+        let (_, event) = message(9, "elsewhere");
+        let body = event.body.clone();
+        let writes = HookWrites {
+            events: vec![event],
+            members: vec![],
+        };
+        store.append(&[], &writes).unwrap();
+        assert_eq!(stored_bodies(&store), [body.len()]);
+        assert_eq!(bodies(&store), [body]);
+    }
+
+    #[test]
+    fn a_version_1_file_is_brought_up_to_date_and_keeps_its_events() {
+        let path = temp_db("v1");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        {
+            let db = Connection::open(&path).unwrap();
+            db.execute_batch(
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 INSERT INTO meta VALUES ('schema_version', '1');
+                 CREATE TABLE hook_outbox (
+                     key INTEGER PRIMARY KEY AUTOINCREMENT,
+                     endpoint TEXT NOT NULL, event_id TEXT NOT NULL, channel TEXT NOT NULL,
+                     kind TEXT NOT NULL, body BLOB NOT NULL, created_ms INTEGER NOT NULL,
+                     attempts INTEGER NOT NULL DEFAULT 0,
+                     next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+                     dead INTEGER NOT NULL DEFAULT 0);
+                 INSERT INTO hook_outbox (endpoint, event_id, channel, kind, body, created_ms)
+                 VALUES ('hooks', 'evt_1', 'room', 'member.joined', X'7B7D', 5);
+                 INSERT INTO hook_outbox (endpoint, event_id, channel, kind, body, created_ms,
+                                          attempts, dead)
+                 VALUES ('hooks', 'evt_0', 'lobby', 'member.left', X'5B5D', 4, 9, 1);",
+            )
+            .unwrap();
+        }
+        let store = SqliteHistory::open(&path).unwrap();
+        assert_eq!(bodies(&store), [Bytes::from_static(b"{}")]);
+        let version: String = store
+            .reader()
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(store.outbox_stats("hooks").unwrap().dead, 1);
+        let (entry, event) = message(1, "after the update");
+        let writes = HookWrites {
+            events: vec![event.clone()],
+            members: vec![],
+        };
+        store.append(&[entry], &writes).unwrap();
+        assert_eq!(bodies(&store)[1], event.body);
+        // The dead event goes back to its place: after the one recorded before it, before the
+        // one recorded after the update.
+        assert_eq!(store.replay_dead(Some("hooks")).unwrap(), 1);
+        let ids: Vec<String> = store
+            .pending("hooks", 10)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.event.id)
+            .collect();
+        assert_eq!(ids, ["evt_1", "evt_0", event.id.as_str()]);
+    }
+
+    #[test]
+    fn a_dead_event_keeps_its_body_after_its_message_is_trimmed() {
+        let store = SqliteHistory::open(&temp_db("dead")).unwrap();
+        let (entry, event) = message(1, "kept");
+        let body = event.body.clone();
+        let writes = HookWrites {
+            events: vec![event],
+            members: vec![],
+        };
+        store.append(&[entry], &writes).unwrap();
+        let key = store.pending("hooks", 1).unwrap()[0].key.clone();
+        store.give_up("hooks", &key).unwrap();
+        store.clear("room").unwrap();
+        assert!(store.pending("hooks", 1).unwrap().is_empty());
+        store.replay_dead(None).unwrap();
+        assert_eq!(bodies(&store), [body]);
     }
 }
