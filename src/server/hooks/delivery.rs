@@ -146,9 +146,18 @@ impl Webhooks {
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: a plain system call on this thread (0), with a parameter that lives across it.
-        let changed = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        // The kernel's `struct sched_param` is one int, the priority (0 for SCHED_IDLE). The
+        // system call itself rather than libc's wrapper: musl's wrapper declines to change one
+        // thread. SAFETY: it acts on this thread (0) and reads `priority`, which outlives it.
+        let priority: libc::c_int = 0;
+        let changed = unsafe {
+            libc::syscall(
+                libc::SYS_sched_setscheduler,
+                0,
+                libc::SCHED_IDLE,
+                &priority as *const libc::c_int,
+            )
+        };
         if changed != 0 {
             tracing::debug!(
                 "webhook delivery keeps the normal priority: {}",
