@@ -1,8 +1,13 @@
 //! History in a SQLite file: the embedded default. WAL mode, one writer connection that commits
-//! whole batches, and a reader connection so history reads do not wait for commits.
+//! whole batches, and reader connections so history reads do not wait for commits.
 //!
 //! `synchronous = FULL`: a batch is on disk before its senders get their ok, so an acknowledged
 //! message survives the process being killed and the machine losing power.
+//!
+//! The webhook outbox lives beside the messages and is written in their commits. A
+//! `message.stored` event is a small row that refers to its message (the body is built from the
+//! stored frame when it is read, and copied into the row before the message is trimmed or
+//! cleared); deliveries are forgotten by the next commit; dead events wait in `hook_dead`.
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -168,7 +173,9 @@ impl SqliteHistory {
                     .map_err(|e| fail("cannot write the schema version", e))?;
             }
             Some(SCHEMA_VERSION) => {}
-            Some(older @ "1") => migrate(&writer, older).map_err(|e| fail("cannot update the schema", e))?,
+            Some(older @ "1") => {
+                migrate(&writer, older).map_err(|e| fail("cannot update the schema", e))?;
+            }
             Some(other) => {
                 return Err(StoreError(format!(
                     "history database {} has schema version {other}; this server reads version {SCHEMA_VERSION}",
