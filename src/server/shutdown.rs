@@ -130,10 +130,12 @@ impl Server {
         // Deliveries the store held back for its next commit are written now, so a clean
         // restart does not send them again.
         let outbox = state.hub.outbox();
-        match tokio::task::spawn_blocking(move || outbox.flush_held()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::warn!("recording webhook deliveries failed: {err}"),
-            Err(err) => tracing::warn!("recording webhook deliveries failed: {err}"),
+        let flushed =
+            tokio::task::spawn_blocking(move || outbox.flush_held().map_err(|e| e.to_string()))
+                .await
+                .unwrap_or_else(|err| Err(err.to_string()));
+        if let Err(err) = flushed {
+            tracing::warn!("recording webhook deliveries failed: {err}");
         }
         Ok(())
     }

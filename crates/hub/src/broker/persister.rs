@@ -143,6 +143,8 @@ pub(crate) struct Persister {
     hooks: HookWrites,
     /// Told after a commit that recorded webhook events.
     recorded: Arc<tokio::sync::Notify>,
+    /// The last commit recorded webhook events, so deliveries (to be written) are coming.
+    recorded_lately: bool,
 }
 
 impl Persister {
@@ -163,6 +165,7 @@ impl Persister {
             states: HashMap::new(),
             hooks: HookWrites::default(),
             recorded,
+            recorded_lately: false,
         };
         std::thread::Builder::new()
             .name("switchboard-persister".into())
@@ -175,17 +178,17 @@ impl Persister {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut next_trim = Instant::now() + self.settings.trim_every;
         loop {
-            let wait = next_trim.saturating_duration_since(Instant::now());
-            if let Batch::Closed = jobs.take(&mut taken, MAX_BATCH, wait.min(FLUSH_HELD)) {
-                if let Err(err) = self.store.flush_held() {
-                    tracing::warn!("recording webhook deliveries failed: {err}");
-                }
-                return;
+            let mut wait = next_trim.saturating_duration_since(Instant::now());
+            // Only while deliveries are coming or held back does an idle node wake for them.
+            if std::mem::take(&mut self.recorded_lately) || self.store.holds_writes() {
+                wait = wait.min(FLUSH_HELD);
             }
+            let closed = matches!(jobs.take(&mut taken, MAX_BATCH, wait), Batch::Closed);
             if taken.is_empty() {
-                if let Err(err) = self.store.flush_held() {
-                    tracing::warn!("recording webhook deliveries failed: {err}");
-                }
+                self.flush_held();
+            }
+            if closed {
+                return;
             }
             for job in taken.drain(..) {
                 match job {
@@ -207,6 +210,13 @@ impl Persister {
                 next_trim = Instant::now() + self.settings.trim_every;
                 self.trim();
             }
+        }
+    }
+
+    /// Writes what the store held back for its next commit, when no commit is coming.
+    fn flush_held(&self) {
+        if let Err(err) = self.store.flush_held() {
+            tracing::warn!("recording webhook deliveries failed: {err}");
         }
     }
 
@@ -340,7 +350,10 @@ impl Persister {
             self.append(&entries, &hooks)
         };
         match &stored {
-            Ok(()) if !hooks.events.is_empty() => self.recorded.notify_one(),
+            Ok(()) if !hooks.events.is_empty() => {
+                self.recorded.notify_one();
+                self.recorded_lately = true;
+            }
             Ok(()) => {}
             Err(_) => {
                 // Membership is not the senders' to retry: keep it for the next commit.

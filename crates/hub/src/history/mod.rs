@@ -181,6 +181,10 @@ pub trait HistoryStore: HookOutbox + Send + Sync + 'static {
     fn flush_held(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Whether anything is held back for the next commit (see [`HistoryStore::flush_held`]).
+    fn holds_writes(&self) -> bool {
+        false
+    }
     /// Members recorded (see [`MemberChange`]) that no longer exist because the process that
     /// had them is gone; read once at start-up.
     fn orphaned_members(&self) -> Result<Vec<Orphan>, StoreError> {

@@ -557,6 +557,10 @@ impl HistoryStore for SqliteHistory {
         tx.commit().map_err(store_error)
     }
 
+    fn holds_writes(&self) -> bool {
+        !self.held().is_empty()
+    }
+
     fn flush_held(&self) -> Result<(), StoreError> {
         let held = self.held_deliveries();
         if held.is_empty() {
@@ -682,12 +686,13 @@ impl SqliteHistory {
     /// The deliveries held back so far (they stay held, and so not pending, until
     /// [`SqliteHistory::release`] after the commit that deletes them).
     fn held_deliveries(&self) -> Vec<EventKey> {
+        self.held().iter().cloned().collect()
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<EventKey>> {
         self.held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .cloned()
-            .collect()
     }
 
     /// The commit that deleted these is done.
@@ -804,9 +809,7 @@ impl HookOutbox for SqliteHistory {
             .map_err(store_error)?;
         // Held deliveries are read past (and are at most what one pass delivered).
         let held: std::collections::HashSet<i64> = self
-            .held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .held()
             .iter()
             .filter(|(held_for, _)| held_for == endpoint)
             .map(|(_, key)| *key)
@@ -872,10 +875,7 @@ impl HookOutbox for SqliteHistory {
             .iter()
             .map(|key| Ok((endpoint.to_string(), outbox_key(key)?)))
             .collect::<Result<Vec<EventKey>, StoreError>>()?;
-        self.held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend(keys);
+        self.held().extend(keys);
         Ok(())
     }
 
@@ -1042,6 +1042,14 @@ mod tests {
         (entry, event)
     }
 
+    /// Webhook events alone, as the persister hands them over.
+    fn only_events(events: Vec<OutboxEvent>) -> HookWrites {
+        HookWrites {
+            events,
+            members: vec![],
+        }
+    }
+
     fn bodies(store: &SqliteHistory) -> Vec<Bytes> {
         let pending = store.pending("hooks", 100).unwrap();
         pending.into_iter().map(|p| p.event.body).collect()
@@ -1066,11 +1074,7 @@ mod tests {
         let (entries, events): (Vec<_>, Vec<_>) =
             (1..=3).map(|n| message(n, &format!("hi {n}"))).unzip();
         let expected: Vec<Bytes> = events.iter().map(|e| e.body.clone()).collect();
-        let writes = HookWrites {
-            events,
-            members: vec![],
-        };
-        store.append(&entries, &writes).unwrap();
+        store.append(&entries, &only_events(events)).unwrap();
         // Recorded as references (no second copy of the body)...
         assert_eq!(stored_bodies(&store), [0, 0, 0]);
         // ...and delivered with the same bytes as a copy would have had.
@@ -1096,13 +1100,7 @@ mod tests {
         let (entries, events): (Vec<_>, Vec<_>) =
             (1..=3).map(|n| message(n, &format!("hi {n}"))).unzip();
         store
-            .append(
-                &entries[..2],
-                &HookWrites {
-                    events: events[..2].to_vec(),
-                    members: vec![],
-                },
-            )
+            .append(&entries[..2], &only_events(events[..2].to_vec()))
             .unwrap();
         let first = store.pending("hooks", 1).unwrap().remove(0);
         store.delivered("hooks", &first.key).unwrap();
@@ -1115,13 +1113,7 @@ mod tests {
         assert_eq!(stored_bodies(&store).len(), 2);
         // A message commit deletes it...
         store
-            .append(
-                &entries[2..],
-                &HookWrites {
-                    events: events[2..].to_vec(),
-                    members: vec![],
-                },
-            )
+            .append(&entries[2..], &only_events(events[2..].to_vec()))
             .unwrap();
         assert_eq!(stored_bodies(&store).len(), 2);
         assert_eq!(ids(&store), [events[1].id.clone(), events[2].id.clone()]);
@@ -1138,10 +1130,7 @@ mod tests {
         let store = SqliteHistory::open(&temp_db("copy")).unwrap();
         let (_, event) = message(9, "elsewhere");
         let body = event.body.clone();
-        let writes = HookWrites {
-            events: vec![event],
-            members: vec![],
-        };
+        let writes = only_events(vec![event]);
         store.append(&[], &writes).unwrap();
         assert_eq!(stored_bodies(&store), [body.len()]);
         assert_eq!(bodies(&store), [body]);
@@ -1184,10 +1173,7 @@ mod tests {
         assert_eq!(version, SCHEMA_VERSION);
         assert_eq!(store.outbox_stats("hooks").unwrap().dead, 1);
         let (entry, event) = message(1, "after the update");
-        let writes = HookWrites {
-            events: vec![event.clone()],
-            members: vec![],
-        };
+        let writes = only_events(vec![event.clone()]);
         store.append(&[entry], &writes).unwrap();
         assert_eq!(bodies(&store)[1], event.body);
         // The dead event goes back to its place: after the one recorded before it, before the
@@ -1207,10 +1193,7 @@ mod tests {
         let store = SqliteHistory::open(&temp_db("dead")).unwrap();
         let (entry, event) = message(1, "kept");
         let body = event.body.clone();
-        let writes = HookWrites {
-            events: vec![event],
-            members: vec![],
-        };
+        let writes = only_events(vec![event]);
         store.append(&[entry], &writes).unwrap();
         let key = store.pending("hooks", 1).unwrap()[0].key.clone();
         store.give_up("hooks", &key).unwrap();
