@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use switchboard_hub::Hub;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -25,6 +25,23 @@ pub struct Server {
     stop: CancellationToken,
 }
 
+/// Connections waiting to be accepted, at most. After a restart every client reconnects at
+/// once; with a short queue (the usual 1,024) some of them would wait a second or more for
+/// TCP to retry. The kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 16 * 1024;
+
+/// Listens on `addr` with a long accept queue (see [`LISTEN_BACKLOG`]).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 impl Server {
     /// Binds `leptos_options.site_addr` and loads the token keys, serving `hub`.
     pub async fn bind(
@@ -35,7 +52,7 @@ impl Server {
         gates: Option<Arc<HttpGates>>,
     ) -> Result<Self, StartError> {
         let addr = leptos_options.site_addr;
-        let listener = TcpListener::bind(addr).await.map_err(|err| {
+        let listener = listen(addr).map_err(|err| {
             format!("cannot listen on {addr}: {err}; is another server running there? set LEPTOS_SITE_ADDR to another address")
         })?;
         let verifier = super::auth::Verifier::load(&config.jwt)

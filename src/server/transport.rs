@@ -6,15 +6,19 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::header::{HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::future::Either;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use switchboard_hub::{EngineMetrics, GateDecision, Outbound, OutboxReceiver, Session};
 use switchboard_protocol::CloseCode;
@@ -206,39 +210,42 @@ pub async fn upgrade(
         .protocols(offered);
     let tracker = state.connections.clone();
     let user = user_slot.as_ref().map(|slot| slot.key.clone());
+    // Only what the socket needs is moved into its task: it lives as long as the socket, and
+    // every byte of it is paid once per connection.
+    let hub = state.hub.clone();
+    let (ping_interval, write_timeout) = (config.ping_interval, config.write_timeout);
+    drop(state);
     ws.on_upgrade(move |socket| {
-        tracker.track_future(async move {
-            let _slots = (ip_slot, user_slot);
-            match state.hub.connect(identity) {
-                Ok((session, outbox)) => {
-                    // Every line this socket logs carries who it is (never its token).
-                    let span = tracing::info_span!(
-                        "socket",
-                        socket = %session.id(),
-                        ip = %client_ip,
-                        user = user.as_deref().unwrap_or(""),
-                    );
-                    let connection = Connection {
-                        metrics: state.hub.metrics().clone(),
-                        session,
-                        outbox,
-                        ping_interval: state.config.ping_interval,
-                        write_timeout: state.config.write_timeout,
-                        last_heard: AtomicU64::new(0),
-                        started: Instant::now(),
-                    };
-                    async move {
-                        tracing::debug!("socket opened");
-                        let started = Instant::now();
-                        connection.run(socket).await;
-                        tracing::debug!(seconds = started.elapsed().as_secs_f64(), "socket closed");
-                    }
-                    .instrument(span)
-                    .await;
-                }
-                Err(_) => refuse_during_shutdown(socket).await,
+        // Everything is set up here, before the socket's task begins, and the task is one
+        // future: each async layer between the upgrade and the socket's loops would keep its
+        // own copy of the socket and the connection for as long as the socket lives.
+        let task = match hub.connect(identity) {
+            Ok((session, outbox)) => {
+                // Every line this socket logs carries who it is (never its token).
+                let span = tracing::info_span!(
+                    "socket",
+                    socket = %session.id(),
+                    ip = %client_ip,
+                    user = user.as_deref().unwrap_or(""),
+                );
+                let connection = Connection {
+                    session,
+                    outbox,
+                    timing: Timing {
+                        ping_interval,
+                        write_timeout,
+                        metrics: hub.metrics().clone(),
+                    },
+                    last_heard: AtomicU64::new(0),
+                    started: Instant::now(),
+                    _slots: (ip_slot, user_slot),
+                };
+                let (sink, stream) = socket.split();
+                Either::Left(connection.run(sink, stream).instrument(span))
             }
-        })
+            Err(_) => Either::Right(refuse_during_shutdown(socket)),
+        };
+        tracker.track_future(task)
     })
 }
 
@@ -267,28 +274,32 @@ enum ReadEnd {
 
 /// One open socket.
 struct Connection {
-    metrics: EngineMetrics,
     session: Session,
     outbox: OutboxReceiver,
-    ping_interval: Duration,
-    /// Longest a write may take before the client counts as gone.
-    write_timeout: Duration,
+    timing: Timing,
     /// Milliseconds after `started` when the client was last heard from.
     last_heard: AtomicU64,
     started: Instant,
+    /// This socket's places in the per-IP and per-user limits, given back when it ends.
+    _slots: (Slot<IpAddr>, Option<Slot<String>>),
 }
 
 impl Connection {
-    async fn run(mut self, socket: WebSocket) {
-        let (mut sink, stream) = socket.split();
+    /// Serves the socket, given as its two halves (split before the task starts, so the
+    /// task never holds the whole socket as well).
+    async fn run(
+        mut self,
+        mut sink: SplitSink<WebSocket, Message>,
+        stream: SplitStream<WebSocket>,
+    ) {
+        tracing::debug!("socket opened");
         let Connection {
-            metrics,
             session,
             outbox,
-            ping_interval,
-            write_timeout,
+            timing,
             last_heard,
             started,
+            _slots,
         } = &mut self;
         let heard = |at: Instant| {
             last_heard.store(
@@ -301,27 +312,26 @@ impl Connection {
                 .elapsed()
                 .saturating_sub(Duration::from_millis(last_heard.load(Ordering::Relaxed)))
         };
-        let timing = Timing {
-            ping_interval: *ping_interval,
-            write_timeout: *write_timeout,
-            metrics: metrics.clone(),
-        };
-        let ended = tokio::select! {
-            end = read_loop(stream, session, &heard) => Some(end),
-            () = write_loop(&mut sink, outbox, timing.clone(), &silent_for) => None,
-        };
-        match ended {
-            Some(ReadEnd::Close(code)) => {
-                session.close(code);
-                write_loop(&mut sink, outbox, timing, &silent_for).await;
+        // One write loop for the whole life of the socket: when the reading half ends with a
+        // close order, the same loop writes the close frame.
+        let ended = {
+            let mut write = std::pin::pin!(write_loop(&mut sink, outbox, timing, &silent_for));
+            let ended = tokio::select! {
+                end = read_loop(stream, session, &heard) => Some(end),
+                () = &mut write => None,
+            };
+            if let Some(ReadEnd::Close(code)) = &ended {
+                session.close(*code);
+                write.await;
             }
-            Some(ReadEnd::ClosedByClient) => {
-                // The close frame that answers the client's was queued when its close was
-                // read; closing the sink sends it.
-                let _ = tokio::time::timeout(timing.write_timeout, sink.close()).await;
-            }
-            Some(ReadEnd::Gone) | None => {}
+            ended
+        };
+        if let Some(ReadEnd::ClosedByClient) = ended {
+            // The close frame that answers the client's was queued when its close was read;
+            // closing the sink sends it.
+            let _ = Box::pin(tokio::time::timeout(timing.write_timeout, sink.close())).await;
         }
+        tracing::debug!(seconds = started.elapsed().as_secs_f64(), "socket closed");
     }
 }
 
@@ -337,10 +347,7 @@ async fn read_loop(
         let message = tokio::select! {
             message = stream.next() => message,
             order = next_order(&mut orders) => {
-                match order {
-                    Some(order) => session.obey(order),
-                    None => orders = None,
-                }
+                session.obey(order);
                 continue;
             }
         };
@@ -349,11 +356,13 @@ async fn read_loop(
         };
         heard(Instant::now());
         match message {
-            Ok(Message::Text(text)) => session.handle_text(text.as_str()).await,
-            Ok(Message::Binary(bytes)) => match std::str::from_utf8(&bytes) {
-                Ok(text) => session.handle_text(text).await,
-                Err(_) => session.handle_text("").await,
-            },
+            // Boxed: handling a frame takes a kilobyte of state that an idle socket's task
+            // would otherwise carry all its life.
+            Ok(Message::Text(text)) => Box::pin(session.handle_text(text.as_str())).await,
+            Ok(Message::Binary(bytes)) => {
+                let text = std::str::from_utf8(&bytes).unwrap_or_default();
+                Box::pin(session.handle_text(text)).await
+            }
             Ok(Message::Close(_)) => return ReadEnd::ClosedByClient,
             Ok(Message::Ping(_) | Message::Pong(_)) => {}
             Err(err) => {
@@ -373,19 +382,17 @@ async fn read_loop(
 }
 
 /// How often to ping, how long any write may take, and where close codes are counted.
-#[derive(Clone)]
 struct Timing {
     ping_interval: Duration,
+    /// Longest a write may take before the client counts as gone.
     write_timeout: Duration,
     metrics: EngineMetrics,
 }
 
-/// The next order for the socket; never resolves once there can be none.
-async fn next_order(
-    orders: &mut Option<tokio::sync::mpsc::UnboundedReceiver<switchboard_hub::Order>>,
-) -> Option<switchboard_hub::Order> {
+/// The next order for the socket; never resolves when there can be none.
+async fn next_order(orders: &mut Option<switchboard_hub::Orders>) -> switchboard_hub::Order {
     match orders {
-        Some(orders) => orders.recv().await,
+        Some(orders) => orders.next().await,
         None => std::future::pending().await,
     }
 }
@@ -395,7 +402,7 @@ async fn next_order(
 async fn write_loop(
     sink: &mut SplitSink<WebSocket, Message>,
     outbox: &mut OutboxReceiver,
-    timing: Timing,
+    timing: &Timing,
     silent_for: &impl Fn() -> Duration,
 ) {
     let Timing {
@@ -403,6 +410,7 @@ async fn write_loop(
         write_timeout,
         metrics,
     } = timing;
+    let (ping_interval, write_timeout) = (*ping_interval, *write_timeout);
     let mut ping =
         tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -411,14 +419,9 @@ async fn write_loop(
         tokio::select! {
             next = outbox.next() => match next {
                 Outbound::Frame(frame) => {
-                    // A client that stopped reading blocks the write; a close order (queue
-                    // full, shutdown) must still get through, and no write waits forever.
-                    let written = tokio::select! {
-                        biased;
-                        code = close_signal.requested() => Err(Some(code)),
-                        result = tokio::time::timeout(write_timeout, write_batch(sink, outbox, frame)) => {
-                            result.map_err(|_| None)
-                        }
+                    let written = {
+                        let batch = std::pin::pin!(write_batch(sink, outbox, frame));
+                        write_or_give_up(batch, &close_signal, write_timeout).await
                     };
                     match written {
                         Ok(Ok(())) => {}
@@ -432,15 +435,15 @@ async fn write_loop(
                             return;
                         }
                         Err(Some(code)) => {
-                            closing(&metrics, code);
-                            send_close(sink, code, write_timeout).await;
+                            closing(metrics, code);
+                            Box::pin(send_close(sink, code, write_timeout)).await;
                             return;
                         }
                     }
                 }
                 Outbound::Close(code) => {
-                    closing(&metrics, code);
-                    send_close(sink, code, write_timeout).await;
+                    closing(metrics, code);
+                    Box::pin(send_close(sink, code, write_timeout)).await;
                     return;
                 }
             },
@@ -453,8 +456,10 @@ async fn write_loop(
                     );
                     return;
                 }
+                // Boxed, like every rare path here: the loop's state is paid by every socket.
                 let ping = sink.send(Message::Ping(Default::default()));
-                if !matches!(tokio::time::timeout(write_timeout, ping).await, Ok(Ok(()))) {
+                let sent = Box::pin(tokio::time::timeout(write_timeout, ping)).await;
+                if !matches!(sent, Ok(Ok(()))) {
                     return;
                 }
             }
@@ -483,6 +488,29 @@ async fn send_close(
 ) {
     let frame = close_frame(code);
     let _ = tokio::time::timeout(CLOSE_TIMEOUT.min(write_timeout), sink.send(frame)).await;
+}
+
+/// Carries out a write. Nearly every write finishes at once, without a timer; one that has to
+/// wait (a client that stopped reading) gets the write deadline and gives way to a close order
+/// (queue full, shutdown), so none waits forever. `Err(None)`: the deadline passed;
+/// `Err(Some(code))`: a close was ordered meanwhile.
+async fn write_or_give_up(
+    mut batch: Pin<&mut impl Future<Output = Result<(), axum::Error>>>,
+    close_signal: &switchboard_hub::CloseSignal,
+    write_timeout: Duration,
+) -> Result<Result<(), axum::Error>, Option<CloseCode>> {
+    let first = std::future::poll_fn(|cx| Poll::Ready(batch.as_mut().poll(cx))).await;
+    if let Poll::Ready(result) = first {
+        return Ok(result);
+    }
+    Box::pin(async {
+        tokio::select! {
+            biased;
+            code = close_signal.requested() => Err(Some(code)),
+            result = tokio::time::timeout(write_timeout, batch) => result.map_err(|_| None),
+        }
+    })
+    .await
 }
 
 async fn write_batch(

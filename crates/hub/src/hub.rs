@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use std::fmt;
 use std::sync::Arc;
 use switchboard_protocol::{validate_channel_name, CloseCode, ErrorCode};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::access::{authorize, Access, Caller, Refusal};
@@ -25,7 +25,7 @@ use crate::metrics::EngineMetrics;
 use crate::outbox::OutboxReceiver;
 use crate::outbox::{outbox, Budget, MAX_HISTORY_FRAME_BYTES};
 use crate::registry::Order;
-use crate::registry::{Registry, SocketEntry};
+use crate::registry::{OrderQueue, Orders, Registry, SocketEntry};
 use crate::rules::ChannelRule;
 use crate::session::Session;
 use crate::time::now_ms;
@@ -178,15 +178,15 @@ impl Hub {
             self.inner.broker.reader().clone(),
             self.inner.registry.metrics.outbox_bytes.clone(),
         );
-        let (orders, orders_rx) = mpsc::unbounded_channel();
+        let orders = Arc::new(OrderQueue::default());
         let entry = SocketEntry {
             closer: outbox.closer(),
-            orders,
+            orders: orders.clone(),
         };
         if !self.inner.registry.add_socket(id, entry) {
             return Err(HubClosed);
         }
-        let session = Session::new(self.clone(), id, identity, outbox, orders_rx);
+        let session = Session::new(self.clone(), id, identity, outbox, Orders(orders));
         Ok((session, receiver))
     }
 

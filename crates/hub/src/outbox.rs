@@ -26,7 +26,6 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use switchboard_protocol::{CloseCode, ErrorCode};
-use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::encode;
@@ -93,7 +92,6 @@ enum LaneItem {
 /// Sending half, held by the hub for each member of a channel.
 #[derive(Debug, Clone)]
 pub(crate) struct Outbox {
-    tx: mpsc::Sender<Bytes>,
     shared: Arc<Shared>,
 }
 
@@ -104,10 +102,13 @@ struct Shared {
     /// Bytes waiting in every lane.
     bytes: AtomicUsize,
     max_bytes: usize,
+    /// Most frames in the live queue.
+    max_frames: usize,
     lanes: Mutex<LaneState>,
-    /// Lets the writer skip the lock when the lane and volatile frames are empty (nearly
-    /// always).
+    /// Lets the writer (and an idle socket's every wake-up) skip the lock when nothing waits.
     waiting: AtomicBool,
+    /// The writer is gone: frames pushed now would never be written.
+    gone: AtomicBool,
     /// The bytes waiting in every socket's outbox, for `/metrics`.
     total: Gauge<i64, AtomicI64>,
 }
@@ -119,9 +120,14 @@ impl Drop for Shared {
     }
 }
 
+/// Everything waiting for one socket, under one lock. Plain queues rather than a channel: an
+/// idle socket's empty queues cost nothing, where a channel allocates its first block (about
+/// a kilobyte) up front.
 #[derive(Debug, Default)]
 struct LaneState {
     lane: VecDeque<LaneItem>,
+    /// Live frames, in order.
+    queue: VecDeque<Bytes>,
     /// The latest volatile frame per stream: a newer one replaces an unsent older one, so a
     /// slow reader gets the freshest position, not a backlog.
     volatile: HashMap<VolatileKey, Bytes>,
@@ -160,7 +166,6 @@ enum Ready {
 /// Receiving half, owned by the socket's writer.
 #[derive(Debug)]
 pub struct OutboxReceiver {
-    rx: mpsc::Receiver<Bytes>,
     shared: Arc<Shared>,
     reader: HistoryReader,
     /// Armed while a volatile frame lingers.
@@ -219,7 +224,9 @@ impl std::ops::DerefMut for LanesGuard<'_> {
 
 impl Drop for LanesGuard<'_> {
     fn drop(&mut self) {
-        let waiting = !self.state.lane.is_empty() || !self.state.volatile_order.is_empty();
+        let waiting = !self.state.lane.is_empty()
+            || !self.state.queue.is_empty()
+            || !self.state.volatile_order.is_empty();
         self.waiting.store(waiting, Ordering::Release);
     }
 }
@@ -292,22 +299,21 @@ pub(crate) fn outbox(
     reader: HistoryReader,
     total: Gauge<i64, AtomicI64>,
 ) -> (Outbox, OutboxReceiver) {
-    let (tx, rx) = mpsc::channel(budget.frames.max(1));
     let shared = Arc::new(Shared {
         closer: Arc::new(Closer::default()),
         bytes: AtomicUsize::new(0),
         max_bytes: budget.bytes.max(1),
+        max_frames: budget.frames.max(1),
         lanes: Mutex::new(LaneState::default()),
         waiting: AtomicBool::new(false),
+        gone: AtomicBool::new(false),
         total,
     });
     (
         Outbox {
-            tx,
             shared: shared.clone(),
         },
         OutboxReceiver {
-            rx,
             shared,
             reader,
             linger: None,
@@ -319,15 +325,19 @@ impl Outbox {
     /// Queues a frame; a full queue or budget marks the socket as too slow and drops it.
     pub(crate) fn push(&self, frame: Bytes) {
         let len = frame.len();
-        if !self.shared.reserve(len) {
+        if self.shared.gone.load(Ordering::Acquire) || !self.shared.reserve(len) {
             return;
         }
-        if let Err(err) = self.tx.try_send(frame) {
+        let mut lanes = self.shared.lock();
+        if lanes.queue.len() >= self.shared.max_frames {
+            drop(lanes);
             self.shared.release(len);
-            if matches!(err, mpsc::error::TrySendError::Full(_)) {
-                self.shared.closer.close(CloseCode::TryAgainLater);
-            }
+            self.shared.closer.close(CloseCode::TryAgainLater);
+            return;
         }
+        lanes.queue.push_back(frame);
+        drop(lanes);
+        self.shared.closer.waker.wake();
     }
 
     /// Puts a frame in the lane, ahead of anything live.
@@ -447,7 +457,8 @@ impl OutboxReceiver {
                     tokio::select! {
                         biased;
                         code = signal.requested() => return Outbound::Close(code),
-                        () = self.carry_out(plan) => {}
+                        // Boxed: only a socket reading the store pays for its state.
+                        () = Box::pin(self.carry_out(plan)) => {}
                     }
                 }
             }
@@ -557,38 +568,37 @@ impl OutboxReceiver {
     /// The next thing to do: one registration of the waker and, when the lane and volatile
     /// frames are empty, no lock — this runs once per delivered frame.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Ready> {
-        // Register before checking, so a close or lane push in between is not missed.
+        // Register before checking, so a close or a push in between is not missed.
         self.shared.closer.waker.register(cx.waker());
         loop {
             if let Some(code) = self.shared.closer.pending() {
                 return Poll::Ready(Ready::Close(code));
             }
-            if self.shared.maybe_waiting() {
-                match self.shared.lock().lane.pop_front() {
-                    Some(LaneItem::Frame(frame)) => {
-                        self.shared.release(frame.len());
-                        return Poll::Ready(Ready::Frame(frame));
-                    }
-                    Some(LaneItem::Plan(plan)) => return Poll::Ready(Ready::Plan(plan)),
-                    None => {}
-                }
-            }
-            // Every sender gone means the session ended; the reader side decides how the
-            // socket closes then (the close order wakes us).
-            if let Poll::Ready(Some(frame)) = self.rx.poll_recv(cx) {
-                self.shared.release(frame.len());
-                return Poll::Ready(Ready::Frame(frame));
-            }
             if !self.shared.maybe_waiting() {
                 return Poll::Pending;
             }
             let mut lanes = self.shared.lock();
+            match lanes.lane.pop_front() {
+                Some(LaneItem::Frame(frame)) => {
+                    drop(lanes);
+                    self.shared.release(frame.len());
+                    return Poll::Ready(Ready::Frame(frame));
+                }
+                Some(LaneItem::Plan(plan)) => return Poll::Ready(Ready::Plan(plan)),
+                None => {}
+            }
+            if let Some(frame) = lanes.queue.pop_front() {
+                drop(lanes);
+                self.shared.release(frame.len());
+                return Poll::Ready(Ready::Frame(frame));
+            }
             let Some(since) = lanes.volatile_since else {
                 return Poll::Pending;
             };
             let due = since + VOLATILE_LINGER;
             if tokio::time::Instant::now() >= due {
                 if let Some(frame) = lanes.pop_volatile() {
+                    drop(lanes);
                     self.shared.release(frame.len());
                     return Poll::Ready(Ready::Frame(frame));
                 }
@@ -617,32 +627,35 @@ impl OutboxReceiver {
     /// into one flush. The order: the lane (stopping at a plan, which [`OutboxReceiver::next`]
     /// carries out), then the queue, then volatile frames (chat before cursors).
     pub fn try_next(&mut self) -> Option<Bytes> {
-        if self.shared.closer.pending().is_some() {
+        if self.shared.closer.pending().is_some() || !self.shared.maybe_waiting() {
             return None;
         }
-        if self.shared.maybe_waiting() {
-            let mut lanes = self.shared.lock();
-            match lanes.lane.front() {
-                Some(LaneItem::Frame(_)) => {
-                    if let Some(LaneItem::Frame(frame)) = lanes.lane.pop_front() {
-                        self.shared.release(frame.len());
-                        return Some(frame);
-                    }
-                }
-                Some(LaneItem::Plan(_)) => return None,
-                None => {}
-            }
-        }
-        if let Ok(frame) = self.rx.try_recv() {
-            self.shared.release(frame.len());
-            return Some(frame);
-        }
-        if !self.shared.maybe_waiting() {
-            return None;
-        }
-        let frame = self.shared.lock().pop_volatile()?;
+        let mut lanes = self.shared.lock();
+        let frame = match lanes.lane.front() {
+            Some(LaneItem::Plan(_)) => return None,
+            Some(LaneItem::Frame(_)) => match lanes.lane.pop_front() {
+                Some(LaneItem::Frame(frame)) => frame,
+                _ => return None,
+            },
+            None => match lanes.queue.pop_front() {
+                Some(frame) => frame,
+                None => lanes.pop_volatile()?,
+            },
+        };
+        drop(lanes);
         self.shared.release(frame.len());
         Some(frame)
+    }
+}
+
+impl Drop for OutboxReceiver {
+    fn drop(&mut self) {
+        // Nothing will be written any more: stop taking frames and give back what waits.
+        self.shared.gone.store(true, Ordering::Release);
+        let mut lanes = self.shared.lock();
+        let queued: usize = lanes.queue.drain(..).map(|f| f.len()).sum();
+        drop(lanes);
+        self.shared.release(queued);
     }
 }
 

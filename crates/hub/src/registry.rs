@@ -9,11 +9,12 @@
 //! position read and the first live delivery.
 
 use bytes::Bytes;
-use std::collections::HashMap;
+use futures_util::task::AtomicWaker;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use switchboard_protocol::CloseCode;
-use tokio::sync::{mpsc, OnceCell};
+use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use crate::channel::Channel;
@@ -40,7 +41,51 @@ struct Sockets {
 #[derive(Debug)]
 pub(crate) struct SocketEntry {
     pub(crate) closer: Arc<Closer>,
-    pub(crate) orders: mpsc::UnboundedSender<Order>,
+    pub(crate) orders: Arc<OrderQueue>,
+}
+
+/// Orders waiting for one socket's session, and the wake-up of the task that reads them. A
+/// lock and a waker rather than a channel: every socket has one and nearly all stay empty, so
+/// it must cost a few bytes, not a channel's first block.
+#[derive(Debug, Default)]
+pub(crate) struct OrderQueue {
+    waiting: Mutex<VecDeque<Order>>,
+    waker: AtomicWaker,
+}
+
+impl OrderQueue {
+    fn send(&self, order: Order) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(order);
+        self.waker.wake();
+    }
+}
+
+/// The orders for one socket, taken once by its transport (see `Session::take_orders`).
+#[derive(Debug)]
+pub struct Orders(pub(crate) Arc<OrderQueue>);
+
+impl Orders {
+    /// The next order; waits while there is none.
+    pub async fn next(&mut self) -> Order {
+        std::future::poll_fn(|cx| {
+            // Register before looking, so an order sent in between is not missed.
+            self.0.waker.register(cx.waker());
+            match self
+                .0
+                .waiting
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop_front()
+            {
+                Some(order) => std::task::Poll::Ready(order),
+                None => std::task::Poll::Pending,
+            }
+        })
+        .await
+    }
 }
 
 /// What an operator asks of a socket's session.
@@ -154,9 +199,7 @@ impl Registry {
         };
         match order {
             Order::Disconnect => entry.closer.close(CloseCode::Disconnected),
-            Order::Remove { .. } => {
-                let _ = entry.orders.send(order);
-            }
+            Order::Remove { .. } => entry.orders.send(order),
         }
         true
     }

@@ -26,9 +26,8 @@ use crate::hooks::{message_template, EventType, GateDecision, JoinAsk, LeaveReas
 use crate::hub::{Hub, Identity};
 use crate::outbox::{Outbox, Plan};
 use crate::rate::TokenBucket;
-use crate::registry::Order;
+use crate::registry::{Order, Orders};
 use crate::time::now_ms;
-use tokio::sync::mpsc;
 
 /// Who answers a request that succeeded.
 enum Answered {
@@ -48,7 +47,7 @@ pub struct Session {
     frames: TokenBucket,
     violations: TokenBucket,
     /// What operators ask of this socket, until the transport takes it.
-    orders: Option<mpsc::UnboundedReceiver<Order>>,
+    orders: Option<Orders>,
 }
 
 /// A channel this socket is a member of.
@@ -76,7 +75,7 @@ impl Session {
         id: Uuid,
         identity: Identity,
         outbox: Outbox,
-        orders: mpsc::UnboundedReceiver<Order>,
+        orders: Orders,
     ) -> Self {
         let config = hub.config();
         let rate = f64::from(config.frames_per_second);
@@ -96,7 +95,7 @@ impl Session {
 
     /// What operators ask of this socket (taken once, by the transport, which hands each order
     /// back to [`Session::obey`] between frames).
-    pub fn take_orders(&mut self) -> Option<mpsc::UnboundedReceiver<Order>> {
+    pub fn take_orders(&mut self) -> Option<Orders> {
         self.orders.take()
     }
 

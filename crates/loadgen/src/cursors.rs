@@ -7,11 +7,11 @@ use clap::Args;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::report::{histogram, latency, round, Run};
+use crate::report::{histogram, latency, now_micros, round, Run};
 
 #[derive(Args)]
 pub struct Options {
@@ -28,12 +28,6 @@ pub struct Options {
     /// default each run gets rooms of its own.
     #[arg(long)]
     prefix: Option<String>,
-}
-
-fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// The send time stamped in a frame, read without parsing the whole frame.

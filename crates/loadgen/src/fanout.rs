@@ -8,11 +8,11 @@ use clap::Args;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::peer::{dial, stamp, Peer, Socket};
-use crate::report::{histogram, latency, round, Run};
+use crate::peer::{dial, stamp, stamped, Peer, Socket};
+use crate::report::{cpu_ms_per_1000, histogram, latency, now_micros, round, Run};
 
 #[derive(Args)]
 pub struct Options {
@@ -45,12 +45,6 @@ struct Tally {
     received: u64,
     duplicates: u64,
     out_of_order: u64,
-}
-
-fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 async fn open(peer: Peer, url: &str, room: &str) -> Result<Socket, String> {
@@ -175,7 +169,7 @@ pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
                 while Instant::now() < deadline {
                     tokio::select! {
                         _ = ticker.tick() => {
-                            let payload = format!(r#"{{"s":{seq},"t":{},"f":"{fill}"}}"#, now_micros());
+                            let payload = stamped(seq, &fill);
                             if socket.send(Message::text(peer.publish(&name, &payload))).await.is_err() {
                                 break;
                             }
@@ -215,11 +209,7 @@ pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
     let tally = tally.lock().unwrap();
     let elapsed = run.duration.as_secs_f64();
     let usage = run.server_usage(connected, after);
-    let cpu_ms_per_1000 = usage
-        .get("cpu_seconds")
-        .and_then(Value::as_f64)
-        .filter(|_| tally.received > 0)
-        .map(|cpu| round(cpu * 1000.0 / (tally.received as f64 / 1000.0)));
+    let cpu_ms_per_1000 = cpu_ms_per_1000(&usage, tally.received);
     let rss_per_connection_kib = match (baseline, after) {
         (Some(before), Some(after)) => Some(round(
             after.rss_kib().saturating_sub(before.rss_kib()) as f64 / total.max(1) as f64,

@@ -12,13 +12,23 @@
 //! - `fanout`: rooms of subscribers with one publisher each, against Switchboard, a plain
 //!   WebSocket broadcast server or Socket.IO; latency, loss, duplicates, order, CPU per 1,000
 //!   deliveries and memory per connection.
+//! - `storm`: thousands of subscribers and acknowledged publishers through a server restart
+//!   (the bench script kills and restarts it); reports how long until every socket is back
+//!   and caught up, the server's peak CPU and memory meanwhile, and loss, duplicates, order.
+//! - `channels`: pairs of sockets sharing 100 channels each (100,000 channels by default);
+//!   reports memory per channel and per membership, join latency, then messages on a share of
+//!   the channels.
 
+mod channels;
 mod cursors;
 mod fanout;
 mod history;
+mod order;
 mod peer;
 mod publish;
+mod reconnect;
 mod report;
+mod storm;
 
 use clap::{Parser, Subcommand};
 
@@ -52,6 +62,10 @@ enum Scenario {
     Cursors(cursors::Options),
     /// Rooms of subscribers, one publisher each, against Switchboard or a peer server.
     Fanout(fanout::Options),
+    /// Every socket through a server restart: reconnect, resume, resend.
+    Storm(storm::Options),
+    /// Many two-member channels: memory per channel and membership, join latency, messages.
+    Channels(channels::Options),
 }
 
 #[tokio::main]
@@ -69,6 +83,8 @@ async fn main() {
         Scenario::Publish(options) => publish::run(&run, options).await,
         Scenario::Cursors(options) => cursors::run(&run, options).await,
         Scenario::Fanout(options) => fanout::run(&run, options).await,
+        Scenario::Storm(options) => storm::run(&run, options).await,
+        Scenario::Channels(options) => channels::run(&run, options).await,
     };
     match outcome {
         Ok(line) => println!("{line}"),

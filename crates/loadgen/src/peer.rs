@@ -5,6 +5,8 @@
 use clap::ValueEnum;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use crate::report::now_micros;
+
 /// A load generator's WebSocket.
 pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -81,6 +83,12 @@ impl Peer {
     }
 }
 
+/// A payload carrying a publish stamp (sequence number `seq`, the send time) and `fill` as
+/// padding; [`stamp`] reads it back from a delivered frame.
+pub fn stamped(seq: u64, fill: &str) -> String {
+    format!(r#"{{"s":{seq},"t":{},"f":"{fill}"}}"#, now_micros())
+}
+
 /// The publish stamp in a delivered frame: (sequence number, send time in µs).
 pub fn stamp(text: &str) -> Option<(u64, u64)> {
     let number = |key: &str| -> Option<u64> {
@@ -106,6 +114,8 @@ mod tests {
                 Some((42, 1_700_000_000_123_456))
             );
         }
+        let (seq, _) = stamp(&Peer::Switchboard.publish("r", &stamped(7, "xx"))).unwrap();
+        assert_eq!(seq, 7);
         assert_eq!(stamp(r#"{"action":"reply"}"#), None);
     }
 }

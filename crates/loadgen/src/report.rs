@@ -3,7 +3,7 @@
 
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// One measured run.
 pub struct Run {
@@ -25,6 +25,16 @@ impl ProcessSample {
     pub fn rss_kib(&self) -> u64 {
         self.rss_kib
     }
+
+    /// CPU time (user and system) the process used since it started.
+    pub fn cpu(&self) -> Duration {
+        self.cpu
+    }
+
+    /// When the sample was taken.
+    pub fn at(&self) -> Instant {
+        self.at
+    }
 }
 
 impl Run {
@@ -36,12 +46,17 @@ impl Run {
         }
     }
 
+    /// The server processes named by `--server-pid`.
+    pub fn server_pids(&self) -> &[u32] {
+        &self.server_pids
+    }
+
     /// The server's CPU time and RSS now (summed over its processes), if pids were given and
     /// /proc can be read.
     pub fn sample(&self) -> Option<ProcessSample> {
         let mut total: Option<ProcessSample> = None;
         for pid in &self.server_pids {
-            let one = Self::sample_one(*pid)?;
+            let one = process_sample(*pid)?;
             total = Some(match total {
                 Some(sum) => ProcessSample {
                     cpu: sum.cpu + one.cpu,
@@ -52,26 +67,6 @@ impl Run {
             });
         }
         total
-    }
-
-    fn sample_one(pid: u32) -> Option<ProcessSample> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // Fields after the command name (which may contain spaces) start after ") ".
-        let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
-        let ticks: u64 =
-            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let rss_kib = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|kib| kib.parse().ok())?;
-        // Linux reports CPU time in clock ticks of 1/100 s on every common configuration.
-        Some(ProcessSample {
-            cpu: Duration::from_millis(ticks * 10),
-            rss_kib,
-            at: Instant::now(),
-        })
     }
 
     /// Server CPU use between two samples, as a share of one core, and the RSS at the end.
@@ -93,6 +88,58 @@ impl Run {
             _ => Value::Null,
         }
     }
+}
+
+/// CPU time and RSS of one process now, if /proc can be read (not for a zombie: it has no RSS).
+/// Linux counts CPU time in clock ticks of 1/100 s on every common configuration.
+pub fn process_sample(pid: u32) -> Option<ProcessSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields = stat_fields(&stat)?;
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())?;
+    Some(ProcessSample {
+        cpu: Duration::from_millis(ticks * 10),
+        rss_kib,
+        at: Instant::now(),
+    })
+}
+
+/// How long the process has been running: the system's uptime less the process's start time.
+pub fn process_age(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let started_ticks: u64 = stat_fields(&stat)?.get(19)?.parse().ok()?;
+    let uptime = std::fs::read_to_string("/proc/uptime").ok()?;
+    let uptime: f64 = uptime.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_secs_f64(
+        (uptime - started_ticks as f64 / 100.0).max(0.0),
+    ))
+}
+
+/// The fields of /proc/PID/stat after the command name (which may contain spaces), from the
+/// state on: field n of proc(5) is at index n − 3.
+fn stat_fields(stat: &str) -> Option<Vec<&str>> {
+    Some(stat.rsplit_once(") ")?.1.split_whitespace().collect())
+}
+
+/// Microseconds since the Unix epoch: the send time stamped in payloads.
+pub fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Server CPU milliseconds per 1,000 deliveries, from a [`Run::server_usage`] report.
+pub fn cpu_ms_per_1000(usage: &Value, deliveries: u64) -> Option<f64> {
+    usage
+        .get("cpu_seconds")
+        .and_then(Value::as_f64)
+        .filter(|_| deliveries > 0)
+        .map(|cpu| round(cpu * 1000.0 / (deliveries as f64 / 1000.0)))
 }
 
 /// A histogram of latencies in microseconds, up to one minute.

@@ -1,8 +1,10 @@
 //! The queue in front of a broker's writer thread, bounded in messages and in bytes: when
 //! either is full, senders are told `overloaded` at once instead of the server holding more.
+//! The channel underneath grows with what waits (a bounded channel would allocate and touch
+//! every slot of its capacity up front: megabytes of an idle server's memory).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_protocol::ErrorCode;
@@ -12,29 +14,38 @@ use crate::access::Refusal;
 /// Sending side: cheap to share.
 #[derive(Debug)]
 pub(crate) struct JobQueue<T> {
-    tx: SyncSender<(T, usize)>,
-    bytes: Arc<AtomicUsize>,
+    tx: Sender<(T, usize)>,
+    load: Arc<Load>,
+    max_jobs: usize,
     max_bytes: usize,
+}
+
+/// What waits in the queue.
+#[derive(Debug, Default)]
+struct Load {
+    jobs: AtomicUsize,
+    bytes: AtomicUsize,
 }
 
 /// Receiving side, owned by the writer thread.
 #[derive(Debug)]
 pub(crate) struct JobReceiver<T> {
     rx: Receiver<(T, usize)>,
-    bytes: Arc<AtomicUsize>,
+    load: Arc<Load>,
 }
 
 /// A queue of at most `max_jobs` jobs and `max_bytes` bytes.
 pub(crate) fn job_queue<T>(max_jobs: usize, max_bytes: usize) -> (JobQueue<T>, JobReceiver<T>) {
-    let (tx, rx) = mpsc::sync_channel(max_jobs.max(1));
-    let bytes = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::channel();
+    let load = Arc::new(Load::default());
     (
         JobQueue {
             tx,
-            bytes: bytes.clone(),
+            load: load.clone(),
+            max_jobs: max_jobs.max(1),
             max_bytes: max_bytes.max(1),
         },
-        JobReceiver { rx, bytes },
+        JobReceiver { rx, load },
     )
 }
 
@@ -48,23 +59,22 @@ fn overloaded() -> Refusal {
 impl<T> JobQueue<T> {
     /// Queues a job of `size` bytes, or refuses it with `overloaded`.
     pub(crate) fn submit(&self, job: T, size: usize) -> Result<(), Refusal> {
-        let before = self.bytes.fetch_add(size, Ordering::AcqRel);
-        if before > 0 && before + size > self.max_bytes {
-            self.bytes.fetch_sub(size, Ordering::AcqRel);
+        let load = &self.load;
+        if load.jobs.fetch_add(1, Ordering::AcqRel) >= self.max_jobs {
+            load.jobs.fetch_sub(1, Ordering::AcqRel);
             return Err(overloaded());
         }
-        match self.tx.try_send((job, size)) {
-            Ok(()) => Ok(()),
-            Err(err) => {
-                self.bytes.fetch_sub(size, Ordering::AcqRel);
-                Err(match err {
-                    TrySendError::Full(_) => overloaded(),
-                    TrySendError::Disconnected(_) => {
-                        Refusal::new(ErrorCode::Internal, "message storage has stopped")
-                    }
-                })
-            }
+        let before = load.bytes.fetch_add(size, Ordering::AcqRel);
+        if before > 0 && before + size > self.max_bytes {
+            load.bytes.fetch_sub(size, Ordering::AcqRel);
+            load.jobs.fetch_sub(1, Ordering::AcqRel);
+            return Err(overloaded());
         }
+        self.tx.send((job, size)).map_err(|_| {
+            load.bytes.fetch_sub(size, Ordering::AcqRel);
+            load.jobs.fetch_sub(1, Ordering::AcqRel);
+            Refusal::new(ErrorCode::Internal, "message storage has stopped")
+        })
     }
 }
 
@@ -94,7 +104,8 @@ impl<T> JobReceiver<T> {
     }
 
     fn accept(&self, into: &mut Vec<T>, (job, size): (T, usize)) {
-        self.bytes.fetch_sub(size, Ordering::AcqRel);
+        self.load.bytes.fetch_sub(size, Ordering::AcqRel);
+        self.load.jobs.fetch_sub(1, Ordering::AcqRel);
         into.push(job);
     }
 }
