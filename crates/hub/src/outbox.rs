@@ -719,6 +719,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn frames_keep_their_order_and_a_gone_writer_holds_nothing() {
+        let total = Gauge::<i64, AtomicI64>::default();
+        let (outbox, mut rx) = outbox(
+            Budget {
+                frames: 64,
+                bytes: 1 << 20,
+            },
+            reader_with("room", &[]),
+            total.clone(),
+        );
+        for n in 0..10 {
+            outbox.push(Bytes::from(format!("{n}")));
+        }
+        assert_eq!(rx.next().await, Outbound::Frame(Bytes::from("0")));
+        let batch: Vec<Bytes> = std::iter::from_fn(|| rx.try_next()).collect();
+        assert_eq!(
+            batch,
+            (1..10)
+                .map(|n| Bytes::from(format!("{n}")))
+                .collect::<Vec<_>>()
+        );
+        outbox.push(Bytes::from("late"));
+        assert_eq!(total.get(), 4);
+        // The socket's writer ends (the connection broke): what waited is given back, and
+        // what the fan-out pushes afterwards is not kept.
+        drop(rx);
+        assert_eq!(total.get(), 0);
+        outbox.push(Bytes::from("after"));
+        assert_eq!(outbox.shared.bytes.load(Ordering::Acquire), 0);
+        assert_eq!(total.get(), 0);
+    }
+
+    #[tokio::test]
     async fn a_resume_is_read_page_by_page_before_live_frames_with_a_gap_for_what_is_gone() {
         let stored: Vec<(u64, String)> = (3..=600).map(|n| (n, format!("m{n}"))).collect();
         let stored: Vec<(u64, &str)> = stored.iter().map(|(n, t)| (*n, t.as_str())).collect();
