@@ -17,7 +17,7 @@ use crate::broker::{RedisBroker, RedisConfig};
 use crate::broker::{StoredMessage, Unhealthy};
 use crate::channel::Channel;
 use crate::config::HubConfig;
-use crate::encode::{self, Stamp};
+use crate::encode::{self, Stamp, StoredTemplate};
 use crate::history::ChannelStats;
 use crate::history::{HistoryStore, StoreError, StoredFrame};
 use crate::hooks::{message_template, EventType, GateDecision, PublishAsk};
@@ -160,6 +160,25 @@ impl Hub {
         self.inner.broker.hooks_recorded()
     }
 
+    /// The webhook endpoints that want a stored message of `channel`, and its event's body
+    /// when the broker needs it made up front ([`Broker::wants_hook_bodies`]).
+    pub(crate) fn message_hooks(
+        &self,
+        channel: &str,
+        id: &str,
+        at_ms: u64,
+        client: Option<&str>,
+        payload: &RawValue,
+    ) -> (Vec<Arc<str>>, Option<StoredTemplate>) {
+        let hooks = self
+            .config()
+            .hooks
+            .wanting(EventType::MessageStored, channel);
+        let body = (!hooks.is_empty() && self.broker().wants_hook_bodies())
+            .then(|| message_template(channel, id, at_ms, client, payload));
+        (hooks, body)
+    }
+
     pub(crate) fn broker(&self) -> &dyn Broker {
         self.inner.broker.as_ref()
     }
@@ -287,9 +306,8 @@ impl Hub {
             None => encode::stored_event(channel, &stamp, payload),
             Some(client) => encode::stored_message(channel, &stamp, payload, client),
         };
-        let hooks = config.hooks.wanting(EventType::MessageStored, channel);
-        let hook_body = (!hooks.is_empty() && self.broker().wants_hook_bodies())
-            .then(|| message_template(channel, &id, at_ms, client.as_deref(), payload));
+        let (hooks, hook_body) =
+            self.message_hooks(channel, &id, at_ms, client.as_deref(), payload);
         let (answer, outcome) = oneshot::channel();
         self.inner.broker.publish_stored(StoredMessage {
             channel: Arc::from(channel),

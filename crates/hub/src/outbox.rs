@@ -565,8 +565,8 @@ impl OutboxReceiver {
         }
     }
 
-    /// The next thing to do: one registration of the waker and, when the lane and volatile
-    /// frames are empty, no lock — this runs once per delivered frame.
+    /// The next thing to do: one registration of the waker and one lock per delivered frame,
+    /// and no lock at all when nothing waits (an idle socket's wake-ups).
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Ready> {
         // Register before checking, so a close or a push in between is not missed.
         self.shared.closer.waker.register(cx.waker());

@@ -22,7 +22,7 @@ use crate::access::{authorize, Access, Refusal};
 use crate::broker::{Answer, PresenceMember, StoredMessage, Transient};
 use crate::channel::{Channel, Locked, Member};
 use crate::encode::{self, Stamp};
-use crate::hooks::{message_template, EventType, GateDecision, JoinAsk, LeaveReason, PublishAsk};
+use crate::hooks::{GateDecision, JoinAsk, LeaveReason, PublishAsk};
 use crate::hub::{Hub, Identity};
 use crate::outbox::{Outbox, Plan};
 use crate::rate::TokenBucket;
@@ -497,11 +497,9 @@ impl Session {
             relation: request.relation,
         };
         let template = encode::stored_message(request.channel, &stamp, payload, &client);
-        let hooks = config
-            .hooks
-            .wanting(EventType::MessageStored, request.channel);
-        let hook_body = (!hooks.is_empty() && broker.wants_hook_bodies())
-            .then(|| message_template(request.channel, &id, at_ms, Some(&client), payload));
+        let (hooks, hook_body) =
+            self.hub
+                .message_hooks(request.channel, &id, at_ms, Some(&client), payload);
         let message = StoredMessage {
             channel: Arc::from(request.channel),
             id,

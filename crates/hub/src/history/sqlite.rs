@@ -778,10 +778,7 @@ impl SqliteHistory {
         if written.is_empty() {
             return;
         }
-        let mut held = self
-            .held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut held = self.held();
         for key in written {
             held.remove(key);
         }
