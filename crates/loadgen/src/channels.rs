@@ -18,13 +18,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchboard_protocol::{Action, Frame};
+use switchboard_protocol::{Action, ErrorCode, Frame};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::order::{Arrival, Received};
-use crate::peer::{dial, stamped, Socket};
-use crate::report::{cpu_ms_per_1000, histogram, latency, now_micros, round, ProcessSample, Run};
+use crate::peer::{dial_within, filler, stamped, text_frame, Peer, Socket};
+use crate::report::{
+    cpu_ms_per_1000, histogram, latency, mib, micros, now_micros, round, ProcessSample, Run,
+};
 
 /// How long one connection (TCP and WebSocket handshakes) may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -142,7 +144,12 @@ struct Joins {
 /// One socket's message phase, or several added up.
 struct Deliveries {
     sent: u64,
+    /// `error` frames during the message phase: messages the server refused.
     refused: BTreeMap<String, u64>,
+    /// `error` frames before the message phase (not about any message sent).
+    errors_before_messages: BTreeMap<String, u64>,
+    /// Sockets whose connection failed (closed, or a read or send failed).
+    failed: u64,
     received: u64,
     duplicates: u64,
     out_of_order: u64,
@@ -156,6 +163,8 @@ impl Deliveries {
         Self {
             sent: 0,
             refused: BTreeMap::new(),
+            errors_before_messages: BTreeMap::new(),
+            failed: 0,
             received: 0,
             duplicates: 0,
             out_of_order: 0,
@@ -166,6 +175,11 @@ impl Deliveries {
 
     fn add(&mut self, other: Deliveries) {
         self.sent += other.sent;
+        self.failed += other.failed;
+        add_counts(
+            &mut self.errors_before_messages,
+            other.errors_before_messages,
+        );
         self.received += other.received;
         self.duplicates += other.duplicates;
         self.out_of_order += other.out_of_order;
@@ -190,9 +204,9 @@ fn channel_number(name: &str) -> Option<u64> {
 }
 
 fn refusal_code(frame: &Frame) -> String {
-    frame.payload["code"]
-        .as_str()
-        .unwrap_or("unknown")
+    frame
+        .error_code()
+        .map_or("unknown", ErrorCode::as_str)
         .to_string()
 }
 
@@ -212,6 +226,8 @@ struct Session {
     deliveries: Deliveries,
     /// Per channel this socket receives on: the loadgen seqs that arrived.
     arrived: HashMap<u64, Received>,
+    /// The message phase started: `error` frames from now on are refused messages.
+    messaging: bool,
 }
 
 impl Session {
@@ -257,9 +273,7 @@ impl Session {
                 if frame.error_code().is_some() {
                     *joins.refused.entry(refusal_code(&frame)).or_default() += 1;
                 } else {
-                    let _ = joins
-                        .latency
-                        .record(sent.elapsed().as_micros().max(1) as u64);
+                    let _ = joins.latency.record(micros(sent.elapsed()));
                 }
                 self.join_more().await?;
                 if self.in_flight.is_empty() {
@@ -268,11 +282,12 @@ impl Session {
             }
             Action::Message => self.deliver(&frame),
             Action::Error => {
-                *self
-                    .deliveries
-                    .refused
-                    .entry(refusal_code(&frame))
-                    .or_default() += 1;
+                let counts = if self.messaging {
+                    &mut self.deliveries.refused
+                } else {
+                    &mut self.deliveries.errors_before_messages
+                };
+                *counts.entry(refusal_code(&frame)).or_default() += 1;
             }
             _ => {}
         }
@@ -314,6 +329,7 @@ impl Session {
     ) -> Deliveries {
         let outcome = self.serve(&mut phase, &filled).await;
         if let Err(err) = outcome {
+            self.deliveries.failed += 1;
             // The run waits for this socket's fill: tell it why it will not come.
             let _ = filled.send(Err(err));
             // Stay out of the way until the run ends.
@@ -347,7 +363,10 @@ impl Session {
                                 self.join_more().await?;
                             }
                         }
-                        Phase::Messages { start: from, end } => (start, window_end) = (from, end),
+                        Phase::Messages { start: from, end } => {
+                            (start, window_end) = (from, end);
+                            self.messaging = true;
+                        }
                         Phase::Done => return Ok(()),
                         Phase::Connected => {}
                     }
@@ -356,7 +375,7 @@ impl Session {
                     let channel = self.member.sends[next_send].1;
                     let name = channel_name(&self.prefix, channel);
                     let payload = stamped(second, &self.fill);
-                    self.send(format!(r#"{{"action":"message","options":{{"channel":"{name}"}},"payload":{payload}}}"#)).await?;
+                    self.send(Peer::Switchboard.publish(&name, &payload)).await?;
                     self.deliveries.sent += 1;
                     next_send += 1;
                     if next_send == self.member.sends.len() {
@@ -364,14 +383,10 @@ impl Session {
                     }
                 }
                 message = self.socket.next() => {
-                    let text = match message {
-                        Some(Ok(Message::Text(text))) => text,
-                        Some(Ok(Message::Close(_))) | None => return Err("the server closed the connection".into()),
-                        Some(Err(err)) => return Err(format!("reading: {err}")),
-                        Some(Ok(_)) => continue,
-                    };
-                    let Ok(frame) = serde_json::from_str::<Frame>(text.as_str()) else {
-                        continue;
+                    let frame = match text_frame(message) {
+                        Ok(Some(frame)) => frame,
+                        Ok(None) | Err(false) => continue,
+                        Err(true) => return Err("the connection closed or failed".into()),
                     };
                     if let Some(joins) = self.read(frame).await? {
                         let _ = filled.send(Ok(joins));
@@ -463,9 +478,9 @@ async fn connect_all(url: &str, count: usize, window: usize) -> Result<Vec<Socke
             .map_err(|e| e.to_string())?;
         let url = url.to_string();
         dials.push(tokio::spawn(async move {
-            let socket = tokio::time::timeout(DIAL_TIMEOUT, dial(&url)).await;
+            let socket = dial_within(&url, DIAL_TIMEOUT).await;
             drop(permit);
-            socket.map_err(|_| "connecting timed out".to_string())?
+            socket
         }));
     }
     let mut sockets = Vec::with_capacity(count);
@@ -491,7 +506,7 @@ pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
     let pairs = options.sockets / 2;
     let channels = (pairs * options.per_socket) as u64;
     let prefix: Arc<str> = Arc::from(format!("ch{}", std::process::id()));
-    let fill_text: Arc<str> = Arc::from("x".repeat(options.payload.saturating_sub(48)));
+    let fill_text: Arc<str> = Arc::from(filler(options.payload));
     let join_payload = if options.presence {
         r#"{"presence":true}"#
     } else {
@@ -518,6 +533,7 @@ pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
                 joins: None,
                 deliveries: Deliveries::new(),
                 arrived: HashMap::new(),
+                messaging: false,
             };
             tokio::spawn(session.run(phase_rx.clone(), filled_tx.clone()))
         })
@@ -557,7 +573,7 @@ pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
     let expected = deliveries.sent.saturating_sub(refused);
     let usage = run.server_usage(before, after);
     let cpu_ms_per_1000 = cpu_ms_per_1000(&usage, deliveries.received);
-    let mib = |kib: Option<u64>| kib.map(|kib| round(kib as f64 / 1024.0));
+    let mib = |kib: Option<u64>| kib.map(mib);
     let (per_channel, per_membership) = match (rss(connected), rss(after_first), rss(after_second))
     {
         (Some(base), Some(a), Some(b)) => {
@@ -594,6 +610,8 @@ pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
             "active_channels": plan.active,
             "sent": deliveries.sent,
             "refused": deliveries.refused,
+            "errors_before_messages": deliveries.errors_before_messages,
+            "failed": deliveries.failed,
             "expected": expected,
             "received": deliveries.received,
             "lost": expected.saturating_sub(deliveries.received),

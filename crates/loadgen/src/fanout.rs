@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::peer::{dial, stamp, stamped, Peer, Socket};
+use crate::order::{Arrival, Received};
+use crate::peer::{dial, filler, stamp, stamped, Peer, Socket};
 use crate::report::{cpu_ms_per_1000, histogram, latency, now_micros, round, Run};
 
 #[derive(Args)]
@@ -115,7 +116,8 @@ pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
             let mut socket = socket;
             let mut mine = histogram();
             let mut counts = Tally::default();
-            let mut last: Option<u64> = None;
+            // One room per subscriber, one publisher per room: its seqs.
+            let mut arrived = Received::default();
             // One timer for the whole run, not one per frame.
             let until = tokio::time::sleep_until(tokio::time::Instant::from_std(stop_reading));
             tokio::pin!(until);
@@ -136,12 +138,14 @@ pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
                 let Some((seq, sent)) = stamp(text.as_str()) else {
                     continue;
                 };
-                match last {
-                    Some(previous) if seq == previous => counts.duplicates += 1,
-                    Some(previous) if seq < previous => counts.out_of_order += 1,
-                    _ => {
+                match arrived.note(seq) {
+                    Arrival::Duplicate => counts.duplicates += 1,
+                    arrival => {
+                        // Late is still received (and counted out of order).
+                        if arrival == Arrival::OutOfOrder {
+                            counts.out_of_order += 1;
+                        }
                         counts.received += 1;
-                        last = Some(seq);
                         let _ = mine.record(now_micros().saturating_sub(sent).max(1));
                     }
                 }
@@ -161,7 +165,7 @@ pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
             let mut socket = open(peer, &url, &room_name(room)).await?;
             let name = room_name(room);
             let interval = Duration::from_secs_f64(1.0 / options.rate);
-            let fill = "x".repeat(options.payload.saturating_sub(48));
+            let fill = filler(options.payload);
             publishers.push(tokio::spawn(async move {
                 let mut ticker = tokio::time::interval(interval);
                 ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);

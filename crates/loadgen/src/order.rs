@@ -11,8 +11,6 @@ pub struct Received {
     through: u64,
     /// Seqs at or above `through` that arrived (after a hole).
     beyond: BTreeSet<u64>,
-    /// The highest seq that arrived.
-    highest: Option<u64>,
 }
 
 /// How a message arrived, by its loadgen seq.
@@ -32,8 +30,7 @@ impl Received {
         if self.has(seq) {
             return Arrival::Duplicate;
         }
-        let late = self.highest.is_some_and(|highest| seq < highest);
-        self.highest = Some(self.highest.map_or(seq, |highest| highest.max(seq)));
+        let late = self.highest().is_some_and(|highest| seq < highest);
         if seq == self.through {
             self.through += 1;
             while self.beyond.remove(&self.through) {
@@ -47,6 +44,11 @@ impl Received {
         } else {
             Arrival::InOrder
         }
+    }
+
+    /// The highest seq that arrived: the last one after a hole, or else the last of `0..through`.
+    pub fn highest(&self) -> Option<u64> {
+        self.beyond.last().copied().or(self.through.checked_sub(1))
     }
 
     /// How many seqs arrived with no hole before them (`0..through`).
@@ -79,5 +81,7 @@ mod tests {
         assert_eq!((received.through(), received.count()), (3, 3));
         assert_eq!(received.note(5), Arrival::InOrder);
         assert!(received.has(5) && !received.has(4));
+        assert_eq!(received.highest(), Some(5));
+        assert_eq!(Received::default().highest(), None);
     }
 }

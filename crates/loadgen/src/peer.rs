@@ -3,7 +3,10 @@
 //! says how to join a room, how to publish to it, and where a delivered payload is.
 
 use clap::ValueEnum;
+use std::time::Duration;
+use switchboard_protocol::Frame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::report::now_micros;
 
@@ -21,6 +24,30 @@ pub async fn dial(url: &str) -> Result<Socket, String> {
         .await
         .map(|(ws, _)| ws)
         .map_err(|e| e.to_string())
+}
+
+/// [`dial`], giving up after `timeout` (TCP and WebSocket handshakes together).
+pub async fn dial_within(url: &str, timeout: Duration) -> Result<Socket, String> {
+    tokio::time::timeout(timeout, dial(url))
+        .await
+        .unwrap_or_else(|_| Err(format!("no connection within {timeout:?}")))
+}
+
+/// A text frame as a protocol frame (`Ok(None)` when it does not parse); `Err(true)` when the
+/// connection ended, `Err(false)` for any other message to skip.
+pub fn text_frame(
+    message: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+) -> Result<Option<Frame>, bool> {
+    match message {
+        Some(Ok(Message::Text(text))) => Ok(serde_json::from_str(text.as_str()).ok()),
+        Some(Ok(Message::Close(_)) | Err(_)) | None => Err(true),
+        Some(Ok(_)) => Err(false),
+    }
+}
+
+/// Padding that brings a stamped payload ([`stamped`]) to about `payload` bytes.
+pub fn filler(payload: usize) -> String {
+    "x".repeat(payload.saturating_sub(48))
 }
 
 /// Which protocol the server under test speaks.

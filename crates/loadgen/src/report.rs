@@ -82,7 +82,7 @@ impl Run {
                 json!({
                     "cpu_seconds": round(cpu),
                     "cpu_cores": round(cpu / wall.max(1e-9)),
-                    "rss_mib": round(after.rss_kib as f64 / 1024.0),
+                    "rss_mib": mib(after.rss_kib),
                 })
             }
             _ => Value::Null,
@@ -158,6 +158,26 @@ pub fn latency(histogram: &Histogram<u64>) -> Value {
         "p999_ms": ms(0.999),
         "max_ms": round(histogram.max() as f64 / 1000.0),
     })
+}
+
+/// A duration in whole microseconds for a histogram (which holds nothing below 1).
+pub fn micros(duration: Duration) -> u64 {
+    duration.as_micros().max(1) as u64
+}
+
+/// KiB as MiB, rounded for a report.
+pub fn mib(kib: u64) -> f64 {
+    round(kib as f64 / 1024.0)
+}
+
+/// The peak resident memory (`VmHWM`) of a process since it started, KiB, if /proc can be read.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
 }
 
 /// Three decimals are plenty for a report.

@@ -16,7 +16,7 @@ use clap::Args;
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -26,9 +26,12 @@ use tokio::sync::{watch, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::order::{Arrival, Received};
-use crate::peer::{dial, stamped, Socket};
+use crate::peer::{dial_within, filler, stamped, text_frame, Socket};
 use crate::reconnect::Backoff;
-use crate::report::{histogram, latency, process_age, process_sample, round, ProcessSample, Run};
+use crate::report::{
+    histogram, latency, mib, micros, peak_rss_kib, process_age, process_sample, round,
+    ProcessSample, Run,
+};
 
 /// The first reconnect waits up to this long; each further attempt doubles it.
 const FIRST_DELAY: Duration = Duration::from_millis(100);
@@ -37,8 +40,12 @@ const MAX_DELAY: Duration = Duration::from_secs(5);
 /// How long one connection attempt (TCP and WebSocket handshakes) may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the server is sampled and progress is checked. The kernel counts CPU time in
-/// 10 ms ticks, so the CPU percent of one such window is good to about ±10 points.
+/// 10 ms ticks (user and system apart), so the CPU percent of one such 100 ms window is off by
+/// up to ±20 points; the peak CPU is therefore taken over a sliding window of `CPU_WINDOW`
+/// ticks (1 s, good to about ±2 points).
 const TICK: Duration = Duration::from_millis(100);
+/// Samples in the sliding window the peak CPU percent is computed over.
+const CPU_WINDOW: usize = 10;
 /// Publishers retry messages the server refused (`overloaded`, `internal`) this often.
 const RETRY_INTERVAL: Duration = Duration::from_millis(500);
 /// After the recovery: how long publishers get to have every message acknowledged and
@@ -176,10 +183,7 @@ impl Link {
             storm.attempts.fetch_add(1, Relaxed);
         }
         let began = Instant::now();
-        let dialled = tokio::time::timeout(DIAL_TIMEOUT, dial(&self.url))
-            .await
-            .unwrap_or_else(|_| Err(format!("no connection within {DIAL_TIMEOUT:?}")));
-        let mut socket = match dialled {
+        let mut socket = match dial_within(&self.url, DIAL_TIMEOUT).await {
             Ok(socket) => socket,
             Err(err) => {
                 *storm.last_failure.lock().unwrap() = Some(err);
@@ -348,18 +352,6 @@ async fn next_message(
     }
 }
 
-/// A text frame as a protocol frame; `Err(true)` when the connection ended, `Err(false)` for
-/// anything else to skip.
-fn text_frame(
-    message: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
-) -> Result<Option<Frame>, bool> {
-    match message {
-        Some(Ok(Message::Text(text))) => Ok(serde_json::from_str(text.as_str()).ok()),
-        Some(Ok(Message::Close(_)) | Err(_)) | None => Err(true),
-        Some(Ok(_)) => Err(false),
-    }
-}
-
 async fn subscribe(
     storm: Arc<Storm>,
     index: usize,
@@ -443,7 +435,10 @@ async fn publish(
     let mut ticker = tokio::time::interval(interval);
     // Messages due while the server was away are created when it is back: an open loop.
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    // Retries go out one interval after the first refusal, not in a burst of the ticks missed
+    // while nothing was refused.
     let mut retry = tokio::time::interval(RETRY_INTERVAL);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let this = &storm.rooms[room];
     let id_prefix = format!("s{}-{room}", std::process::id());
     loop {
@@ -520,6 +515,9 @@ async fn publish(
                 };
                 if frame.error_code().is_some() {
                     done.refused += 1;
+                    if refused.is_empty() {
+                        retry.reset();
+                    }
                     refused.insert(seq);
                 } else if pending.remove(&seq).is_some() {
                     this.acknowledged.lock().unwrap().insert(seq);
@@ -535,6 +533,9 @@ struct Sampler {
     pid_file: Option<PathBuf>,
     fallback: Option<u32>,
     last: Option<(u32, ProcessSample)>,
+    /// CPU used and wall time of the last `CPU_WINDOW` samples (across the restart: the time
+    /// the server was down is in neither).
+    window: VecDeque<(Duration, Duration)>,
 }
 
 /// One tick's server usage.
@@ -542,7 +543,7 @@ struct Usage {
     pid: u32,
     /// CPU used since the previous tick.
     cpu: Duration,
-    /// Share of one core since the previous tick, in percent.
+    /// Share of one core over the last `CPU_WINDOW` samples (about 1 s), in percent.
     cpu_percent: f64,
     rss_kib: u64,
 }
@@ -571,10 +572,20 @@ impl Sampler {
             Some(_) => (now.cpu(), process_age(pid)?.max(TICK)),
             None => (Duration::ZERO, Duration::ZERO),
         };
+        if self.window.len() == CPU_WINDOW {
+            self.window.pop_front();
+        }
+        self.window.push_back((cpu, wall));
+        let (window_cpu, window_wall) = self
+            .window
+            .iter()
+            .fold((Duration::ZERO, Duration::ZERO), |(c, w), (cpu, wall)| {
+                (c + *cpu, w + *wall)
+            });
         Some(Usage {
             pid,
             cpu,
-            cpu_percent: 100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-3),
+            cpu_percent: 100.0 * window_cpu.as_secs_f64() / window_wall.as_secs_f64().max(1e-3),
             rss_kib: now.rss_kib(),
         })
     }
@@ -594,10 +605,6 @@ impl Peaks {
         self.rss_kib = self.rss_kib.max(usage.rss_kib);
         self.cpu += usage.cpu;
     }
-}
-
-fn micros(duration: Duration) -> u64 {
-    duration.as_micros().max(1) as u64
 }
 
 fn seconds_between(from: Instant, to: Option<Instant>) -> Option<f64> {
@@ -675,7 +682,7 @@ pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
         .collect();
     wait_joined(&storm, options.sockets, "subscribers").await?;
     let interval = Duration::from_secs_f64(1.0 / options.rate);
-    let fill = "x".repeat(options.payload.saturating_sub(48));
+    let fill = filler(options.payload);
     let publishers: Vec<_> = (0..options.rooms)
         .map(|room| {
             tokio::spawn(publish(
@@ -694,6 +701,7 @@ pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
         pid_file: options.pid_file.clone(),
         fallback: run.server_pids().first().copied(),
         last: None,
+        window: VecDeque::with_capacity(CPU_WINDOW),
     };
     let warm_until = Instant::now() + Duration::from_secs(options.warmup);
     let mut before = None;
@@ -779,6 +787,18 @@ pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
         tokio::time::sleep(TICK).await;
     }
     let after = sampler.tick();
+    let last_pid = last_pid.or(after.as_ref().map(|u| u.pid));
+    // Read while the server still runs: its peak resident memory since it started.
+    let restarted_peak_rss_kib = last_pid
+        .filter(|_| storm.first_loss.get().is_some())
+        .and_then(peak_rss_kib);
+    // What was acknowledged before the stop: an acknowledgement arriving while the sockets
+    // close is not one subscribers could still receive, so it must not count as lost.
+    let acknowledged: Vec<BTreeSet<u64>> = storm
+        .rooms
+        .iter()
+        .map(|room| room.acknowledged.lock().unwrap().clone())
+        .collect();
     let _ = stop_tx.send(true);
     let mut published = Published::default();
     for publisher in publishers {
@@ -788,11 +808,6 @@ pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
     }
     let mut tally = Tally::default();
     let (mut expected, mut received, mut lost, mut lossy) = (0u64, 0u64, 0u64, 0u64);
-    let acknowledged: Vec<BTreeSet<u64>> = storm
-        .rooms
-        .iter()
-        .map(|room| room.acknowledged.lock().unwrap().clone())
-        .collect();
     for (index, subscriber) in subscribers.into_iter().enumerate() {
         let me = subscriber.await.map_err(|e| e.to_string())?;
         let acked = &acknowledged[index % options.rooms];
@@ -808,7 +823,6 @@ pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
     let lost_at = storm.first_loss.get().copied();
     let rejoin_times = storm.rejoin_times.lock().unwrap();
     let since_loss = |to: Option<Instant>| lost_at.and_then(|from| seconds_between(from, to));
-    let mib = |kib: u64| round(kib as f64 / 1024.0);
     Ok(json!({
         "scenario": "storm",
         "params": { "url": run.url, "sockets": options.sockets, "rooms": options.rooms,
@@ -849,10 +863,14 @@ pub async fn run(run: &Run, options: Options) -> Result<Value, String> {
         },
         "server": {
             "pid_before": before.as_ref().map(|u| u.pid),
-            "pid_after": last_pid.or(after.as_ref().map(|u| u.pid)),
+            "pid_after": last_pid,
             "rss_before_mib": before.as_ref().map(|u| mib(u.rss_kib)),
+            // Over a sliding 1 s window.
             "recovery_peak_cpu_percent": lost_at.map(|_| round(peaks.cpu_percent)),
+            // The highest RSS seen in the samples, every 100 ms.
             "recovery_peak_rss_mib": lost_at.map(|_| mib(peaks.rss_kib)),
+            // The restarted server's true peak RSS (VmHWM), from its start to the end.
+            "restarted_peak_rss_mib": restarted_peak_rss_kib.map(mib),
             "recovery_cpu_seconds": lost_at.map(|_| round(peaks.cpu.as_secs_f64())),
             "rss_after_mib": after.as_ref().map(|u| mib(u.rss_kib)),
         },
