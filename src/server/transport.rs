@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::Either;
 use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::task::AtomicWaker;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -16,9 +17,9 @@ use std::hash::Hash;
 use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 use switchboard_hub::{EngineMetrics, GateDecision, Outbound, OutboxReceiver, Session};
 use switchboard_protocol::CloseCode;
@@ -236,7 +237,6 @@ pub async fn upgrade(
                         write_timeout,
                         metrics: hub.metrics().clone(),
                     },
-                    last_heard: AtomicU64::new(0),
                     started: Instant::now(),
                     _slots: (ip_slot, user_slot),
                 };
@@ -277,8 +277,6 @@ struct Connection {
     session: Session,
     outbox: OutboxReceiver,
     timing: Timing,
-    /// Milliseconds after `started` when the client was last heard from.
-    last_heard: AtomicU64,
     started: Instant,
     /// This socket's places in the per-IP and per-user limits, given back when it ends.
     _slots: (Slot<IpAddr>, Option<Slot<String>>),
@@ -297,28 +295,16 @@ impl Connection {
             session,
             outbox,
             timing,
-            last_heard,
             started,
             _slots,
         } = &mut self;
-        let heard = |at: Instant| {
-            last_heard.store(
-                at.duration_since(*started).as_millis() as u64,
-                Ordering::Relaxed,
-            )
-        };
-        let silent_for = || {
-            started
-                .elapsed()
-                .saturating_sub(Duration::from_millis(last_heard.load(Ordering::Relaxed)))
-        };
         // One write loop for the whole life of the socket: when the reading half ends with a
         // close order, the same loop writes the close frame.
         let ended = {
-            let mut write = std::pin::pin!(write_loop(&mut sink, outbox, timing, &silent_for));
-            let ended = tokio::select! {
-                end = read_loop(stream, session, &heard) => Some(end),
-                () = &mut write => None,
+            let mut write = std::pin::pin!(write_loop(&mut sink, outbox, timing));
+            let ended = {
+                let read = std::pin::pin!(read_loop(stream, session, timing.ping_interval));
+                Halves::new(read, write.as_mut()).await
             };
             if let Some(ReadEnd::Close(code)) = &ended {
                 session.close(*code);
@@ -335,14 +321,85 @@ impl Connection {
     }
 }
 
-/// Feeds each text frame to the session until the client goes away or must be cut off.
+/// The socket's reading and writing halves, run in its one task; resolves when either ends
+/// (`Some` with how the reading half ended, `None` when the writing half did).
+///
+/// The reading half is polled only when something it waits on (the socket becoming readable,
+/// an operator's order, the ping timer) woke it, not each time a frame is queued for writing:
+/// a subscriber's task wakes once per delivered frame, and polling the reading half on each of
+/// those wake-ups cost as much as a tenth of the delivery.
+struct Halves<'a, R, W> {
+    read: Pin<&'a mut R>,
+    write: Pin<&'a mut W>,
+    woken: Arc<ReadWoken>,
+    /// The waker the reading half is polled with: it marks the half as woken, then wakes the
+    /// task.
+    read_waker: Waker,
+}
+
+/// Whether the reading half was woken since it was last polled, and the task to wake.
+#[derive(Default)]
+struct ReadWoken {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for ReadWoken {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl<'a, R, W> Halves<'a, R, W> {
+    fn new(read: Pin<&'a mut R>, write: Pin<&'a mut W>) -> Self {
+        let woken = Arc::new(ReadWoken::default());
+        // The first poll polls both.
+        woken.woken.store(true, Ordering::Relaxed);
+        Self {
+            read,
+            write,
+            read_waker: Waker::from(woken.clone()),
+            woken,
+        }
+    }
+}
+
+impl<R: Future<Output = ReadEnd>, W: Future<Output = ()>> Future for Halves<'_, R, W> {
+    type Output = Option<ReadEnd>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if this.woken.woken.swap(false, Ordering::AcqRel) {
+            // The task is registered before the half is polled, so a wake-up during the poll
+            // is not lost.
+            this.woken.task.register(cx.waker());
+            let mut read_cx = Context::from_waker(&this.read_waker);
+            if let Poll::Ready(end) = this.read.as_mut().poll(&mut read_cx) {
+                return Poll::Ready(Some(end));
+            }
+        }
+        this.write.as_mut().poll(cx).map(|()| None)
+    }
+}
+
+/// Feeds each text frame to the session until the client goes away or must be cut off, and
+/// pings the client on schedule (a client silent for two ping intervals is gone).
 async fn read_loop(
     mut stream: SplitStream<WebSocket>,
     session: &mut Session,
-    heard: &impl Fn(Instant),
+    ping_interval: Duration,
 ) -> ReadEnd {
     // Operators' orders (remove from a channel) are carried out between frames.
     let mut orders = session.take_orders();
+    let mut ping =
+        tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
     loop {
         let message = tokio::select! {
             message = stream.next() => message,
@@ -350,11 +407,25 @@ async fn read_loop(
                 session.obey(order);
                 continue;
             }
+            _ = ping.tick() => {
+                let silent = last_heard.elapsed();
+                if silent > ping_interval * 2 {
+                    tracing::info!(
+                        rule = "ping_interval_ms",
+                        silent_seconds = silent.as_secs_f64(),
+                        "dropped a socket that answered no pings",
+                    );
+                    return ReadEnd::Gone;
+                }
+                // The writing half sends it, ahead of what waits.
+                session.ping();
+                continue;
+            }
         };
         let Some(message) = message else {
             break;
         };
-        heard(Instant::now());
+        last_heard = Instant::now();
         match message {
             // Boxed: handling a frame takes a kilobyte of state that an idle socket's task
             // would otherwise carry all its life.
@@ -397,71 +468,58 @@ async fn next_order(orders: &mut Option<switchboard_hub::Orders>) -> switchboard
     }
 }
 
-/// Writes queued frames (batched into one flush), pings on schedule, and returns once the
-/// socket was closed, went silent, or stopped taking writes for `write_timeout`.
+/// Writes queued frames (batched into one flush) and the pings the reading half asks for, and
+/// returns once the socket was closed or stopped taking writes for `write_timeout`. It waits
+/// on the outbox alone: one wake-up and one poll per delivered frame.
 async fn write_loop(
     sink: &mut SplitSink<WebSocket, Message>,
     outbox: &mut OutboxReceiver,
     timing: &Timing,
-    silent_for: &impl Fn() -> Duration,
 ) {
     let Timing {
-        ping_interval,
         write_timeout,
         metrics,
+        ..
     } = timing;
-    let (ping_interval, write_timeout) = (*ping_interval, *write_timeout);
-    let mut ping =
-        tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
-    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let write_timeout = *write_timeout;
     let close_signal = outbox.close_signal();
     loop {
-        tokio::select! {
-            next = outbox.next() => match next {
-                Outbound::Frame(frame) => {
-                    let written = {
-                        let batch = std::pin::pin!(write_batch(sink, outbox, frame));
-                        write_or_give_up(batch, &close_signal, write_timeout).await
-                    };
-                    match written {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return,
-                        Err(None) => {
-                            tracing::info!(
-                                rule = "write_timeout_ms",
-                                seconds = write_timeout.as_secs_f64(),
-                                "dropped a socket that took no writes",
-                            );
-                            return;
-                        }
-                        Err(Some(code)) => {
-                            closing(metrics, code);
-                            Box::pin(send_close(sink, code, write_timeout)).await;
-                            return;
-                        }
+        match outbox.next().await {
+            Outbound::Frame(frame) => {
+                let written = {
+                    let batch = std::pin::pin!(write_batch(sink, outbox, frame));
+                    write_or_give_up(batch, &close_signal, write_timeout).await
+                };
+                match written {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return,
+                    Err(None) => {
+                        tracing::info!(
+                            rule = "write_timeout_ms",
+                            seconds = write_timeout.as_secs_f64(),
+                            "dropped a socket that took no writes",
+                        );
+                        return;
+                    }
+                    Err(Some(code)) => {
+                        closing(metrics, code);
+                        Box::pin(send_close(sink, code, write_timeout)).await;
+                        return;
                     }
                 }
-                Outbound::Close(code) => {
-                    closing(metrics, code);
-                    Box::pin(send_close(sink, code, write_timeout)).await;
-                    return;
-                }
-            },
-            _ = ping.tick() => {
-                if silent_for() > ping_interval * 2 {
-                    tracing::info!(
-                        rule = "ping_interval_ms",
-                        silent_seconds = silent_for().as_secs_f64(),
-                        "dropped a socket that answered no pings",
-                    );
-                    return;
-                }
+            }
+            Outbound::Ping => {
                 // Boxed, like every rare path here: the loop's state is paid by every socket.
                 let ping = sink.send(Message::Ping(Default::default()));
                 let sent = Box::pin(tokio::time::timeout(write_timeout, ping)).await;
                 if !matches!(sent, Ok(Ok(()))) {
                     return;
                 }
+            }
+            Outbound::Close(code) => {
+                closing(metrics, code);
+                Box::pin(send_close(sink, code, write_timeout)).await;
+                return;
             }
         }
     }

@@ -22,7 +22,7 @@ use serde_json::value::RawValue;
 use std::collections::{HashMap, VecDeque};
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use switchboard_protocol::{CloseCode, ErrorCode};
@@ -95,20 +95,26 @@ pub(crate) struct Outbox {
     shared: Arc<Shared>,
 }
 
-/// What both halves share.
+/// What both halves share. Laid out (`repr(C)`) with what every delivery touches — the close
+/// order and the writer's waker, the flags, the byte count and the live queue — first, in two
+/// cache lines: with a thousand sockets in a room, each delivery finds its socket's state out
+/// of the cache, and every further line it touches is another wait on memory.
 #[derive(Debug)]
+#[repr(C)]
 struct Shared {
-    closer: Arc<Closer>,
-    /// Bytes waiting in every lane.
-    bytes: AtomicUsize,
-    max_bytes: usize,
-    /// Most frames in the live queue.
-    max_frames: usize,
-    lanes: Mutex<LaneState>,
+    closer: Closer,
     /// Lets the writer (and an idle socket's every wake-up) skip the lock when nothing waits.
     waiting: AtomicBool,
     /// The writer is gone: frames pushed now would never be written.
     gone: AtomicBool,
+    /// Bytes waiting in every lane.
+    bytes: AtomicUsize,
+    /// The data of the writer's waker (its task, for tokio's): only ever prefetched.
+    wake_hint: AtomicPtr<()>,
+    lanes: Mutex<LaneState>,
+    max_bytes: usize,
+    /// Most frames in the live queue.
+    max_frames: usize,
     /// The bytes waiting in every socket's outbox, for `/metrics`.
     total: Gauge<i64, AtomicI64>,
 }
@@ -124,10 +130,11 @@ impl Drop for Shared {
 /// idle socket's empty queues cost nothing, where a channel allocates its first block (about
 /// a kilobyte) up front.
 #[derive(Debug, Default)]
+#[repr(C)]
 struct LaneState {
-    lane: VecDeque<LaneItem>,
-    /// Live frames, in order.
+    /// Live frames, in order (first: the one every delivery touches).
     queue: VecDeque<Bytes>,
+    lane: VecDeque<LaneItem>,
     /// The latest volatile frame per stream: a newer one replaces an unsent older one, so a
     /// slow reader gets the freshest position, not a backlog.
     volatile: HashMap<VolatileKey, Bytes>,
@@ -154,6 +161,8 @@ pub enum Outbound {
     Frame(Bytes),
     /// Close the socket with this code.
     Close(CloseCode),
+    /// Send the client a ping (the reading side asked for one; see [`crate::Session::ping`]).
+    Ping,
 }
 
 /// What the lanes hold next, as the writer polls them.
@@ -161,6 +170,7 @@ enum Ready {
     Frame(Bytes),
     Plan(Plan),
     Close(CloseCode),
+    Ping,
 }
 
 /// Receiving half, owned by the socket's writer.
@@ -178,6 +188,14 @@ impl Shared {
             state: self.lanes.lock().unwrap_or_else(|e| e.into_inner()),
             waiting: &self.waiting,
         }
+    }
+
+    /// Registers the writer's waker, and remembers where its task lives so a fan-out can
+    /// prefetch it ([`Outbox::prefetch`]).
+    fn register(&self, waker: &std::task::Waker) {
+        self.closer.waker.register(waker);
+        self.wake_hint
+            .store(waker.data().cast_mut(), Ordering::Relaxed);
     }
 
     fn maybe_waiting(&self) -> bool {
@@ -243,7 +261,7 @@ impl LaneState {
 
 /// Resolves when the socket is ordered to close.
 #[derive(Debug, Clone)]
-pub struct CloseSignal(Arc<Closer>);
+pub struct CloseSignal(Arc<Shared>);
 
 impl CloseSignal {
     /// Waits for the close order and returns its code. Must be polled by the task that owns
@@ -251,8 +269,8 @@ impl CloseSignal {
     pub async fn requested(&self) -> CloseCode {
         poll_fn(|cx| {
             // Register before checking, so an order given in between is not missed.
-            self.0.waker.register(cx.waker());
-            match self.0.pending() {
+            self.0.closer.waker.register(cx.waker());
+            match self.0.closer.pending() {
                 Some(code) => Poll::Ready(code),
                 None => Poll::Pending,
             }
@@ -262,7 +280,7 @@ impl CloseSignal {
 
     /// The close order given so far, if any.
     pub fn given(&self) -> Option<CloseCode> {
-        self.0.pending()
+        self.0.closer.pending()
     }
 }
 
@@ -271,6 +289,8 @@ impl CloseSignal {
 #[derive(Debug, Default)]
 pub(crate) struct Closer {
     code: AtomicU16,
+    /// A ping is wanted: written ahead of waiting frames, like a close.
+    ping: AtomicBool,
     /// The socket writer's task: woken by a close order and by the lane and volatile frames.
     waker: AtomicWaker,
 }
@@ -284,6 +304,17 @@ impl Closer {
         {
             self.waker.wake();
         }
+    }
+
+    fn ping(&self) {
+        if !self.ping.swap(true, Ordering::AcqRel) {
+            self.waker.wake();
+        }
+    }
+
+    /// Takes the ping request, if any (one load when there is none).
+    fn take_ping(&self) -> bool {
+        self.ping.load(Ordering::Acquire) && self.ping.swap(false, Ordering::AcqRel)
     }
 
     fn pending(&self) -> Option<CloseCode> {
@@ -300,8 +331,9 @@ pub(crate) fn outbox(
     total: Gauge<i64, AtomicI64>,
 ) -> (Outbox, OutboxReceiver) {
     let shared = Arc::new(Shared {
-        closer: Arc::new(Closer::default()),
+        closer: Closer::default(),
         bytes: AtomicUsize::new(0),
+        wake_hint: AtomicPtr::new(std::ptr::null_mut()),
         max_bytes: budget.bytes.max(1),
         max_frames: budget.frames.max(1),
         lanes: Mutex::new(LaneState::default()),
@@ -422,9 +454,39 @@ impl Outbox {
         self.shared.closer.close(code);
     }
 
-    pub(crate) fn closer(&self) -> Arc<Closer> {
-        self.shared.closer.clone()
+    /// Asks the writer for a ping frame.
+    pub(crate) fn ping(&self) {
+        self.shared.closer.ping();
     }
+
+    /// Asks the processor to start loading what [`Outbox::push`] touches, so that a fan-out
+    /// prefetching a few members ahead does not wait on memory for each of them.
+    pub(crate) fn prefetch(&self) {
+        let at = Arc::as_ptr(&self.shared).cast::<u8>();
+        let hot = std::mem::offset_of!(Shared, max_bytes);
+        prefetch(at);
+        prefetch(at.wrapping_add(64));
+        prefetch(at.wrapping_add(hot - 1));
+    }
+
+    /// The second step, for an outbox prefetched a little earlier: starts loading the
+    /// writer's task, which the push wakes.
+    pub(crate) fn prefetch_writer(&self) {
+        prefetch(self.shared.wake_hint.load(Ordering::Relaxed).cast::<u8>());
+    }
+}
+
+/// A hint to the processor that `at` will be read soon.
+#[inline(always)]
+fn prefetch(at: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch only hints at what will be read; it reads nothing itself and cannot
+    // fault, whatever the address (null included).
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
 }
 
 /// Keeps the newest frames whose total stays within `max_bytes` (at least one).
@@ -452,6 +514,7 @@ impl OutboxReceiver {
             match poll_fn(|cx| self.poll_ready(cx)).await {
                 Ready::Frame(frame) => return Outbound::Frame(frame),
                 Ready::Close(code) => return Outbound::Close(code),
+                Ready::Ping => return Outbound::Ping,
                 Ready::Plan(plan) => {
                     let signal = self.close_signal();
                     tokio::select! {
@@ -568,59 +631,70 @@ impl OutboxReceiver {
     /// The next thing to do: one registration of the waker and one lock per delivered frame,
     /// and no lock at all when nothing waits (an idle socket's wake-ups).
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Ready> {
-        // Register before checking, so a close or a push in between is not missed.
-        self.shared.closer.waker.register(cx.waker());
+        // Most polls find a frame and need no wake-up, so the waker is registered only before
+        // giving up; then everything is checked once more, so a close or a push that came in
+        // between is not missed.
+        let mut registered = false;
         loop {
             if let Some(code) = self.shared.closer.pending() {
                 return Poll::Ready(Ready::Close(code));
             }
-            if !self.shared.maybe_waiting() {
-                return Poll::Pending;
+            if self.shared.closer.take_ping() {
+                return Poll::Ready(Ready::Ping);
             }
-            let mut lanes = self.shared.lock();
-            match lanes.lane.pop_front() {
-                Some(LaneItem::Frame(frame)) => {
+            let due = if self.shared.maybe_waiting() {
+                let mut lanes = self.shared.lock();
+                match lanes.lane.pop_front() {
+                    Some(LaneItem::Frame(frame)) => {
+                        drop(lanes);
+                        self.shared.release(frame.len());
+                        return Poll::Ready(Ready::Frame(frame));
+                    }
+                    Some(LaneItem::Plan(plan)) => return Poll::Ready(Ready::Plan(plan)),
+                    None => {}
+                }
+                if let Some(frame) = lanes.queue.pop_front() {
                     drop(lanes);
                     self.shared.release(frame.len());
                     return Poll::Ready(Ready::Frame(frame));
                 }
-                Some(LaneItem::Plan(plan)) => return Poll::Ready(Ready::Plan(plan)),
-                None => {}
-            }
-            if let Some(frame) = lanes.queue.pop_front() {
-                drop(lanes);
-                self.shared.release(frame.len());
-                return Poll::Ready(Ready::Frame(frame));
-            }
-            let Some(since) = lanes.volatile_since else {
-                return Poll::Pending;
+                match lanes.volatile_since {
+                    Some(since) if tokio::time::Instant::now() >= since + VOLATILE_LINGER => {
+                        if let Some(frame) = lanes.pop_volatile() {
+                            drop(lanes);
+                            self.shared.release(frame.len());
+                            return Poll::Ready(Ready::Frame(frame));
+                        }
+                        continue;
+                    }
+                    since => since.map(|since| since + VOLATILE_LINGER),
+                }
+            } else {
+                None
             };
-            let due = since + VOLATILE_LINGER;
-            if tokio::time::Instant::now() >= due {
-                if let Some(frame) = lanes.pop_volatile() {
-                    drop(lanes);
-                    self.shared.release(frame.len());
-                    return Poll::Ready(Ready::Frame(frame));
+            if let Some(due) = due {
+                let linger = self
+                    .linger
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                if linger.deadline() != due {
+                    linger.as_mut().reset(due);
                 }
-                continue;
+                if linger.as_mut().poll(cx).is_ready() {
+                    continue;
+                }
             }
-            drop(lanes);
-            let linger = self
-                .linger
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
-            if linger.deadline() != due {
-                linger.as_mut().reset(due);
-            }
-            if linger.as_mut().poll(cx).is_pending() {
+            if registered {
                 return Poll::Pending;
             }
+            self.shared.register(cx.waker());
+            registered = true;
         }
     }
 
     /// A handle that resolves when a close is ordered; lets the writer abandon a write that
     /// a stalled client is blocking.
     pub fn close_signal(&self) -> CloseSignal {
-        CloseSignal(self.shared.closer.clone())
+        CloseSignal(self.shared.clone())
     }
 
     /// Takes a frame that is already waiting, without waiting; lets the writer batch frames
@@ -909,6 +983,26 @@ mod tests {
         let (first, second) = waiting.await.unwrap();
         assert_eq!(first, Outbound::Frame(Bytes::from_static(b"missed")));
         assert_eq!(second, Outbound::Close(CloseCode::ServiceRestart));
+    }
+
+    #[tokio::test]
+    async fn a_ping_wakes_a_waiting_writer_and_goes_ahead_of_queued_frames() {
+        let (outbox, mut rx) = small(4, 1 << 20);
+        let waiting = tokio::spawn(async move {
+            let first = rx.next().await;
+            (first, rx)
+        });
+        tokio::task::yield_now().await;
+        outbox.ping();
+        let (first, mut rx) = waiting.await.unwrap();
+        assert_eq!(first, Outbound::Ping);
+        // Asked twice before the writer looks: one ping, then the frames in order.
+        outbox.push(Bytes::from_static(b"a"));
+        outbox.ping();
+        outbox.ping();
+        assert_eq!(rx.next().await, Outbound::Ping);
+        assert_eq!(rx.next().await, Outbound::Frame(Bytes::from_static(b"a")));
+        assert_eq!(rx.try_next(), None);
     }
 
     #[tokio::test]

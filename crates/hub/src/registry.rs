@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::channel::Channel;
 use crate::metrics::EngineMetrics;
-use crate::outbox::Closer;
+use crate::outbox::Outbox;
 
 /// Every channel active (or being activated) here, and every socket.
 #[derive(Debug, Default)]
@@ -40,7 +40,8 @@ struct Sockets {
 /// What the node can do to one of its sockets from outside its session.
 #[derive(Debug)]
 pub(crate) struct SocketEntry {
-    pub(crate) closer: Arc<Closer>,
+    /// Its outbox, for close orders.
+    pub(crate) closer: Outbox,
     pub(crate) orders: Arc<OrderQueue>,
 }
 

@@ -126,6 +126,12 @@ impl Session {
         self.outbox.close(code);
     }
 
+    /// Asks the socket's writer to send a ping frame (the writer sees it as
+    /// [`crate::Outbound::Ping`], ahead of queued frames).
+    pub fn ping(&self) {
+        self.outbox.ping();
+    }
+
     /// Handles one text frame from the socket.
     pub async fn handle_text(&mut self, text: &str) {
         let decoded = decode_client_frame(text);

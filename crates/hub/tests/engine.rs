@@ -96,6 +96,7 @@ impl Peer {
         match tokio::time::timeout(WAIT, self.outbox.next()).await {
             Ok(Outbound::Frame(bytes)) => serde_json::from_slice(&bytes).expect("valid frame"),
             Ok(Outbound::Close(code)) => panic!("closed with {code:?}"),
+            Ok(Outbound::Ping) => panic!("a ping nobody asked for"),
             Err(_) => panic!("no frame within {WAIT:?}"),
         }
     }
