@@ -54,6 +54,9 @@ test('the server renders times in UTC; the page switches to the reader’s zone'
   const ada = await personContext(browser, 'Ada', '#e5484d', { timezoneId: 'Asia/Kolkata', locale: 'en-GB' });
   const a = await openRoom(ada, baseURL, room);
   await say(a, 'rendered on the server');
+  // Stored once the server says ok: only then is it in what the server renders.
+  await expect(messageWith(a, 'rendered on the server')).toHaveCount(1);
+  await expect(messageWith(a, 'rendered on the server')).not.toHaveClass(/sending/);
   const html = await (await request.get(`${baseURL}/chat/${room}`)).text();
   const iso = html.match(/datetime="([^"]+)"/)[1];
   expect(html).toContain(`>${iso.slice(11, 16)}</time>`);

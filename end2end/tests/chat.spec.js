@@ -1,7 +1,7 @@
 // The chatroom as people use it: several browsers in one room, presence, history after a
 // reload, a server restart, errors shown in the page, and text that is never HTML.
 const { test, expect } = require('@playwright/test');
-const { DRAFT, personContext, openRoom, say, texts } = require('./support/chat');
+const { DRAFT, personContext, openRoom, say, texts, messageWith } = require('./support/chat');
 const { startServer } = require('./support/server');
 const os = require('node:os');
 const path = require('node:path');
@@ -46,6 +46,8 @@ test('a reload keeps the history, and the server renders it into the page', asyn
   const page = await openRoom(context, baseURL, room);
   await say(page, 'remember me');
   await expect.poll(() => texts(page, 'remember')).toEqual(['remember me']);
+  // Stored once the server says ok: only then is it in what the server renders.
+  await expect(messageWith(page, 'remember me')).not.toHaveClass(/sending/);
 
   const html = await (await request.get(`${baseURL}/chat/${room}`)).text();
   expect(html).toContain('remember me');
