@@ -44,7 +44,10 @@ async fn serve(socket: WebSocket, rooms: Rooms) {
         };
         if let Some(room) = frame.get("join").and_then(|v| v.as_str()) {
             let mut rooms = rooms.lock().unwrap();
-            rooms.entry(room.to_string()).or_default().push((id, tx.clone()));
+            rooms
+                .entry(room.to_string())
+                .or_default()
+                .push((id, tx.clone()));
         } else if let Some(room) = frame.get("room").and_then(|v| v.as_str()) {
             let text = Utf8Bytes::from(frame["data"].to_string());
             if let Some(members) = rooms.lock().unwrap().get(room) {
