@@ -501,6 +501,92 @@ async fn silent_sockets_are_dropped_after_missed_pings() {
         .unwrap();
 }
 
+/// A join gate that answers "allow" after `delay`, as a back end that takes its time would.
+async fn slow_join_gate(delay: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/gate", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                // Headers, then as many body bytes as they announce.
+                loop {
+                    let Ok(read) = stream.read(&mut buffer).await else {
+                        return;
+                    };
+                    if read == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buffer[..read]);
+                    let text = String::from_utf8_lossy(&request).to_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text
+                            .lines()
+                            .find_map(|line| line.strip_prefix("content-length:"))
+                            .and_then(|value| value.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                tokio::time::sleep(delay).await;
+                let body = r#"{"allow": true}"#;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn pings_go_on_while_a_frame_is_being_handled_and_a_slow_answer_is_not_silence() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    // The gate takes seven ping intervals to answer the join.
+    let gate = slow_join_gate(Duration::from_millis(700)).await;
+    let server = TestServer::start_with(&[
+        ("SWITCHBOARD_PING_INTERVAL_MS", "100"),
+        ("SWITCHBOARD_GATE_JOIN_URL", &gate),
+        ("SWITCHBOARD_GATE_TIMEOUT_MS", "5000"),
+    ]);
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.url())
+        .await
+        .unwrap();
+    let join =
+        json!({"action": "join", "options": {"channel": "room1", "ref": "j1"}, "payload": {}});
+    ws.send(Message::text(join.to_string())).await.unwrap();
+    let mut pings = 0;
+    let reply = loop {
+        match tokio::time::timeout(WAIT, ws.next()).await {
+            Ok(Some(Ok(Message::Ping(_)))) => pings += 1,
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                if frame["options"]["ref"] == "j1" {
+                    break frame;
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("the socket ended while its join was answered: {other:?}"),
+        }
+    };
+    assert_eq!(reply["action"], "reply", "{reply}");
+    assert!(
+        reply["payload"]["code"].is_null(),
+        "the join was refused: {reply}"
+    );
+    assert!(
+        pings >= 3,
+        "only {pings} pings while the gate took 700 ms with a 100 ms ping interval"
+    );
+}
+
 #[tokio::test]
 async fn healthz_reports_live_counts() {
     let server = TestServer::start();

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
-use switchboard_hub::{EngineMetrics, GateDecision, Outbound, OutboxReceiver, Session};
+use switchboard_hub::{EngineMetrics, GateDecision, Outbound, OutboxReceiver, Pinger, Session};
 use switchboard_protocol::CloseCode;
 use tokio::time::MissedTickBehavior;
 use tracing::Instrument;
@@ -388,7 +388,8 @@ impl<R: Future<Output = ReadEnd>, W: Future<Output = ()>> Future for Halves<'_, 
 }
 
 /// Feeds each text frame to the session until the client goes away or must be cut off, and
-/// pings the client on schedule (a client silent for two ping intervals is gone).
+/// pings the client on schedule, also while a frame is being handled (a client silent for two
+/// ping intervals is gone).
 async fn read_loop(
     mut stream: SplitStream<WebSocket>,
     session: &mut Session,
@@ -396,6 +397,10 @@ async fn read_loop(
 ) -> ReadEnd {
     // Operators' orders (remove from a channel) are carried out between frames.
     let mut orders = session.take_orders();
+    let pings = Pings {
+        pinger: session.pinger(),
+        interval: ping_interval,
+    };
     let mut ping =
         tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -407,49 +412,70 @@ async fn read_loop(
                 session.obey(order);
                 continue;
             }
-            _ = ping.tick() => {
-                let silent = last_heard.elapsed();
-                if silent > ping_interval * 2 {
-                    tracing::info!(
-                        rule = "ping_interval_ms",
-                        silent_seconds = silent.as_secs_f64(),
-                        "dropped a socket that answered no pings",
-                    );
-                    return ReadEnd::Gone;
-                }
-                // The writing half sends it, ahead of what waits.
-                session.ping();
-                continue;
+            _ = ping.tick() => match pings.due(last_heard) {
+                Some(end) => return end,
+                None => continue,
             }
         };
         let Some(message) = message else {
             break;
         };
         last_heard = Instant::now();
-        match message {
-            // Boxed: handling a frame takes a kilobyte of state that an idle socket's task
-            // would otherwise carry all its life.
-            Ok(Message::Text(text)) => Box::pin(session.handle_text(text.as_str())).await,
-            Ok(Message::Binary(bytes)) => {
-                let text = std::str::from_utf8(&bytes).unwrap_or_default();
-                Box::pin(session.handle_text(text)).await
-            }
+        let text = match &message {
+            Ok(Message::Text(text)) => text.as_str(),
+            Ok(Message::Binary(bytes)) => std::str::from_utf8(bytes).unwrap_or_default(),
             Ok(Message::Close(_)) => return ReadEnd::ClosedByClient,
-            Ok(Message::Ping(_) | Message::Pong(_)) => {}
-            Err(err) => {
-                let too_big = err
-                    .into_inner()
-                    .downcast::<tungstenite::Error>()
-                    .is_ok_and(|err| matches!(*err, tungstenite::Error::Capacity(_)));
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            Err(_) => {
+                let too_big = message
+                    .err()
+                    .and_then(|err| err.into_inner().downcast::<tungstenite::Error>().ok())
+                    .is_some_and(|err| matches!(*err, tungstenite::Error::Capacity(_)));
                 return if too_big {
                     ReadEnd::Close(CloseCode::MessageTooBig)
                 } else {
                     ReadEnd::Gone
                 };
             }
+        };
+        // Boxed: handling a frame takes a kilobyte of state that an idle socket's task would
+        // otherwise carry all its life. Pings go on meanwhile (a gate or a store read may take
+        // a while), but nothing is read, so the client's answers wait in the socket: it is
+        // judged silent only once reading resumes.
+        let mut handling = Box::pin(session.handle_text(text));
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut handling => break,
+                _ = ping.tick() => pings.pinger.ping(),
+            }
         }
     }
     ReadEnd::Gone
+}
+
+/// The ping schedule's side of the reading half.
+struct Pings {
+    pinger: Pinger,
+    interval: Duration,
+}
+
+impl Pings {
+    /// At a tick: the end of a client silent for two intervals, or a ping asked of the writer.
+    fn due(&self, last_heard: Instant) -> Option<ReadEnd> {
+        let silent = last_heard.elapsed();
+        if silent > self.interval * 2 {
+            tracing::info!(
+                rule = "ping_interval_ms",
+                silent_seconds = silent.as_secs_f64(),
+                "dropped a socket that answered no pings",
+            );
+            return Some(ReadEnd::Gone);
+        }
+        // The writing half sends it, ahead of what waits.
+        self.pinger.ping();
+        None
+    }
 }
 
 /// How often to ping, how long any write may take, and where close codes are counted.

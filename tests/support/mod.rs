@@ -22,6 +22,8 @@ pub struct TestServer {
     pub addr: String,
     /// Whether it serves HTTPS and WSS.
     pub tls: bool,
+    /// The folder of a history file this server made for itself, removed when it stops.
+    own_folder: Option<std::path::PathBuf>,
 }
 
 impl TestServer {
@@ -33,7 +35,9 @@ impl TestServer {
     /// Starts a server with extra `SWITCHBOARD_*` settings and a history file of its own.
     pub fn start_with(env: &[(&str, &str)]) -> Self {
         let db = temp_db();
-        Self::start_on(&db, env)
+        let mut server = Self::start_on(&db, env);
+        server.own_folder = db.parent().map(std::path::Path::to_path_buf);
+        server
     }
 
     /// Starts a server on the history file `db` (to restart a server on the same file).
@@ -129,6 +133,7 @@ impl TestServer {
             child,
             addr: addr.to_string(),
             tls,
+            own_folder: None,
         }
     }
 
@@ -205,6 +210,9 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(folder) = &self.own_folder {
+            let _ = std::fs::remove_dir_all(folder);
+        }
     }
 }
 
@@ -213,17 +221,19 @@ pub fn redis_engine() -> bool {
     std::env::var("SWITCHBOARD_TEST_ENGINE").is_ok_and(|engine| engine == "redis")
 }
 
-/// A fresh history file path under the system's temp folder.
+/// A fresh history file path under the system's temp folder. Its folder is emptied first: a
+/// process id is reused sooner or later, and what an earlier run left there (a test may make
+/// `history.db` a folder on purpose) must not decide how this one goes.
 pub fn temp_db() -> std::path::PathBuf {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    std::env::temp_dir()
-        .join(format!(
-            "switchboard-test-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ))
-        .join("history.db")
+    let folder = std::env::temp_dir().join(format!(
+        "switchboard-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&folder);
+    folder.join("history.db")
 }
 
 /// An HS256 token for `id`, valid for `ttl_seconds` (negative: already expired).

@@ -46,5 +46,5 @@ pub use metrics::{CodeLabel, EngineMetrics};
 pub use outbox::{CloseSignal, Outbound, OutboxReceiver, MAX_HISTORY_FRAME_BYTES};
 pub use registry::{Order, Orders};
 pub use rules::{ChannelRule, ChannelRules, JoinPolicy, SendPolicy};
-pub use session::Session;
+pub use session::{Pinger, Session};
 pub use time::iso8601;

@@ -95,10 +95,11 @@ pub(crate) struct Outbox {
     shared: Arc<Shared>,
 }
 
-/// What both halves share. Laid out (`repr(C)`) with what every delivery touches — the close
-/// order and the writer's waker, the flags, the byte count and the live queue — first, in two
-/// cache lines: with a thousand sockets in a room, each delivery finds its socket's state out
-/// of the cache, and every further line it touches is another wait on memory.
+/// What both halves share. Laid out (`repr(C)`) in the order a delivery touches it — the
+/// close order and the writer's waker, the flags, the byte count and limits, then the lock
+/// and the live queue — and small (every lane but the live queue is boxed): with a thousand
+/// sockets in a room, each delivery finds its socket's state out of the cache, and every
+/// further cache line it touches is another wait on memory.
 #[derive(Debug)]
 #[repr(C)]
 struct Shared {
@@ -111,12 +112,12 @@ struct Shared {
     bytes: AtomicUsize,
     /// The data of the writer's waker (its task, for tokio's): only ever prefetched.
     wake_hint: AtomicPtr<()>,
-    lanes: Mutex<LaneState>,
     max_bytes: usize,
     /// Most frames in the live queue.
     max_frames: usize,
     /// The bytes waiting in every socket's outbox, for `/metrics`.
     total: Gauge<i64, AtomicI64>,
+    lanes: Mutex<LaneState>,
 }
 
 impl Drop for Shared {
@@ -128,12 +129,19 @@ impl Drop for Shared {
 
 /// Everything waiting for one socket, under one lock. Plain queues rather than a channel: an
 /// idle socket's empty queues cost nothing, where a channel allocates its first block (about
-/// a kilobyte) up front.
+/// a kilobyte) up front. The live queue is inline and the rest boxed, allocated when first
+/// used: the lock's word then sits beside the queue (one cache line for a delivery, not two),
+/// and a socket that never gets a cursor, a resume or a presence list pays 8 bytes for them.
 #[derive(Debug, Default)]
-#[repr(C)]
 struct LaneState {
-    /// Live frames, in order (first: the one every delivery touches).
+    /// Live frames, in order.
     queue: VecDeque<Bytes>,
+    rest: Option<Box<Lanes>>,
+}
+
+/// The lanes besides the live queue.
+#[derive(Debug, Default)]
+struct Lanes {
     lane: VecDeque<LaneItem>,
     /// The latest volatile frame per stream: a newer one replaces an unsent older one, so a
     /// slow reader gets the freshest position, not a backlog.
@@ -242,14 +250,28 @@ impl std::ops::DerefMut for LanesGuard<'_> {
 
 impl Drop for LanesGuard<'_> {
     fn drop(&mut self) {
-        let waiting = !self.state.lane.is_empty()
-            || !self.state.queue.is_empty()
-            || !self.state.volatile_order.is_empty();
+        let waiting = !self.state.queue.is_empty()
+            || self
+                .state
+                .rest
+                .as_ref()
+                .is_some_and(|rest| !rest.lane.is_empty() || !rest.volatile_order.is_empty());
         self.waiting.store(waiting, Ordering::Release);
     }
 }
 
 impl LaneState {
+    /// The other lanes, allocated on first use.
+    fn rest(&mut self) -> &mut Lanes {
+        self.rest.get_or_insert_with(Box::default)
+    }
+
+    fn pop_volatile(&mut self) -> Option<Bytes> {
+        self.rest.as_mut()?.pop_volatile()
+    }
+}
+
+impl Lanes {
     fn pop_volatile(&mut self) -> Option<Bytes> {
         let key = self.volatile_order.pop_front()?;
         if self.volatile_order.is_empty() {
@@ -377,7 +399,11 @@ impl Outbox {
         if !self.shared.reserve(frame.len()) {
             return;
         }
-        self.shared.lock().lane.push_back(LaneItem::Frame(frame));
+        self.shared
+            .lock()
+            .rest()
+            .lane
+            .push_back(LaneItem::Frame(frame));
         self.shared.closer.waker.wake();
     }
 
@@ -392,7 +418,7 @@ impl Outbox {
                 after,
                 up_to,
             } => {
-                let earlier = lanes.lane.iter_mut().find_map(|item| match item {
+                let earlier = lanes.rest().lane.iter_mut().find_map(|item| match item {
                     LaneItem::Plan(Plan::Resume {
                         channel: c,
                         epoch: e,
@@ -409,6 +435,7 @@ impl Outbox {
             }
             Plan::History { .. } => {
                 let waiting = lanes
+                    .rest()
                     .lane
                     .iter()
                     .any(|item| matches!(item, LaneItem::Plan(Plan::History { .. })));
@@ -417,7 +444,7 @@ impl Outbox {
                 }
             }
         }
-        lanes.lane.push_back(LaneItem::Plan(plan));
+        lanes.rest().lane.push_back(LaneItem::Plan(plan));
         drop(lanes);
         self.shared.closer.waker.wake();
         true
@@ -426,6 +453,7 @@ impl Outbox {
     /// Queues a volatile frame, replacing the unsent one of the same stream.
     pub(crate) fn push_volatile(&self, key: &VolatileKey, frame: Bytes) -> VolatileOutcome {
         let mut lanes = self.shared.lock();
+        let lanes = lanes.rest();
         if let Some(waiting) = lanes.volatile.get_mut(key) {
             let (new, old) = (frame.len(), waiting.len());
             if new > old && !self.shared.reserve(new - old) {
@@ -445,7 +473,6 @@ impl Outbox {
         lanes
             .volatile_since
             .get_or_insert_with(tokio::time::Instant::now);
-        drop(lanes);
         self.shared.closer.waker.wake();
         VolatileOutcome::Queued
     }
@@ -463,10 +490,10 @@ impl Outbox {
     /// prefetching a few members ahead does not wait on memory for each of them.
     pub(crate) fn prefetch(&self) {
         let at = Arc::as_ptr(&self.shared).cast::<u8>();
-        let hot = std::mem::offset_of!(Shared, max_bytes);
+        let end = std::mem::size_of::<Shared>() - 1;
         prefetch(at);
         prefetch(at.wrapping_add(64));
-        prefetch(at.wrapping_add(hot - 1));
+        prefetch(at.wrapping_add(end));
     }
 
     /// The second step, for an outbox prefetched a little earlier: starts loading the
@@ -623,13 +650,15 @@ impl OutboxReceiver {
             }
         }
         let mut lanes = self.shared.lock();
+        let lane = &mut lanes.rest().lane;
         for item in made.into_iter().rev() {
-            lanes.lane.push_front(item);
+            lane.push_front(item);
         }
     }
 
-    /// The next thing to do: one registration of the waker and one lock per delivered frame,
-    /// and no lock at all when nothing waits (an idle socket's wake-ups).
+    /// The next thing to do: one lock per delivered frame, the waker registered only when
+    /// there is nothing to do, and no lock at all when nothing waits (an idle socket's
+    /// wake-ups).
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Ready> {
         // Most polls find a frame and need no wake-up, so the waker is registered only before
         // giving up; then everything is checked once more, so a close or a push that came in
@@ -644,7 +673,7 @@ impl OutboxReceiver {
             }
             let due = if self.shared.maybe_waiting() {
                 let mut lanes = self.shared.lock();
-                match lanes.lane.pop_front() {
+                match lanes.rest.as_mut().and_then(|rest| rest.lane.pop_front()) {
                     Some(LaneItem::Frame(frame)) => {
                         drop(lanes);
                         self.shared.release(frame.len());
@@ -658,7 +687,7 @@ impl OutboxReceiver {
                     self.shared.release(frame.len());
                     return Poll::Ready(Ready::Frame(frame));
                 }
-                match lanes.volatile_since {
+                match lanes.rest.as_ref().and_then(|rest| rest.volatile_since) {
                     Some(since) if tokio::time::Instant::now() >= since + VOLATILE_LINGER => {
                         if let Some(frame) = lanes.pop_volatile() {
                             drop(lanes);
@@ -705,9 +734,9 @@ impl OutboxReceiver {
             return None;
         }
         let mut lanes = self.shared.lock();
-        let frame = match lanes.lane.front() {
+        let frame = match lanes.rest.as_ref().and_then(|rest| rest.lane.front()) {
             Some(LaneItem::Plan(_)) => return None,
-            Some(LaneItem::Frame(_)) => match lanes.lane.pop_front() {
+            Some(LaneItem::Frame(_)) => match lanes.rest().lane.pop_front() {
                 Some(LaneItem::Frame(frame)) => frame,
                 _ => return None,
             },
@@ -885,10 +914,11 @@ mod tests {
         };
         assert!(outbox.plan(resume(5, 10)));
         assert!(outbox.plan(resume(2, 12)));
-        let lanes = outbox.shared.lock();
-        assert_eq!(lanes.lane.len(), 2);
+        let mut lanes = outbox.shared.lock();
+        let lane = &lanes.rest().lane;
+        assert_eq!(lane.len(), 2);
         assert!(matches!(
-            lanes.lane.back(),
+            lane.back(),
             Some(LaneItem::Plan(Plan::Resume {
                 after: 2,
                 up_to: 12,
@@ -983,6 +1013,17 @@ mod tests {
         let (first, second) = waiting.await.unwrap();
         assert_eq!(first, Outbound::Frame(Bytes::from_static(b"missed")));
         assert_eq!(second, Outbound::Close(CloseCode::ServiceRestart));
+    }
+
+    #[test]
+    fn what_a_delivery_touches_stays_small() {
+        // Two cache lines: each delivery to a socket whose state fell out of the cache waits
+        // on memory once per line (see `Shared`). An idle socket pays it too.
+        assert!(
+            std::mem::size_of::<Shared>() <= 128,
+            "{}",
+            std::mem::size_of::<Shared>()
+        );
     }
 
     #[tokio::test]

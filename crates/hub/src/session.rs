@@ -50,6 +50,17 @@ pub struct Session {
     orders: Option<Orders>,
 }
 
+/// Asks one socket's writer for a ping frame ([`Session::pinger`]).
+#[derive(Debug, Clone)]
+pub struct Pinger(Outbox);
+
+impl Pinger {
+    /// Asks for one ping; asking again before it is written asks for one still.
+    pub fn ping(&self) {
+        self.0.ping();
+    }
+}
+
 /// A channel this socket is a member of.
 struct Joined {
     channel: Arc<Channel>,
@@ -126,10 +137,11 @@ impl Session {
         self.outbox.close(code);
     }
 
-    /// Asks the socket's writer to send a ping frame (the writer sees it as
-    /// [`crate::Outbound::Ping`], ahead of queued frames).
-    pub fn ping(&self) {
-        self.outbox.ping();
+    /// A handle that asks the socket's writer for ping frames (it sees them as
+    /// [`crate::Outbound::Ping`], ahead of queued frames), usable while the session is busy
+    /// handling a frame.
+    pub fn pinger(&self) -> Pinger {
+        Pinger(self.outbox.clone())
     }
 
     /// Handles one text frame from the socket.

@@ -60,6 +60,7 @@ impl LocalBroker {
         let settings = Settings {
             retention,
             trim_every: config.history_trim_interval,
+            handoff_bytes: config.store_queue_bytes,
         };
         let recorded = Arc::new(Notify::new());
         // Members the last process had when it died: they left with it.

@@ -13,6 +13,7 @@
 //! A broker never reaches back into the hub: it gets the [`Registry`] of this node's active
 //! channels (to deliver into) and its settings as values.
 
+mod deliverer;
 mod local;
 mod persister;
 mod queue;

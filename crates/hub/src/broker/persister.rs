@@ -1,18 +1,14 @@
-//! The persister: the one thread of a single node that orders, stores and delivers messages.
+//! The persister: the one thread of a single node that orders and stores messages.
 //!
 //! It takes everything waiting (up to a batch) and, per message, under nothing but its own
 //! state: recognises a resend (the store is the authority on which ids it holds; a cache of
 //! each channel's latest ids answers most questions without asking it), hands out the next
 //! seq, and fills the seq and epoch into the frame encoded once by the sender's session. Then
 //! it commits the batch in one transaction, and only then hands the batch to the deliverer (a
-//! task on the runtime, in order) which delivers each message to its channel and answers its
-//! sender. So a message is never seen before it is durable, an ok always follows a commit (a
-//! resend's ok too, when its first copy was in the same batch), and seqs have no holes.
-//!
-//! Delivering on the runtime rather than on this thread matters for speed: a message to a
-//! thousand members wakes a thousand socket tasks, and a wake-up from a tokio worker goes to
-//! that worker's own run queue, where one from this thread goes through the runtime's shared
-//! queue and has to wake a worker. One hand-off per batch replaces a thousand.
+//! task on the runtime, `deliverer.rs`) which delivers each message to its channel and answers
+//! its sender, in order. So a message is never seen before it is durable, an ok always follows
+//! a commit (a resend's ok too, when its first copy was in the same batch), and seqs have no
+//! holes. A history clear waits until everything committed before it has been delivered.
 //!
 //! A failed commit is retried (the store reopened in between); if it keeps failing, the batch
 //! is refused, every channel it touched forgets its seq state (reloaded from the store on its
@@ -25,8 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
+use super::deliverer::{hand_off, Deliverer, Handoff};
 use super::queue::{Batch, JobReceiver};
-use super::{not_stored, Accepted, Answer, StoredMessage};
+use super::{not_stored, Accepted, StoredMessage};
 use crate::access::Refusal;
 use crate::history::{new_epoch, HistoryStore, HookWrites, NewEntry, Retention, StoreError};
 use crate::hooks::{message_event_id, EventType, OutboxEvent};
@@ -65,6 +62,8 @@ pub(crate) struct Settings {
     pub(crate) retention: Box<dyn Fn(&str) -> Retention + Send>,
     /// How often to trim.
     pub(crate) trim_every: Duration,
+    /// Most bytes of frames committed and waiting for the deliverer.
+    pub(crate) handoff_bytes: usize,
 }
 
 /// Whether the last commit worked, and why not.
@@ -152,50 +151,7 @@ pub(crate) struct Persister {
     recorded_lately: bool,
     /// The deliverer task, when the persister was started on a runtime (otherwise it delivers
     /// itself).
-    deliverer: Option<tokio::sync::mpsc::Sender<Vec<Handoff>>>,
-}
-
-/// Batches committed but not yet delivered before the persister waits for the deliverer: a
-/// node that stores faster than it delivers stops taking messages (and refuses them as
-/// `overloaded` once its queue is full) rather than holding ever more frames.
-const HANDOFFS_IN_FLIGHT: usize = 64;
-
-/// What a commit leaves for the deliverer, in the order it must happen.
-enum Handoff {
-    /// Deliver a new stored message (if any) to its channel, then answer its sender.
-    Message {
-        channel: Arc<str>,
-        stored: Option<(u64, Arc<str>, Bytes)>,
-        answer: Answer,
-        outcome: Result<Accepted, Refusal>,
-    },
-    /// A channel's history was cleared: tell whoever asked, after what was stored before.
-    Cleared {
-        done: oneshot::Sender<Result<(), StoreError>>,
-        result: Result<(), StoreError>,
-    },
-}
-
-/// Carries out a batch's deliveries and answers.
-fn hand_off(registry: &Registry, handoffs: Vec<Handoff>) {
-    for handoff in handoffs {
-        match handoff {
-            Handoff::Message {
-                channel,
-                stored,
-                answer,
-                outcome,
-            } => {
-                if let Some((seq, epoch, frame)) = stored {
-                    registry.deliver_stored(&channel, seq, &epoch, &frame);
-                }
-                answer.send(&channel, outcome);
-            }
-            Handoff::Cleared { done, result } => {
-                let _ = done.send(result);
-            }
-        }
-    }
+    deliverer: Option<Deliverer>,
 }
 
 impl Persister {
@@ -219,16 +175,8 @@ impl Persister {
             recorded_lately: false,
             deliverer: None,
         };
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Handoff>>(HANDOFFS_IN_FLIGHT);
-            let registry = persister.registry.clone();
-            runtime.spawn(async move {
-                while let Some(handoffs) = rx.recv().await {
-                    hand_off(&registry, handoffs);
-                }
-            });
-            persister.deliverer = Some(tx);
-        }
+        persister.deliverer =
+            Deliverer::start(persister.registry.clone(), persister.settings.handoff_bytes);
         std::thread::Builder::new()
             .name("switchboard-persister".into())
             .spawn(move || persister.run(&jobs))
@@ -258,9 +206,13 @@ impl Persister {
                     Job::Clear { channel, done } => {
                         // Everything sent before the clear is stored (and cleared) first.
                         self.commit(&mut batch);
+                        // ...and delivered: a delivery after the clear could bring a cleared
+                        // message back into a channel reopened on the emptied store.
+                        if let Some(deliverer) = &self.deliverer {
+                            deliverer.drain();
+                        }
                         self.states.remove(&channel);
-                        let result = self.store.clear(&channel);
-                        self.hand_over(vec![Handoff::Cleared { done, result }]);
+                        let _ = done.send(self.store.clear(&channel));
                     }
                     Job::Hooks(writes) => {
                         self.hooks.events.extend(writes.events);
@@ -369,8 +321,8 @@ impl Persister {
         }
     }
 
-    /// Orders, stores, then delivers and answers a batch (and records what back ends are to
-    /// hear, in the same commit).
+    /// Orders and stores a batch (and records what back ends are to hear, in the same commit),
+    /// then hands it over to be delivered and answered.
     fn commit(&mut self, batch: &mut Vec<StoredMessage>) {
         if batch.is_empty() && self.hooks.is_empty() {
             return;
@@ -458,7 +410,7 @@ impl Persister {
                         (None, Err(not_stored(why)))
                     }
                 };
-                Handoff::Message {
+                Handoff {
                     channel: message.channel,
                     stored,
                     answer: message.answer,
@@ -469,21 +421,13 @@ impl Persister {
         self.hand_over(handoffs);
     }
 
-    /// Gives a commit's deliveries and answers to the deliverer (waiting while it is
-    /// [`HANDOFFS_IN_FLIGHT`] batches behind), or carries them out here when there is none.
+    /// Gives a commit's deliveries and answers to the deliverer, or carries them out here
+    /// when there is none.
     fn hand_over(&self, handoffs: Vec<Handoff>) {
-        if handoffs.is_empty() {
-            return;
+        match &self.deliverer {
+            Some(deliverer) => deliverer.hand_over(handoffs),
+            None => hand_off(&self.registry, handoffs),
         }
-        let handoffs = match &self.deliverer {
-            Some(deliverer) => match deliverer.blocking_send(handoffs) {
-                Ok(()) => return,
-                // The runtime is gone (the process is ending): nothing else will.
-                Err(unsent) => unsent.0,
-            },
-            None => handoffs,
-        };
-        hand_off(&self.registry, handoffs);
     }
 
     /// Appends, retrying a failed commit on a recovered store.

@@ -1,0 +1,299 @@
+//! The deliverer: a task on the runtime that carries out what each commit of the persister
+//! leaves to do — deliver every new message to its channel's members, then answer its sender —
+//! in commit order.
+//!
+//! Why a task and not the persister thread itself: a message to a thousand members wakes a
+//! thousand socket tasks, and a wake-up from a tokio worker goes to that worker's own run
+//! queue, where one from another thread goes through the runtime's shared queue and may have
+//! to wake a worker. One hand-off per commit replaces a thousand.
+//!
+//! The queue between them is bounded in batches and in bytes of frames: a node that stores
+//! faster than it delivers makes the persister wait (its own queue then fills and new messages
+//! are refused as `overloaded`) rather than hold ever more frames. When the runtime goes away
+//! (the process is ending) whatever waits is delivered by whoever drops the task, and the
+//! persister delivers by itself from then on.
+
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use tokio::sync::Notify;
+
+use super::{Accepted, Answer};
+use crate::access::Refusal;
+use crate::registry::Registry;
+
+/// Most batches waiting for the deliverer.
+const MAX_BATCHES: usize = 64;
+
+/// What a handoff costs the queue's byte budget besides its frame (the answer, its reference).
+const HANDOFF_OVERHEAD: usize = 64;
+
+/// One message of a commit: deliver it (when it is new and stored) to its channel, then answer
+/// its sender.
+pub(crate) struct Handoff {
+    pub(crate) channel: Arc<str>,
+    pub(crate) stored: Option<(u64, Arc<str>, Bytes)>,
+    pub(crate) answer: Answer,
+    pub(crate) outcome: Result<Accepted, Refusal>,
+}
+
+/// Carries out a commit's deliveries and answers, in order.
+pub(crate) fn hand_off(registry: &Registry, handoffs: Vec<Handoff>) {
+    for handoff in handoffs {
+        if let Some((seq, epoch, frame)) = &handoff.stored {
+            registry.deliver_stored(&handoff.channel, *seq, epoch, frame);
+        }
+        handoff.answer.send(&handoff.channel, handoff.outcome);
+    }
+}
+
+fn bytes_of(handoffs: &[Handoff]) -> usize {
+    handoffs
+        .iter()
+        .map(|h| HANDOFF_OVERHEAD + h.stored.as_ref().map_or(0, |(_, _, frame)| frame.len()))
+        .sum()
+}
+
+#[derive(Default)]
+struct Waiting {
+    batches: VecDeque<(usize, Vec<Handoff>)>,
+    bytes: usize,
+    /// The deliverer is carrying out a batch it took.
+    busy: bool,
+    /// The deliverer is gone.
+    closed: bool,
+}
+
+/// The persister's side of the queue.
+pub(crate) struct Deliverer {
+    registry: Arc<Registry>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    waiting: Mutex<Waiting>,
+    /// Told when the deliverer finished a batch or went away.
+    room: Condvar,
+    /// Wakes the deliverer.
+    ready: Notify,
+    max_bytes: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Deliverer {
+    /// Starts the deliverer task on the current runtime, with at most `max_bytes` of frames
+    /// waiting for it; `None` outside a runtime (the persister then delivers by itself).
+    pub(crate) fn start(registry: Arc<Registry>, max_bytes: usize) -> Option<Self> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let shared = Arc::new(Shared {
+            waiting: Mutex::new(Waiting::default()),
+            room: Condvar::new(),
+            ready: Notify::new(),
+            max_bytes: max_bytes.max(1),
+        });
+        let task = Task {
+            registry: registry.clone(),
+            shared: shared.clone(),
+        };
+        runtime.spawn(task.run());
+        Some(Self { registry, shared })
+    }
+
+    /// Gives a commit's handoffs to the deliverer, waiting while it is too far behind (a
+    /// batch is always taken when nothing else waits, however large). Delivers them here once
+    /// the deliverer is gone.
+    pub(crate) fn hand_over(&self, handoffs: Vec<Handoff>) {
+        if handoffs.is_empty() {
+            return;
+        }
+        let bytes = bytes_of(&handoffs);
+        let mut waiting = self.shared.lock();
+        loop {
+            if waiting.closed {
+                drop(waiting);
+                hand_off(&self.registry, handoffs);
+                return;
+            }
+            let idle = waiting.batches.is_empty() && !waiting.busy;
+            let fits = waiting.batches.len() < MAX_BATCHES
+                && waiting.bytes + bytes <= self.shared.max_bytes;
+            if idle || fits {
+                break;
+            }
+            waiting = self
+                .shared
+                .room
+                .wait(waiting)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        waiting.bytes += bytes;
+        waiting.batches.push_back((bytes, handoffs));
+        drop(waiting);
+        self.shared.ready.notify_one();
+    }
+
+    /// Waits until everything handed over has been delivered (or the deliverer is gone).
+    pub(crate) fn drain(&self) {
+        let mut waiting = self.shared.lock();
+        while !waiting.closed && (waiting.busy || !waiting.batches.is_empty()) {
+            waiting = self
+                .shared
+                .room
+                .wait(waiting)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// The task's side. Dropped with the runtime, it delivers what still waits and tells the
+/// persister to deliver by itself.
+struct Task {
+    registry: Arc<Registry>,
+    shared: Arc<Shared>,
+}
+
+impl Task {
+    async fn run(self) {
+        loop {
+            let next = {
+                let mut waiting = self.shared.lock();
+                let next = waiting.batches.pop_front();
+                waiting.busy = next.is_some();
+                next
+            };
+            let Some((bytes, handoffs)) = next else {
+                self.shared.ready.notified().await;
+                continue;
+            };
+            hand_off(&self.registry, handoffs);
+            let more = {
+                let mut waiting = self.shared.lock();
+                waiting.busy = false;
+                waiting.bytes -= bytes;
+                !waiting.batches.is_empty()
+            };
+            self.shared.room.notify_all();
+            if more {
+                // A long backlog must not keep this worker from the sockets it just woke.
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        let left = {
+            let mut waiting = self.shared.lock();
+            waiting.closed = true;
+            waiting.busy = false;
+            waiting.bytes = 0;
+            std::mem::take(&mut waiting.batches)
+        };
+        self.shared.room.notify_all();
+        for (_, handoffs) in left {
+            hand_off(&self.registry, handoffs);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::oneshot;
+
+    fn answered(seq: u64) -> (Handoff, oneshot::Receiver<Result<Accepted, Refusal>>) {
+        let (tx, rx) = oneshot::channel();
+        let handoff = Handoff {
+            channel: Arc::from("room"),
+            stored: None,
+            answer: Answer::Caller(tx),
+            outcome: Ok(Accepted { seq, resend: false }),
+        };
+        (handoff, rx)
+    }
+
+    #[test]
+    fn answers_come_in_order_and_a_drain_waits_for_them() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let deliverer = runtime
+            .block_on(async { Deliverer::start(Arc::new(Registry::default()), 1 << 20) })
+            .expect("started on a runtime");
+        let mut waiting = Vec::new();
+        for seq in 1..=200 {
+            let (handoff, rx) = answered(seq);
+            deliverer.hand_over(vec![handoff]);
+            waiting.push(rx);
+        }
+        deliverer.drain();
+        for (seq, mut rx) in (1..=200).zip(waiting) {
+            let answer = rx.try_recv().expect("answered before the drain returned");
+            assert_eq!(answer.unwrap().seq, seq);
+        }
+    }
+
+    #[test]
+    fn what_waits_when_the_runtime_goes_is_still_answered_and_later_batches_too() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        // Started, but never given a chance to run: everything handed over waits.
+        let deliverer = runtime
+            .block_on(async { Deliverer::start(Arc::new(Registry::default()), 1 << 20) })
+            .expect("started on a runtime");
+        let (first, mut first_rx) = answered(1);
+        deliverer.hand_over(vec![first]);
+        assert!(
+            first_rx.try_recv().is_err(),
+            "nothing ran the deliverer yet"
+        );
+        drop(runtime);
+        assert_eq!(first_rx.try_recv().unwrap().unwrap().seq, 1);
+        let (second, mut second_rx) = answered(2);
+        deliverer.hand_over(vec![second]);
+        assert_eq!(second_rx.try_recv().unwrap().unwrap().seq, 2);
+        deliverer.drain();
+    }
+
+    #[test]
+    fn the_persister_waits_while_the_deliverer_is_too_far_behind() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let deliverer = Arc::new(
+            runtime
+                .block_on(async { Deliverer::start(Arc::new(Registry::default()), 1) })
+                .expect("started on a runtime"),
+        );
+        // The first batch is taken even over the budget; the second must wait for it.
+        let (first, _first_rx) = answered(1);
+        deliverer.hand_over(vec![first]);
+        let (second, mut second_rx) = answered(2);
+        let handing = {
+            let deliverer = deliverer.clone();
+            std::thread::spawn(move || deliverer.hand_over(vec![second]))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!handing.is_finished(), "a batch over the budget was taken");
+        // Running the runtime lets the deliverer catch up, and the second batch in.
+        runtime.block_on(async {
+            for _ in 0..100 {
+                if second_rx.try_recv().is_ok() {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            panic!("the second batch was never delivered");
+        });
+        handing.join().unwrap();
+    }
+}
