@@ -443,12 +443,21 @@ async fn read_loop(
         // a while), but nothing is read, so the client's answers wait in the socket: it is
         // judged silent only once reading resumes.
         let mut handling = Box::pin(session.handle_text(text));
+        let mut pinged = false;
         loop {
             tokio::select! {
                 biased;
                 () = &mut handling => break,
-                _ = ping.tick() => pings.pinger.ping(),
+                _ = ping.tick() => {
+                    pings.pinger.ping();
+                    pinged = true;
+                }
             }
+        }
+        if pinged {
+            // The answers may be waiting unread: the next judgement comes a full interval
+            // after reading resumes.
+            ping.reset();
         }
     }
     ReadEnd::Gone

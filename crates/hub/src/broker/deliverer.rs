@@ -58,10 +58,12 @@ fn bytes_of(handoffs: &[Handoff]) -> usize {
 struct Waiting {
     batches: VecDeque<(usize, Vec<Handoff>)>,
     bytes: usize,
-    /// The deliverer is carrying out a batch it took.
+    /// The deliverer is carrying out a batch it took (or, once closed, what was left).
     busy: bool,
-    /// The deliverer is gone.
+    /// The deliverer is gone: the persister delivers by itself (once `busy` is over).
     closed: bool,
+    /// The persister is gone: the deliverer ends once nothing waits.
+    stopped: bool,
 }
 
 /// The persister's side of the queue.
@@ -114,7 +116,7 @@ impl Deliverer {
         let bytes = bytes_of(&handoffs);
         let mut waiting = self.shared.lock();
         loop {
-            if waiting.closed {
+            if waiting.closed && !waiting.busy {
                 drop(waiting);
                 hand_off(&self.registry, handoffs);
                 return;
@@ -122,7 +124,7 @@ impl Deliverer {
             let idle = waiting.batches.is_empty() && !waiting.busy;
             let fits = waiting.batches.len() < MAX_BATCHES
                 && waiting.bytes + bytes <= self.shared.max_bytes;
-            if idle || fits {
+            if !waiting.closed && (idle || fits) {
                 break;
             }
             waiting = self
@@ -137,16 +139,23 @@ impl Deliverer {
         self.shared.ready.notify_one();
     }
 
-    /// Waits until everything handed over has been delivered (or the deliverer is gone).
+    /// Waits until everything handed over has been delivered.
     pub(crate) fn drain(&self) {
         let mut waiting = self.shared.lock();
-        while !waiting.closed && (waiting.busy || !waiting.batches.is_empty()) {
+        while waiting.busy || !waiting.batches.is_empty() {
             waiting = self
                 .shared
                 .room
                 .wait(waiting)
                 .unwrap_or_else(|e| e.into_inner());
         }
+    }
+}
+
+impl Drop for Deliverer {
+    fn drop(&mut self) {
+        self.shared.lock().stopped = true;
+        self.shared.ready.notify_one();
     }
 }
 
@@ -160,13 +169,16 @@ struct Task {
 impl Task {
     async fn run(self) {
         loop {
-            let next = {
+            let (next, stopped) = {
                 let mut waiting = self.shared.lock();
                 let next = waiting.batches.pop_front();
                 waiting.busy = next.is_some();
-                next
+                (next, waiting.stopped)
             };
             let Some((bytes, handoffs)) = next else {
+                if stopped {
+                    return;
+                }
                 self.shared.ready.notified().await;
                 continue;
             };
@@ -188,10 +200,12 @@ impl Task {
 
 impl Drop for Task {
     fn drop(&mut self) {
+        // Busy until what was left is delivered, so the persister's later commits (delivered
+        // by itself from now on) and a clear's drain wait for it: order is kept.
         let left = {
             let mut waiting = self.shared.lock();
             waiting.closed = true;
-            waiting.busy = false;
+            waiting.busy = true;
             waiting.bytes = 0;
             std::mem::take(&mut waiting.batches)
         };
@@ -199,6 +213,8 @@ impl Drop for Task {
         for (_, handoffs) in left {
             hand_off(&self.registry, handoffs);
         }
+        self.shared.lock().busy = false;
+        self.shared.room.notify_all();
     }
 }
 
