@@ -110,6 +110,8 @@ test('the chat works from the keyboard alone, with a log, labels and a status', 
   await expect(a.locator('.picker')).toHaveCount(0);
   expect(await focusedIs('.message button.react')).toBe(true);
   await a.keyboard.press('Enter');
+  // The picker takes the focus when it opens; a Tab before that would leave from elsewhere.
+  await expect(a.locator('.picker button').first()).toBeFocused();
   await a.keyboard.press('Tab');
   await expect(a.locator('.picker button').nth(1)).toBeFocused();
   await a.keyboard.press('Enter');
