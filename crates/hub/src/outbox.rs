@@ -194,6 +194,9 @@ pub struct OutboxReceiver {
     reader: HistoryReader,
     /// Armed while a volatile frame lingers.
     linger: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The last poll waited for a lingering volatile frame: the next will likely wait again,
+    /// so it registers the waker up front rather than checking everything twice.
+    lingering: bool,
 }
 
 impl Shared {
@@ -389,6 +392,7 @@ pub(crate) fn outbox(
             shared,
             reader,
             linger: None,
+            lingering: false,
         },
     )
 }
@@ -683,7 +687,10 @@ impl OutboxReceiver {
         // Most polls find a frame and need no wake-up, so the waker is registered only before
         // giving up; then everything is checked once more, so a close or a push that came in
         // between is not missed.
-        let mut registered = false;
+        let mut registered = std::mem::take(&mut self.lingering);
+        if registered {
+            self.shared.register(cx.waker());
+        }
         loop {
             if let Some(code) = self.shared.closer.pending() {
                 return Poll::Ready(Ready::Close(code));
@@ -733,6 +740,7 @@ impl OutboxReceiver {
                 }
             }
             if registered {
+                self.lingering = due.is_some();
                 return Poll::Pending;
             }
             self.shared.register(cx.waker());
