@@ -199,7 +199,7 @@ impl Hub {
         );
         let orders = Arc::new(OrderQueue::default());
         let entry = SocketEntry {
-            closer: outbox.clone(),
+            outbox: outbox.clone(),
             orders: orders.clone(),
         };
         if !self.inner.registry.add_socket(id, entry) {

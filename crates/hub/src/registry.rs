@@ -41,7 +41,7 @@ struct Sockets {
 #[derive(Debug)]
 pub(crate) struct SocketEntry {
     /// Its outbox, for close orders.
-    pub(crate) closer: Outbox,
+    pub(crate) outbox: Outbox,
     pub(crate) orders: Arc<OrderQueue>,
 }
 
@@ -156,7 +156,7 @@ impl Registry {
         let mut sockets = self.sockets();
         sockets.closed = true;
         for entry in sockets.open.values() {
-            entry.closer.close(code);
+            entry.outbox.close(code);
         }
     }
 
@@ -199,7 +199,7 @@ impl Registry {
             return false;
         };
         match order {
-            Order::Disconnect => entry.closer.close(CloseCode::Disconnected),
+            Order::Disconnect => entry.outbox.close(CloseCode::Disconnected),
             Order::Remove { .. } => entry.orders.send(order),
         }
         true
