@@ -666,9 +666,16 @@ impl Session {
             Access::ReadHistory,
             request.channel,
         )?;
+        // No further than what was delivered live: a message stored but still on its way to
+        // the members would otherwise reach this socket twice, in the page and then live.
+        let delivered = joined.channel.lock().delivered_seq;
+        let before = match request.before {
+            Some(before) => before.min(delivered.saturating_add(1)),
+            None => delivered.saturating_add(1),
+        };
         let plan = Plan::History {
             channel: joined.channel.name.clone(),
-            before: request.before,
+            before: Some(before),
             limit: request.limit.unwrap_or(self.hub.config().history_on_join),
             reference: reference.map(ToOwned::to_owned),
         };

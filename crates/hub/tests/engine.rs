@@ -7,9 +7,10 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_hub::{
-    Caller, ChannelRule, ChannelRules, EventType, GateDecision, GateHandle, Gates, HookEndpoint,
-    HookRoutes, Hub, HubConfig, Identity, JoinAsk, JoinPolicy, MemoryHistory, Outbound,
-    OutboxReceiver, PublishAsk, Publisher, RedisConfig, SendPolicy, Session, SqliteHistory,
+    Caller, ChannelRule, ChannelRules, EventType, GateDecision, GateHandle, Gates, HistoryStore,
+    HookEndpoint, HookRoutes, HookWrites, Hub, HubConfig, Identity, JoinAsk, JoinPolicy,
+    MemoryHistory, NewEntry, Outbound, OutboxReceiver, PublishAsk, Publisher, RedisConfig,
+    SendPolicy, Session, SqliteHistory,
 };
 use switchboard_protocol::{Action, ErrorCode, Frame};
 use switchboard_testkit::{unique, RedisServer};
@@ -729,4 +730,69 @@ async fn in_memory_a_resend_beyond_the_recent_ids_answers_with_its_first_seq() {
 #[tokio::test]
 async fn on_sqlite_a_resend_beyond_the_recent_ids_answers_with_its_first_seq() {
     a_resend_beyond_the_recent_ids_answers_with_its_first_seq(sqlite).await;
+}
+
+/// A `history` page ends where live delivery stands: a message already stored but still on its
+/// way to the members (between the store's commit and the fan-out) is left to arrive live,
+/// not sent in the page as well. The store is written behind the hub's back to hold a
+/// message in that state.
+async fn a_history_page_never_runs_ahead_of_live_delivery(store: Arc<dyn HistoryStore>) {
+    let hub = Hub::new(config(), store.clone()).unwrap();
+    let mut a = Peer::new(&hub);
+    a.join("room", json!({})).await;
+    a.say("room", json!("delivered")).await;
+    let live = a.expect(Action::Message).await;
+    let epoch = live.options["epoch"]
+        .as_str()
+        .expect("a stored message's epoch");
+    let frame = serde_json::to_vec(&json!({
+        "action": "message", "channel": "room",
+        "options": {"channel": "room", "seq": 2, "epoch": epoch, "id": "in-flight"},
+        "payload": "in flight",
+    }))
+    .unwrap();
+    let in_flight = NewEntry {
+        channel: "room".into(),
+        epoch: epoch.into(),
+        seq: 2,
+        id: "in-flight".into(),
+        at_ms: 0,
+        frame: frame.into(),
+    };
+    store.append(&[in_flight], &HookWrites::default()).unwrap();
+    let page_seqs = |page: &Frame| -> Vec<u64> {
+        page.payload["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["options"]["seq"].as_u64().unwrap())
+            .collect()
+    };
+    for ask in [
+        json!({"action": "history", "options": {"channel": "room"}}),
+        json!({"action": "history", "options": {"channel": "room", "before": 10}}),
+    ] {
+        a.send(ask).await;
+        let page = a.expect(Action::History).await;
+        assert_eq!(
+            page_seqs(&page),
+            [1],
+            "the page holds what was delivered, no more"
+        );
+    }
+    // The store has it: a reader that is not a member (the server side) sees it.
+    let everything = hub.history(Caller::Server, "room", None, 10).await.unwrap();
+    assert_eq!(everything.len(), 2);
+}
+
+#[tokio::test]
+async fn in_memory_a_history_page_never_runs_ahead_of_live_delivery() {
+    a_history_page_never_runs_ahead_of_live_delivery(Arc::new(MemoryHistory::default())).await;
+}
+
+#[tokio::test]
+async fn on_sqlite_a_history_page_never_runs_ahead_of_live_delivery() {
+    let dir = std::env::temp_dir().join(unique("switchboard-engine"));
+    let store = SqliteHistory::open(&dir.join("history.db")).unwrap();
+    a_history_page_never_runs_ahead_of_live_delivery(Arc::new(store)).await;
 }
