@@ -41,10 +41,13 @@ test('scrolling up pages back through the history and keeps the reader’s place
   const order = await a.locator('.message .text').allTextContents();
   expect(order).toEqual(Array.from({ length: 120 }, (_, i) => `early ${i + 1}`));
 
-  // Someone arriving later asks with the button instead of scrolling.
-  const ben = await personContext(browser, 'Ben', '#30a46c');
+  // Someone arriving later on a screen tall enough for the whole first page has nothing to
+  // scroll: the button is how they ask. (On a shorter screen, reaching the button scrolls the
+  // list to its top, which pages back by itself.)
+  const ben = await personContext(browser, 'Ben', '#30a46c', { viewport: { width: 1000, height: 3600 } });
   const b = await openRoom(ben, baseURL, room);
   await expect(b.locator('.message')).toHaveCount(50);
+  expect(await b.locator('.messages').evaluate((list) => list.scrollHeight <= list.clientHeight)).toBe(true);
   await b.click('button.load-earlier');
   await expect(b.locator('.message')).toHaveCount(100);
   await Promise.all([ada.close(), ben.close()]);
