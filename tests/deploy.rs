@@ -26,9 +26,7 @@ fn switchboard_in(folder: &std::path::Path) -> Command {
 
 /// An empty folder of the test's own.
 fn empty_folder() -> PathBuf {
-    let dir = std::env::temp_dir().join(switchboard_testkit::unique("switchboard-deploy"));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    switchboard_testkit::temp_folder("switchboard-deploy")
 }
 
 /// A change to the command line or environment of a server about to start.

@@ -21,9 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A folder of the test's own.
 fn folder() -> PathBuf {
-    let dir = std::env::temp_dir().join(switchboard_testkit::unique("switchboard-tls"));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    switchboard_testkit::temp_folder("switchboard-tls")
 }
 
 /// A server terminating TLS with a certificate for localhost and 127.0.0.1 from `ca`.

@@ -221,49 +221,13 @@ pub fn redis_engine() -> bool {
     std::env::var("SWITCHBOARD_TEST_ENGINE").is_ok_and(|engine| engine == "redis")
 }
 
-/// A fresh history file path under the system's temp folder. Its folder is emptied first: a
-/// process id is reused sooner or later, and what an earlier run left there (a test may make
-/// `history.db` a folder on purpose) must not decide how this one goes.
-///
-/// The first call also removes the folders of test processes that have ended: a test that
-/// restarts a server on its file, or writes a settings file beside it, leaves its folder
-/// behind, and runs would otherwise pile them up.
+/// A fresh history file path in a folder of its own (named as by
+/// [`switchboard_testkit::temp_folder`]), neither of which exists yet: the server makes the
+/// folder of its history file.
 pub fn temp_db() -> std::path::PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    static SWEEP: std::sync::Once = std::sync::Once::new();
-    SWEEP.call_once(remove_folders_of_ended_runs);
-    let folder = std::env::temp_dir().join(format!(
-        "switchboard-test-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&folder);
+    let folder = switchboard_testkit::temp_folder("switchboard-test");
+    let _ = std::fs::remove_dir(&folder);
     folder.join("history.db")
-}
-
-/// Removes `switchboard-test-PID-N` folders whose process is gone (no `/proc/PID`).
-fn remove_folders_of_ended_runs() {
-    if !std::path::Path::new("/proc/self").exists() {
-        return; // no way to tell which processes are gone
-    }
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|name| name.strip_prefix("switchboard-test-"))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
 }
 
 /// An HS256 token for `id`, valid for `ttl_seconds` (negative: already expired).

@@ -13,7 +13,7 @@ use switchboard_hub::{
     SendPolicy, Session, SqliteHistory,
 };
 use switchboard_protocol::{Action, ErrorCode, Frame};
-use switchboard_testkit::{unique, RedisServer};
+use switchboard_testkit::{temp_folder, unique, RedisServer};
 
 const WAIT: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(200);
@@ -26,7 +26,7 @@ fn memory(config: HubConfig) -> Hub {
 }
 
 fn sqlite(config: HubConfig) -> Hub {
-    let dir = std::env::temp_dir().join(unique("switchboard-engine"));
+    let dir = temp_folder("switchboard-engine");
     let store = SqliteHistory::open(&dir.join("history.db")).unwrap();
     Hub::new(config, Arc::new(store)).unwrap()
 }
@@ -792,7 +792,7 @@ async fn in_memory_a_history_page_never_runs_ahead_of_live_delivery() {
 
 #[tokio::test]
 async fn on_sqlite_a_history_page_never_runs_ahead_of_live_delivery() {
-    let dir = std::env::temp_dir().join(unique("switchboard-engine"));
+    let dir = temp_folder("switchboard-engine");
     let store = SqliteHistory::open(&dir.join("history.db")).unwrap();
     a_history_page_never_runs_ahead_of_live_delivery(Arc::new(store)).await;
 }

@@ -3,13 +3,12 @@
 
 use bytes::Bytes;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use switchboard_hub::{
     HistoryStore, HookWrites, MemoryHistory, NewEntry, RedisHistory, Retention, SqliteHistory,
     StoreError,
 };
-use switchboard_testkit::{unique, RedisServer};
+use switchboard_testkit::{temp_folder, unique, RedisServer};
 
 const EPOCH: &str = "e1";
 
@@ -33,15 +32,11 @@ fn seqs(frames: Vec<switchboard_hub::StoredFrame>) -> Vec<u64> {
     frames.into_iter().map(|f| f.seq).collect()
 }
 
-/// A fresh, empty database path under the system's temp folder.
+/// A fresh database path under the system's temp folder, in a folder that does not exist
+/// yet (the store makes it).
 pub fn temp_db() -> PathBuf {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "switchboard-store-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = temp_folder("switchboard-store");
+    let _ = std::fs::remove_dir(&dir);
     dir.join("history.db")
 }
 

@@ -30,6 +30,53 @@ pub fn unique(tag: &str) -> String {
     )
 }
 
+/// A fresh, empty folder under the system's temp folder, named [`unique`] from `tag`
+/// (`TAG-PID-N`): emptied first, since a process id is reused sooner or later and what an
+/// earlier run left there must not decide how this one goes.
+///
+/// The first call in a process also removes the folders of test processes that have ended:
+/// folders outlive their test when a server is killed or restarted on them, and runs would
+/// otherwise pile them up.
+pub fn temp_folder(tag: &str) -> PathBuf {
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(remove_folders_of_ended_runs);
+    let dir = std::env::temp_dir().join(unique(tag));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("cannot create a folder under the temp folder");
+    dir
+}
+
+/// Removes `switchboard-…-PID-N` folders (and files) under the temp folder whose process is
+/// gone (no `/proc/PID`); nothing where there is no `/proc` to tell.
+fn remove_folders_of_ended_runs() {
+    if !std::path::Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str().filter(|n| n.starts_with("switchboard-")) else {
+            continue;
+        };
+        let mut parts = name.rsplit('-');
+        let (Some(n), Some(pid)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let (Ok(_), Ok(pid)) = (n.parse::<u32>(), pid.parse::<u32>()) else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let path = entry.path();
+            let _ = match path.is_dir() {
+                true => std::fs::remove_dir_all(&path),
+                false => std::fs::remove_file(&path),
+            };
+        }
+    }
+}
+
 /// A running `redis-server` with append-only persistence, fsync on every write (what makes an
 /// acknowledged message survive a Redis crash).
 pub struct RedisServer {
@@ -43,9 +90,7 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts one; panics with what to do when `redis-server` is missing.
     pub fn start() -> Self {
-        let dir = std::env::temp_dir().join(unique("switchboard-redis"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("cannot create the Redis data folder");
+        let dir = temp_folder("switchboard-redis");
         let mut server = Self {
             child: None,
             port: free_port(),
@@ -59,8 +104,7 @@ impl RedisServer {
     /// Starts one that speaks TLS only, presenting a certificate for `localhost` from `ca`
     /// (clients must trust `ca`; [`RedisServer::url`] is then `rediss://localhost:PORT`).
     pub fn start_tls(ca: &tls::TestCa) -> Self {
-        let dir = std::env::temp_dir().join(unique("switchboard-redis"));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = temp_folder("switchboard-redis");
         let files = ca.write(&dir.join("tls"), &["localhost"]);
         let mut server = Self {
             child: None,
@@ -163,5 +207,37 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folders_of_ended_runs_are_removed_and_live_ones_kept() {
+        // A process id that has just ended (a live one is kept whatever its name).
+        let mut child = Command::new("true").spawn().unwrap();
+        let ended = child.id();
+        child.wait().unwrap();
+        let temp = std::env::temp_dir();
+        let gone = temp.join(format!("switchboard-sweep-{ended}-0"));
+        let gone_file = temp.join(format!("switchboard-sweep-{ended}-1"));
+        let kept = temp_folder("switchboard-sweep");
+        let other = temp.join(format!("other-{ended}-0"));
+        for dir in [&gone, &other] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(&gone_file, "x").unwrap();
+        remove_folders_of_ended_runs();
+        assert!(
+            !gone.exists() && !gone_file.exists(),
+            "an ended run's leftovers stay"
+        );
+        assert!(kept.exists(), "this run's folder was removed");
+        assert!(other.exists(), "a folder that is not ours was removed");
+        for dir in [&kept, &other] {
+            std::fs::remove_dir_all(dir).unwrap();
+        }
     }
 }
