@@ -62,7 +62,7 @@ fn sockets_opening_new_channels_do_not_hold_up_a_busy_room() {
     // joins is slow in every window; a shared machine's other work (a CI neighbour, the churn's
     // own client side) makes one window slow now and then, and the next one is not.
     let mut windows = Vec::new();
-    let passed = measure.block_on(async {
+    measure.block_on(async {
         while joins.load(Ordering::Relaxed) < 200 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -71,10 +71,9 @@ fn sockets_opening_new_channels_do_not_hold_up_a_busy_room() {
             let (p50, p99) = percentiles(&mut round_trips);
             windows.push((joins.load(Ordering::Relaxed), p50, p99));
             if p99 < Duration::from_millis(50) {
-                return true;
+                break;
             }
         }
-        false
     });
     stop.store(true, Ordering::Relaxed);
     churn.block_on(async {
@@ -96,7 +95,7 @@ fn sockets_opening_new_channels_do_not_hold_up_a_busy_room() {
     let bound = Duration::from_millis(50).max(quiet_p99 * 4);
     let best = windows.iter().map(|(_, _, p99)| *p99).min().unwrap();
     assert!(
-        passed || best < bound,
+        best < bound,
         "p99 over {bound:?} in each of {} windows while channels opened: {windows:?}",
         windows.len()
     );

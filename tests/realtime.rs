@@ -503,45 +503,17 @@ async fn silent_sockets_are_dropped_after_missed_pings() {
 
 /// A join gate that answers "allow" after `delay`, as a back end that takes its time would.
 async fn slow_join_gate(delay: Duration) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use axum::{routing::post, Json, Router};
+    let app = Router::new().route(
+        "/gate",
+        post(move || async move {
+            tokio::time::sleep(delay).await;
+            Json(json!({"allow": true}))
+        }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/gate", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buffer = [0u8; 4096];
-                // Headers, then as many body bytes as they announce.
-                loop {
-                    let Ok(read) = stream.read(&mut buffer).await else {
-                        return;
-                    };
-                    if read == 0 {
-                        return;
-                    }
-                    request.extend_from_slice(&buffer[..read]);
-                    let text = String::from_utf8_lossy(&request).to_lowercase();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let length = text
-                            .lines()
-                            .find_map(|line| line.strip_prefix("content-length:"))
-                            .and_then(|value| value.trim().parse::<usize>().ok())
-                            .unwrap_or(0);
-                        if request.len() >= end + 4 + length {
-                            break;
-                        }
-                    }
-                }
-                tokio::time::sleep(delay).await;
-                let body = r#"{"allow": true}"#;
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(response.as_bytes()).await;
-            });
-        }
-    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
     url
 }
 

@@ -221,13 +221,10 @@ pub fn redis_engine() -> bool {
     std::env::var("SWITCHBOARD_TEST_ENGINE").is_ok_and(|engine| engine == "redis")
 }
 
-/// A fresh history file path in a folder of its own (named as by
-/// [`switchboard_testkit::temp_folder`]), neither of which exists yet: the server makes the
-/// folder of its history file.
+/// A fresh history file path in a folder of its own ([`switchboard_testkit::temp_path`]),
+/// neither of which exists yet: the server makes the folder of its history file.
 pub fn temp_db() -> std::path::PathBuf {
-    let folder = switchboard_testkit::temp_folder("switchboard-test");
-    let _ = std::fs::remove_dir(&folder);
-    folder.join("history.db")
+    switchboard_testkit::temp_path("switchboard-test").join("history.db")
 }
 
 /// An HS256 token for `id`, valid for `ttl_seconds` (negative: already expired).

@@ -8,7 +8,7 @@ use switchboard_hub::{
     HistoryStore, HookWrites, MemoryHistory, NewEntry, RedisHistory, Retention, SqliteHistory,
     StoreError,
 };
-use switchboard_testkit::{temp_folder, unique, RedisServer};
+use switchboard_testkit::{temp_path, unique, RedisServer};
 
 const EPOCH: &str = "e1";
 
@@ -35,9 +35,7 @@ fn seqs(frames: Vec<switchboard_hub::StoredFrame>) -> Vec<u64> {
 /// A fresh database path under the system's temp folder, in a folder that does not exist
 /// yet (the store makes it).
 pub fn temp_db() -> PathBuf {
-    let dir = temp_folder("switchboard-store");
-    let _ = std::fs::remove_dir(&dir);
-    dir.join("history.db")
+    temp_path("switchboard-store").join("history.db")
 }
 
 fn a_channel_exists_only_once_something_was_stored_in_it(store: &dyn HistoryStore) {

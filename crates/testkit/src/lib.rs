@@ -30,18 +30,24 @@ pub fn unique(tag: &str) -> String {
     )
 }
 
-/// A fresh, empty folder under the system's temp folder, named [`unique`] from `tag`
-/// (`TAG-PID-N`): emptied first, since a process id is reused sooner or later and what an
-/// earlier run left there must not decide how this one goes.
+/// A fresh path under the system's temp folder, named [`unique`] from `tag` (`TAG-PID-N`),
+/// with nothing there: what an earlier run left under the name (a process id is reused sooner
+/// or later) is removed, so it cannot decide how this one goes.
 ///
-/// The first call in a process also removes the folders of test processes that have ended:
+/// The first call in a process also removes what test processes that have ended left behind:
 /// folders outlive their test when a server is killed or restarted on them, and runs would
 /// otherwise pile them up.
-pub fn temp_folder(tag: &str) -> PathBuf {
+pub fn temp_path(tag: &str) -> PathBuf {
     static SWEEP: std::sync::Once = std::sync::Once::new();
     SWEEP.call_once(remove_folders_of_ended_runs);
-    let dir = std::env::temp_dir().join(unique(tag));
-    let _ = std::fs::remove_dir_all(&dir);
+    let path = std::env::temp_dir().join(unique(tag));
+    let _ = std::fs::remove_dir_all(&path);
+    path
+}
+
+/// A fresh, empty folder at [`temp_path`].
+pub fn temp_folder(tag: &str) -> PathBuf {
+    let dir = temp_path(tag);
     std::fs::create_dir_all(&dir).expect("cannot create a folder under the temp folder");
     dir
 }

@@ -164,7 +164,8 @@ impl Persister {
         jobs: JobReceiver<Job>,
         recorded: Arc<tokio::sync::Notify>,
     ) -> std::io::Result<()> {
-        let mut persister = Persister {
+        let deliverer = Deliverer::start(registry.clone(), settings.handoff_bytes);
+        let persister = Persister {
             store,
             registry,
             settings,
@@ -173,10 +174,8 @@ impl Persister {
             hooks: HookWrites::default(),
             recorded,
             recorded_lately: false,
-            deliverer: None,
+            deliverer,
         };
-        persister.deliverer =
-            Deliverer::start(persister.registry.clone(), persister.settings.handoff_bytes);
         std::thread::Builder::new()
             .name("switchboard-persister".into())
             .spawn(move || persister.run(&jobs))
