@@ -416,6 +416,70 @@ async fn a_slow_consumer_is_cut_off_while_others_keep_receiving() {
 }
 
 #[tokio::test]
+async fn a_reader_that_pauses_gets_every_message_in_order_once_it_reads_again() {
+    // More than the kernel's socket buffers hold arrives while the reader pauses, so its frames
+    // go every way there is: written straight from the fan-out while the socket takes them,
+    // half-written when it fills, queued behind that, and straight again once it caught up.
+    let server = TestServer::start_with(&[
+        ("SWITCHBOARD_OUTBOX_CAPACITY", "4096"),
+        ("SWITCHBOARD_OUTBOX_BYTES", "67108864"),
+        ("SWITCHBOARD_FRAMES_PER_SECOND", "100000"),
+        ("SWITCHBOARD_FRAME_BURST", "100000"),
+    ]);
+    const PAUSED: u64 = 1200;
+    const AFTER: u64 = 50;
+    let mut publisher = server.client().await;
+    let mut reader = server.client().await;
+    for client in [&mut publisher, &mut reader] {
+        client.join("room1", false, false).await.unwrap();
+    }
+    let filler = "z".repeat(16 * 1024);
+    for n in 0..PAUSED + AFTER {
+        publisher
+            .send(
+                Action::Message,
+                json!({"channel": "room1"}),
+                json!({"n": n, "fill": filler}),
+            )
+            .await
+            .unwrap();
+        // The publisher reads its own echoes so that it is not the one falling behind.
+        while publisher
+            .next_frame_within(Duration::ZERO)
+            .await
+            .unwrap()
+            .is_some()
+        {}
+        if n == PAUSED - 1 {
+            // About 19 MiB waited for the reader; now it reads them all.
+            for seen in 0..PAUSED {
+                let frame = reader
+                    .expect(Action::Message, Duration::from_secs(20))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    frame.payload["n"].as_u64(),
+                    Some(seen),
+                    "in order, none lost"
+                );
+            }
+        } else if n >= PAUSED {
+            // Caught up: each message arrives on its own.
+            let frame = reader
+                .expect(Action::Message, Duration::from_secs(20))
+                .await
+                .unwrap();
+            assert_eq!(frame.payload["n"].as_u64(), Some(n), "in order, none lost");
+        }
+    }
+    assert!(reader
+        .next_frame_within(Duration::from_millis(200))
+        .await
+        .unwrap()
+        .is_none_or(|frame| frame.action != Action::Message));
+}
+
+#[tokio::test]
 async fn rate_limited_then_recovers_and_abuse_is_cut_off_with_1008() {
     let server = TestServer::start_with(&[
         ("SWITCHBOARD_FRAMES_PER_SECOND", "20"),

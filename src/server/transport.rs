@@ -7,6 +7,7 @@ use axum::http::header::{HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::Either;
+use futures_util::lock::Mutex as AsyncMutex;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::task::AtomicWaker;
 use futures_util::{SinkExt, StreamExt};
@@ -21,7 +22,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
-use switchboard_hub::{EngineMetrics, GateDecision, Outbound, OutboxReceiver, Pinger, Session};
+use switchboard_hub::{
+    EngineMetrics, GateDecision, Outbound, OutboxReceiver, Pinger, Session, Wire, WireSend,
+};
 use switchboard_protocol::CloseCode;
 use tokio::time::MissedTickBehavior;
 use tracing::Instrument;
@@ -285,11 +288,7 @@ struct Connection {
 impl Connection {
     /// Serves the socket, given as its two halves (split before the task starts, so the
     /// task never holds the whole socket as well).
-    async fn run(
-        mut self,
-        mut sink: SplitSink<WebSocket, Message>,
-        stream: SplitStream<WebSocket>,
-    ) {
+    async fn run(mut self, sink: SplitSink<WebSocket, Message>, stream: SplitStream<WebSocket>) {
         tracing::debug!("socket opened");
         let Connection {
             session,
@@ -298,10 +297,14 @@ impl Connection {
             started,
             _slots,
         } = &mut self;
+        let wire = Arc::new(SinkWire {
+            sink: AsyncMutex::new(sink),
+        });
+        outbox.attach_wire(wire.clone());
         // One write loop for the whole life of the socket: when the reading half ends with a
         // close order, the same loop writes the close frame.
         let ended = {
-            let mut write = std::pin::pin!(write_loop(&mut sink, outbox, timing));
+            let mut write = std::pin::pin!(write_loop(&wire, outbox, timing));
             let ended = {
                 let read = std::pin::pin!(read_loop(stream, session, timing.ping_interval));
                 Halves::new(read, write.as_mut()).await
@@ -315,9 +318,57 @@ impl Connection {
         if let Some(ReadEnd::ClosedByClient) = ended {
             // The close frame that answers the client's was queued when its close was read;
             // closing the sink sends it.
-            let _ = Box::pin(tokio::time::timeout(timing.write_timeout, sink.close())).await;
+            let close = async { wire.sink.lock().await.close().await };
+            let _ = Box::pin(tokio::time::timeout(timing.write_timeout, close)).await;
         }
         tracing::debug!(seconds = started.elapsed().as_secs_f64(), "socket closed");
+    }
+}
+
+/// The socket's writing half, shared by its writer and the fan-outs that write to it while
+/// the writer is idle ([`Wire`]). The writer holds the lock for as long as a batch takes,
+/// waits included; a fan-out only ever tries it and writes without waiting.
+struct SinkWire {
+    sink: AsyncMutex<SplitSink<WebSocket, Message>>,
+}
+
+impl Wire for SinkWire {
+    fn try_send(&self, frame: &bytes::Bytes) -> WireSend {
+        let Some(mut sink) = self.sink.try_lock() else {
+            return WireSend::Refused;
+        };
+        // Nothing here waits: a part that cannot go out now is the writer's to flush, and the
+        // writer polls the socket with its own waker then. Outside tokio's budget of I/O per
+        // task poll: a fan-out writes to a whole room in one poll, and a write refused for
+        // the budget would only hand the frame to the socket's task, at a greater cost.
+        let mut cx = Context::from_waker(Waker::noop());
+        let attempt = std::future::poll_fn(|cx| Poll::Ready(send_now(&mut sink, frame, cx)));
+        match std::pin::pin!(tokio::task::unconstrained(attempt)).poll(&mut cx) {
+            Poll::Ready(sent) => sent,
+            Poll::Pending => WireSend::Unflushed,
+        }
+    }
+}
+
+/// Puts `frame` on the socket as far as it goes without waiting.
+fn send_now(
+    sink: &mut SplitSink<WebSocket, Message>,
+    frame: &bytes::Bytes,
+    cx: &mut Context<'_>,
+) -> WireSend {
+    if !matches!(sink.poll_ready_unpin(cx), Poll::Ready(Ok(()))) {
+        return WireSend::Refused;
+    }
+    let Ok(message) = text_message(frame.clone()) else {
+        return WireSend::Refused;
+    };
+    if sink.start_send_unpin(message).is_err() {
+        return WireSend::Unflushed;
+    }
+    match sink.poll_flush_unpin(cx) {
+        Poll::Ready(Ok(())) => WireSend::Sent,
+        // A failed socket is the writer's to find out about, as if it had written this.
+        Poll::Ready(Err(_)) | Poll::Pending => WireSend::Unflushed,
     }
 }
 
@@ -503,14 +554,11 @@ async fn next_order(orders: &mut Option<switchboard_hub::Orders>) -> switchboard
     }
 }
 
-/// Writes queued frames (batched into one flush) and the pings the reading half asks for, and
-/// returns once the socket was closed or stopped taking writes for `write_timeout`. It waits
-/// on the outbox alone: one wake-up and one poll per delivered frame.
-async fn write_loop(
-    sink: &mut SplitSink<WebSocket, Message>,
-    outbox: &mut OutboxReceiver,
-    timing: &Timing,
-) {
+/// Writes queued frames (batched into one flush), finishes what a fan-out left half-written,
+/// and writes the pings the reading half asks for; returns once the socket was closed or
+/// stopped taking writes for `write_timeout`. It waits on the outbox alone, and while it waits
+/// with nothing in hand, fan-outs write to the socket themselves.
+async fn write_loop(wire: &SinkWire, outbox: &mut OutboxReceiver, timing: &Timing) {
     let Timing {
         write_timeout,
         metrics,
@@ -519,41 +567,45 @@ async fn write_loop(
     let write_timeout = *write_timeout;
     let close_signal = outbox.close_signal();
     loop {
-        match outbox.next().await {
-            Outbound::Frame(frame) => {
-                let written = {
-                    let batch = std::pin::pin!(write_batch(sink, outbox, frame));
-                    write_or_give_up(batch, &close_signal, write_timeout).await
-                };
-                match written {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return,
-                    Err(None) => {
-                        tracing::info!(
-                            rule = "write_timeout_ms",
-                            seconds = write_timeout.as_secs_f64(),
-                            "dropped a socket that took no writes",
-                        );
-                        return;
-                    }
-                    Err(Some(code)) => {
-                        closing(metrics, code);
-                        Box::pin(send_close(sink, code, write_timeout)).await;
-                        return;
-                    }
-                }
-            }
+        let first = match outbox.next().await {
+            Outbound::Frame(frame) => Some(frame),
+            Outbound::Flush => None,
             Outbound::Ping => {
                 // Boxed, like every rare path here: the loop's state is paid by every socket.
-                let ping = sink.send(Message::Ping(Default::default()));
+                let ping = async {
+                    let mut sink = wire.sink.lock().await;
+                    sink.send(Message::Ping(Default::default())).await
+                };
                 let sent = Box::pin(tokio::time::timeout(write_timeout, ping)).await;
                 if !matches!(sent, Ok(Ok(()))) {
                     return;
                 }
+                continue;
             }
             Outbound::Close(code) => {
                 closing(metrics, code);
-                Box::pin(send_close(sink, code, write_timeout)).await;
+                Box::pin(send_close(wire, code, write_timeout)).await;
+                return;
+            }
+        };
+        let written = {
+            let batch = std::pin::pin!(write_batch(wire, outbox, first));
+            write_or_give_up(batch, &close_signal, write_timeout).await
+        };
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(None) => {
+                tracing::info!(
+                    rule = "write_timeout_ms",
+                    seconds = write_timeout.as_secs_f64(),
+                    "dropped a socket that took no writes",
+                );
+                return;
+            }
+            Err(Some(code)) => {
+                closing(metrics, code);
+                Box::pin(send_close(wire, code, write_timeout)).await;
                 return;
             }
         }
@@ -574,13 +626,10 @@ fn closing(metrics: &EngineMetrics, code: CloseCode) {
 }
 
 /// Sends a close frame, giving up after a while (the client may have stopped reading).
-async fn send_close(
-    sink: &mut SplitSink<WebSocket, Message>,
-    code: CloseCode,
-    write_timeout: Duration,
-) {
+async fn send_close(wire: &SinkWire, code: CloseCode, write_timeout: Duration) {
     let frame = close_frame(code);
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT.min(write_timeout), sink.send(frame)).await;
+    let send = async { wire.sink.lock().await.send(frame).await };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT.min(write_timeout), send).await;
 }
 
 /// Carries out a write. Nearly every write finishes at once, without a timer; one that has to
@@ -606,12 +655,17 @@ async fn write_or_give_up(
     .await
 }
 
+/// Writes `first` (if any; none when finishing a fan-out's write) and what else waits, up to a
+/// batch, then flushes.
 async fn write_batch(
-    sink: &mut SplitSink<WebSocket, Message>,
+    wire: &SinkWire,
     outbox: &mut OutboxReceiver,
-    first: bytes::Bytes,
+    first: Option<bytes::Bytes>,
 ) -> Result<(), axum::Error> {
-    sink.feed(text_message(first)?).await?;
+    let mut sink = wire.sink.lock().await;
+    if let Some(first) = first {
+        sink.feed(text_message(first)?).await?;
+    }
     for _ in 1..MAX_FRAMES_PER_FLUSH {
         match outbox.try_next() {
             Some(frame) => sink.feed(text_message(frame)?).await?,

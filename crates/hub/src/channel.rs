@@ -37,6 +37,17 @@ pub(crate) struct ChannelState {
     pub(crate) retired: bool,
 }
 
+/// How a fan-out hands a frame to sockets whose writers are idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writes {
+    /// It writes its share of the room itself ([`push_all`]): right for a message with nothing
+    /// behind it, where each socket would take its task's wake-up for this one frame.
+    Direct,
+    /// It queues the frame for each socket's own task: right when more messages wait behind
+    /// this one, since a task that runs after several were queued writes them all at once.
+    Queued,
+}
+
 /// One socket's subscription to a channel.
 #[derive(Debug)]
 pub(crate) struct Member {
@@ -120,7 +131,13 @@ impl Locked<'_> {
     /// Delivers a stored message (now durable) to every member, once: a seq already
     /// delivered in this epoch is skipped. A new epoch (the history was reset) starts over.
     /// Returns how many sockets it was queued for.
-    pub(crate) fn deliver_stored(&mut self, seq: u64, epoch: &str, frame: &Bytes) -> usize {
+    pub(crate) fn deliver_stored(
+        &mut self,
+        seq: u64,
+        epoch: &str,
+        frame: &Bytes,
+        writes: Writes,
+    ) -> usize {
         if self.state.epoch.as_deref() != Some(epoch) {
             self.state.epoch = Some(Arc::from(epoch));
             self.state.delivered_seq = 0;
@@ -129,21 +146,24 @@ impl Locked<'_> {
             return 0;
         }
         self.state.delivered_seq = seq;
-        self.deliver(Target::Everyone, frame)
+        self.deliver(Target::Everyone, frame, writes)
     }
 
     /// Sends a frame to the members the target selects; how many it was queued for (0 when a
     /// socket target is not a member here).
-    pub(crate) fn deliver(&self, target: Target<'_>, frame: &Bytes) -> usize {
+    pub(crate) fn deliver(&self, target: Target<'_>, frame: &Bytes, writes: Writes) -> usize {
         let members = &self.state.members;
         match target {
-            Target::Everyone => push_all(members.values(), frame),
-            Target::Authenticated => push_all(members.values().filter(|m| m.authenticated), frame),
+            Target::Everyone => push_all(members.values(), members.len(), frame, writes),
+            Target::Authenticated => {
+                let authenticated = members.values().filter(|m| m.authenticated);
+                push_all(authenticated, members.len(), frame, writes)
+            }
             Target::Socket(id) => {
                 let member = Uuid::try_parse(id).ok().and_then(|id| members.get(&id));
                 match member {
                     Some(member) => {
-                        member.outbox.push(frame.clone());
+                        push_all(std::iter::once(member), 1, frame, writes);
                         1
                     }
                     None => 0,
@@ -179,7 +199,7 @@ impl Locked<'_> {
                 let frame = frame.get_or_insert_with(|| {
                     encode::presence_update(&self.channel.name, action, client)
                 });
-                member.outbox.push(frame.clone());
+                member.outbox.push_queued(frame.clone());
             }
         }
     }
@@ -188,7 +208,7 @@ impl Locked<'_> {
     pub(crate) fn announce_frame(&self, socket: &Uuid, frame: &Bytes) {
         for (id, member) in self.state.members.iter() {
             if id != socket && member.presence {
-                member.outbox.push(frame.clone());
+                member.outbox.push_queued(frame.clone());
             }
         }
     }
@@ -213,15 +233,34 @@ impl Locked<'_> {
     }
 }
 
-/// How many members ahead a fan-out prefetches an outbox, and (half as far) its writer's task.
+/// How many members ahead a fan-out prefetches an outbox, and (half as far) its socket.
 const PREFETCH_AHEAD: usize = 4;
 
 /// Pushes the frame into every member's outbox; how many. Each outbox is usually out of the
 /// cache by the time the next message comes (a room of a thousand touches more than the cache
 /// holds between two messages), so while one is pushed the outboxes a few members ahead, and
-/// the tasks their pushes will wake, are loaded: the waits on memory overlap instead of adding
-/// up.
-fn push_all<'a>(members: impl Iterator<Item = &'a Member> + Clone, frame: &Bytes) -> usize {
+/// the sockets their pushes will write to, are loaded: the waits on memory overlap instead of
+/// adding up.
+///
+/// With [`Writes::Direct`] a push writes to an idle socket itself, on this thread. The
+/// fan-out does that for its own share of the room (of about `count` members), one per runtime
+/// worker, and leaves the rest to the sockets' tasks, which the other workers take up: a large
+/// room's writes are spread over every core, and on one worker the fan-out writes to everyone,
+/// with no task woken.
+fn push_all<'a>(
+    members: impl Iterator<Item = &'a Member> + Clone,
+    count: usize,
+    frame: &Bytes,
+    writes: Writes,
+) -> usize {
+    let own_share = match writes {
+        Writes::Direct => {
+            let workers =
+                tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers());
+            count.div_ceil(workers.max(1))
+        }
+        Writes::Queued => 0,
+    };
     let mut far = members.clone();
     let mut near = members.clone();
     for member in far.by_ref().take(PREFETCH_AHEAD) {
@@ -238,8 +277,100 @@ fn push_all<'a>(members: impl Iterator<Item = &'a Member> + Clone, frame: &Bytes
         if let Some(next) = near.next() {
             next.outbox.prefetch_writer();
         }
-        member.outbox.push(frame.clone());
+        if queued < own_share {
+            member.outbox.push(frame.clone());
+        } else {
+            member.outbox.push_queued(frame.clone());
+        }
         queued += 1;
     }
     queued
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{HistoryReader, MemoryHistory};
+    use crate::outbox::{outbox, Budget, OutboxReceiver, Wire, WireSend};
+    use std::future::Future;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A socket that takes every frame and counts them.
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    impl Wire for Counting {
+        fn try_send(&self, _frame: &Bytes) -> WireSend {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            WireSend::Sent
+        }
+    }
+
+    /// A room of `size` idle sockets: (members, receivers, how many frames went straight out).
+    fn room(size: usize) -> (Vec<Member>, Vec<OutboxReceiver>, Arc<Counting>) {
+        let wire = Arc::new(Counting::default());
+        let mut members = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in 0..size {
+            let budget = Budget {
+                frames: 16,
+                bytes: 1 << 20,
+            };
+            let reader = HistoryReader::new(Arc::new(MemoryHistory::default()));
+            let (tx, mut rx) = outbox(budget, reader, Default::default());
+            rx.attach_wire(wire.clone());
+            // The writer has written everything and waits.
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(std::pin::pin!(rx.next()).poll(&mut cx).is_pending());
+            members.push(Member {
+                outbox: tx,
+                client: Arc::from("{}"),
+                authenticated: true,
+                presence: false,
+            });
+            receivers.push(rx);
+        }
+        (members, receivers, wire)
+    }
+
+    fn waiting(receivers: &mut [OutboxReceiver]) -> usize {
+        receivers.iter_mut().filter_map(|rx| rx.try_next()).count()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn on_one_worker_a_fan_out_writes_to_every_idle_socket_itself() {
+        let (members, mut receivers, wire) = room(10);
+        let frame = Bytes::from_static(b"m");
+        assert_eq!(
+            push_all(members.iter(), members.len(), &frame, Writes::Direct),
+            10
+        );
+        assert_eq!(wire.0.load(Ordering::Relaxed), 10);
+        assert_eq!(waiting(&mut receivers), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn with_more_workers_a_fan_out_leaves_the_rest_of_the_room_to_the_sockets_tasks() {
+        let (members, mut receivers, wire) = room(10);
+        let frame = Bytes::from_static(b"m");
+        assert_eq!(
+            push_all(members.iter(), members.len(), &frame, Writes::Direct),
+            10
+        );
+        // Its own share, one of four (rounded up); the other seven wait for their tasks.
+        assert_eq!(wire.0.load(Ordering::Relaxed), 3);
+        assert_eq!(waiting(&mut receivers), 7);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn with_messages_waiting_behind_a_fan_out_leaves_every_socket_to_its_task() {
+        let (members, mut receivers, wire) = room(10);
+        let frame = Bytes::from_static(b"m");
+        assert_eq!(
+            push_all(members.iter(), members.len(), &frame, Writes::Queued),
+            10
+        );
+        assert_eq!(wire.0.load(Ordering::Relaxed), 0);
+        assert_eq!(waiting(&mut receivers), 10);
+    }
 }

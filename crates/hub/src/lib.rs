@@ -43,7 +43,7 @@ pub use hooks::{
 };
 pub use hub::{Hub, HubClosed, HubStats, Identity, Publisher};
 pub use metrics::{CodeLabel, EngineMetrics};
-pub use outbox::{CloseSignal, Outbound, OutboxReceiver, MAX_HISTORY_FRAME_BYTES};
+pub use outbox::{CloseSignal, Outbound, OutboxReceiver, Wire, WireSend, MAX_HISTORY_FRAME_BYTES};
 pub use registry::{Order, Orders};
 pub use rules::{ChannelRule, ChannelRules, JoinPolicy, SendPolicy};
 pub use session::{Pinger, Session};

@@ -14,6 +14,12 @@
 //! - the **queue** of live frames (chat messages, replies, presence changes);
 //! - **volatile** frames (cursor positions): the newest per sender, written last, after a few
 //!   milliseconds' linger so several share one write.
+//!
+//! A live frame for a socket whose writer waits with nothing in hand (every lane empty,
+//! everything written) skips the queue: the fan-out writes it to the socket's [`Wire`] itself,
+//! without waking the socket's task. The decision is made under the lanes' lock, and the writer
+//! takes frames and goes idle under the same lock, so a frame never overtakes one queued before
+//! it.
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
@@ -48,6 +54,25 @@ pub const MAX_HISTORY_FRAME_BYTES: usize = 1024 * 1024;
 /// tens of milliseconds apart per sender; batching a few milliseconds of them into one write
 /// cuts the server's per-delivery cost several times for an imperceptible delay.
 const VOLATILE_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// A socket that the fan-out may write to itself while its writer is idle (see the module's
+/// documentation). Implemented by the transport over the socket's writing half.
+pub trait Wire: Send + Sync {
+    /// Writes `frame` without waiting.
+    fn try_send(&self, frame: &Bytes) -> WireSend;
+}
+
+/// What became of a frame offered to a [`Wire`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireSend {
+    /// All of it is on the socket.
+    Sent,
+    /// It was taken, but not all of it went out (the socket is full or busy, or failed): the
+    /// writer flushes it next ([`Outbound::Flush`]).
+    Unflushed,
+    /// Nothing was taken: it goes through the queue.
+    Refused,
+}
 
 /// Which volatile stream a frame belongs to: one channel, one sender.
 pub(crate) type VolatileKey = (Arc<str>, Uuid);
@@ -114,7 +139,8 @@ struct Shared {
     max_frames: u32,
     /// Bytes waiting in every lane.
     bytes: AtomicUsize,
-    /// The data of the writer's waker (its task, for tokio's): only ever prefetched.
+    /// What a delivery touches next, only ever prefetched: the socket's [`Wire`] once there is
+    /// one, before that the writer's task.
     wake_hint: AtomicPtr<()>,
     max_bytes: usize,
     /// The bytes waiting in every socket's outbox, for `/metrics`.
@@ -143,6 +169,19 @@ struct LaneState {
     rest_waiting: bool,
     /// `rest` was handed out since the last unlock, so `rest_waiting` must be worked out again.
     rest_touched: bool,
+    /// The writer waits with nothing in hand and everything written: with nothing waiting
+    /// here either, a live frame may go straight to the wire.
+    writer_idle: bool,
+    /// A frame went to the wire but not all of it out: the writer flushes before anything else.
+    flush_due: bool,
+    /// The socket, while its writer lives.
+    wire: Option<Arc<dyn Wire>>,
+}
+
+impl std::fmt::Debug for dyn Wire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Wire")
+    }
 }
 
 /// The lanes besides the live queue.
@@ -177,6 +216,8 @@ pub enum Outbound {
     Close(CloseCode),
     /// Send the client a ping (the reading side asked for one; see [`crate::Session::pinger`]).
     Ping,
+    /// Finish writing what a fan-out left half-written on the socket ([`WireSend::Unflushed`]).
+    Flush,
 }
 
 /// What the lanes hold next, as the writer polls them.
@@ -185,6 +226,7 @@ enum Ready {
     Plan(Plan),
     Close(CloseCode),
     Ping,
+    Flush,
 }
 
 /// Receiving half, owned by the socket's writer.
@@ -197,6 +239,8 @@ pub struct OutboxReceiver {
     /// The last poll waited for a lingering volatile frame: the next will likely wait again,
     /// so it registers the waker up front rather than checking everything twice.
     lingering: bool,
+    /// A wire was attached ([`OutboxReceiver::attach_wire`]).
+    wired: bool,
 }
 
 impl Shared {
@@ -207,12 +251,14 @@ impl Shared {
         }
     }
 
-    /// Registers the writer's waker, and remembers where its task lives so a fan-out can
-    /// prefetch it ([`Outbox::prefetch`]).
-    fn register(&self, waker: &std::task::Waker) {
+    /// Registers the writer's waker, and (until the socket has a wire) remembers where its
+    /// task lives so a fan-out can prefetch it ([`Outbox::prefetch_writer`]).
+    fn register(&self, waker: &std::task::Waker, wired: bool) {
         self.closer.waker.register(waker);
-        self.wake_hint
-            .store(waker.data().cast_mut(), Ordering::Relaxed);
+        if !wired {
+            self.wake_hint
+                .store(waker.data().cast_mut(), Ordering::Relaxed);
+        }
     }
 
     fn maybe_waiting(&self) -> bool {
@@ -266,7 +312,7 @@ impl Drop for LanesGuard<'_> {
                 .as_ref()
                 .is_some_and(|rest| !rest.lane.is_empty() || !rest.volatile_order.is_empty());
         }
-        let waiting = !state.queue.is_empty() || state.rest_waiting;
+        let waiting = !state.queue.is_empty() || state.rest_waiting || state.flush_due;
         self.waiting.store(waiting, Ordering::Release);
     }
 }
@@ -393,22 +439,56 @@ pub(crate) fn outbox(
             reader,
             linger: None,
             lingering: false,
+            wired: false,
         },
     )
 }
 
 impl Outbox {
-    /// Queues a frame; a full queue or budget marks the socket as too slow and drops it.
+    /// Writes a frame straight to the socket when its writer is idle and nothing waits for
+    /// it, and queues it otherwise; a full queue or budget marks the socket as too slow and
+    /// drops it.
     pub(crate) fn push(&self, frame: Bytes) {
-        let len = frame.len();
-        if self.shared.gone.load(Ordering::Acquire) || !self.shared.reserve(len) {
+        self.push_with(frame, true);
+    }
+
+    /// Queues a frame for the socket's own task to write, even when the caller could write it:
+    /// how a fan-out leaves part of a large room to the runtime's other workers.
+    pub(crate) fn push_queued(&self, frame: Bytes) {
+        self.push_with(frame, false);
+    }
+
+    fn push_with(&self, frame: Bytes, direct: bool) {
+        if self.shared.gone.load(Ordering::Acquire) {
             return;
         }
         let mut lanes = self.shared.lock();
+        if direct
+            && lanes.writer_idle
+            && lanes.queue.is_empty()
+            && !lanes.rest_waiting
+            && self.shared.closer.pending().is_none()
+        {
+            if let Some(wire) = &lanes.wire {
+                match wire.try_send(&frame) {
+                    WireSend::Sent => return,
+                    WireSend::Unflushed => {
+                        lanes.writer_idle = false;
+                        lanes.flush_due = true;
+                        drop(lanes);
+                        self.shared.closer.waker.wake();
+                        return;
+                    }
+                    WireSend::Refused => {}
+                }
+            }
+        }
         if lanes.queue.len() >= self.shared.max_frames as usize {
             drop(lanes);
-            self.shared.release(len);
             self.shared.closer.close(CloseCode::TryAgainLater);
+            return;
+        }
+        if !self.shared.reserve(frame.len()) {
             return;
         }
         lanes.queue.push_back(frame);
@@ -520,8 +600,8 @@ impl Outbox {
         prefetch(at.wrapping_add(end));
     }
 
-    /// The second step, for an outbox prefetched a little earlier: starts loading the
-    /// writer's task, which the push wakes.
+    /// The second step, for an outbox prefetched a little earlier: starts loading the socket's
+    /// wire, which the push writes to (or, before it has one, the task the push wakes).
     pub(crate) fn prefetch_writer(&self) {
         prefetch(self.shared.wake_hint.load(Ordering::Relaxed).cast::<u8>());
     }
@@ -566,6 +646,7 @@ impl OutboxReceiver {
                 Ready::Frame(frame) => return Outbound::Frame(frame),
                 Ready::Close(code) => return Outbound::Close(code),
                 Ready::Ping => return Outbound::Ping,
+                Ready::Flush => return Outbound::Flush,
                 Ready::Plan(plan) => {
                     let signal = self.close_signal();
                     tokio::select! {
@@ -682,14 +763,14 @@ impl OutboxReceiver {
 
     /// The next thing to do: one lock per delivered frame, the waker registered only when
     /// there is nothing to do, and no lock at all when nothing waits (an idle socket's
-    /// wake-ups).
+    /// wake-ups) except once to mark the writer idle.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Ready> {
         // Most polls find a frame and need no wake-up, so the waker is registered only before
         // giving up; then everything is checked once more, so a close or a push that came in
         // between is not missed.
         let mut registered = std::mem::take(&mut self.lingering);
         if registered {
-            self.shared.register(cx.waker());
+            self.shared.register(cx.waker(), self.wired);
         }
         loop {
             if let Some(code) = self.shared.closer.pending() {
@@ -700,6 +781,11 @@ impl OutboxReceiver {
             }
             let due = if self.shared.maybe_waiting() {
                 let mut lanes = self.shared.lock();
+                // Whatever is taken now is in hand until written: no frame may pass it.
+                lanes.writer_idle = false;
+                if std::mem::take(&mut lanes.flush_due) {
+                    return Poll::Ready(Ready::Flush);
+                }
                 match lanes.waiting_rest().and_then(|rest| rest.lane.pop_front()) {
                     Some(LaneItem::Frame(frame)) => {
                         drop(lanes);
@@ -741,11 +827,34 @@ impl OutboxReceiver {
             }
             if registered {
                 self.lingering = due.is_some();
+                if due.is_none() && self.wired && !self.go_idle() {
+                    continue;
+                }
                 return Poll::Pending;
             }
-            self.shared.register(cx.waker());
+            self.shared.register(cx.waker(), self.wired);
             registered = true;
         }
+    }
+
+    /// Marks the writer idle, so fan-outs write to the wire themselves, unless something came
+    /// in meanwhile (false: take it first).
+    fn go_idle(&mut self) -> bool {
+        let mut lanes = self.shared.lock();
+        if !lanes.queue.is_empty() || lanes.rest_waiting || lanes.flush_due {
+            return false;
+        }
+        lanes.writer_idle = true;
+        true
+    }
+
+    /// Lets fan-outs write to `wire` themselves while the writer is idle. The writer must
+    /// write only frames it took from here, and must have written each before waiting again.
+    pub fn attach_wire(&mut self, wire: Arc<dyn Wire>) {
+        let hint = Arc::as_ptr(&wire).cast::<()>().cast_mut();
+        self.shared.wake_hint.store(hint, Ordering::Relaxed);
+        self.shared.lock().wire = Some(wire);
+        self.wired = true;
     }
 
     /// A handle that resolves when a close is ordered; lets the writer abandon a write that
@@ -762,6 +871,7 @@ impl OutboxReceiver {
             return None;
         }
         let mut lanes = self.shared.lock();
+        lanes.writer_idle = false;
         let frame = match lanes.waiting_rest().and_then(|rest| rest.lane.front()) {
             Some(LaneItem::Plan(_)) => return None,
             Some(LaneItem::Frame(_)) => match lanes.rest().lane.pop_front() {
@@ -785,7 +895,14 @@ impl Drop for OutboxReceiver {
         self.shared.gone.store(true, Ordering::Release);
         let mut lanes = self.shared.lock();
         let queued: usize = lanes.queue.drain(..).map(|f| f.len()).sum();
+        // The socket is let go of with its writer.
+        lanes.writer_idle = false;
+        let wire = lanes.wire.take();
         drop(lanes);
+        self.shared
+            .wake_hint
+            .store(std::ptr::null_mut(), Ordering::Relaxed);
+        drop(wire);
         self.shared.release(queued);
     }
 }
@@ -1045,11 +1162,11 @@ mod tests {
 
     #[test]
     fn what_a_delivery_touches_stays_small() {
-        // 128 bytes (144 with the `Arc`'s counts): each delivery to a socket whose state fell
+        // 144 bytes (160 with the `Arc`'s counts): each delivery to a socket whose state fell
         // out of the cache waits on memory once per line it touches (see `Shared`), and an
         // idle socket pays for every byte.
         assert!(
-            std::mem::size_of::<Shared>() <= 128,
+            std::mem::size_of::<Shared>() <= 144,
             "{}",
             std::mem::size_of::<Shared>()
         );
@@ -1094,5 +1211,229 @@ mod tests {
         assert_eq!(rx.next().await, Outbound::Frame(Bytes::from_static(b"a")));
         assert_eq!(rx.try_next(), Some(Bytes::from_static(b"b")));
         assert_eq!(rx.try_next(), None);
+    }
+
+    /// A socket that logs what it takes and answers as told (`Sent` once told nothing). Its
+    /// log may be shared with a writer that logs what it writes, so the log is the socket.
+    #[derive(Default)]
+    struct FakeWire {
+        log: Arc<Mutex<Vec<Bytes>>>,
+        answers: Mutex<VecDeque<WireSend>>,
+        /// Answers drawn from a seed instead, when set (for the race below).
+        seed: Mutex<Option<u64>>,
+    }
+
+    impl FakeWire {
+        fn answer(&self, answers: &[WireSend]) {
+            self.answers.lock().unwrap().extend(answers);
+        }
+
+        fn taken(&self) -> Vec<Bytes> {
+            self.log.lock().unwrap().clone()
+        }
+    }
+
+    impl Wire for FakeWire {
+        fn try_send(&self, frame: &Bytes) -> WireSend {
+            let drawn = self.seed.lock().unwrap().as_mut().map(|seed| {
+                *seed ^= *seed << 13;
+                *seed ^= *seed >> 7;
+                *seed ^= *seed << 17;
+                [WireSend::Sent, WireSend::Refused, WireSend::Unflushed][(*seed % 3) as usize]
+            });
+            let told = self.answers.lock().unwrap().pop_front();
+            let answer = drawn.or(told).unwrap_or(WireSend::Sent);
+            if answer != WireSend::Refused {
+                self.log.lock().unwrap().push(frame.clone());
+            }
+            answer
+        }
+    }
+
+    fn wired(frames: usize) -> (Outbox, OutboxReceiver, Arc<FakeWire>) {
+        let (outbox, mut rx) = small(frames, 1 << 20);
+        let wire = Arc::new(FakeWire::default());
+        rx.attach_wire(wire.clone());
+        (outbox, rx, wire)
+    }
+
+    /// Polls the writer once, as a socket's task does when it has written everything.
+    fn writer_waits(rx: &mut OutboxReceiver) {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let next = std::pin::pin!(rx.next());
+        assert!(next.poll(&mut cx).is_pending(), "nothing should wait");
+    }
+
+    fn frame(text: &'static str) -> Bytes {
+        Bytes::from_static(text.as_bytes())
+    }
+
+    #[tokio::test]
+    async fn an_idle_writers_frames_go_straight_to_the_wire() {
+        let (outbox, mut rx, wire) = wired(4);
+        // Before the writer first waits, frames queue: it may be busy.
+        outbox.push(frame("a"));
+        assert!(wire.taken().is_empty());
+        assert_eq!(rx.next().await, Outbound::Frame(frame("a")));
+        writer_waits(&mut rx);
+        outbox.push(frame("b"));
+        outbox.push(frame("c"));
+        assert_eq!(wire.taken(), [frame("b"), frame("c")]);
+        // Nothing waits, and nothing is counted as waiting.
+        assert_eq!(rx.try_next(), None);
+        assert_eq!(outbox.shared.bytes.load(Ordering::Acquire), 0);
+        // More frames than the queue holds pass without a close order: none waited.
+        writer_waits(&mut rx);
+        for _ in 0..8 {
+            outbox.push(frame("d"));
+        }
+        assert_eq!(outbox.shared.closer.pending(), None);
+        assert_eq!(wire.taken().len(), 10);
+    }
+
+    #[tokio::test]
+    async fn a_frame_the_wire_refuses_is_queued_and_the_next_wait_behind_it() {
+        let (outbox, mut rx, wire) = wired(4);
+        writer_waits(&mut rx);
+        wire.answer(&[WireSend::Refused]);
+        outbox.push(frame("a"));
+        // The wire would take this one, but it must not pass the queued frame.
+        outbox.push(frame("b"));
+        assert!(wire.taken().is_empty());
+        assert_eq!(rx.next().await, Outbound::Frame(frame("a")));
+        // Taken but not written yet: still nothing may pass it.
+        outbox.push(frame("c"));
+        assert!(wire.taken().is_empty());
+        assert_eq!(rx.try_next(), Some(frame("b")));
+        assert_eq!(rx.try_next(), Some(frame("c")));
+        writer_waits(&mut rx);
+        outbox.push(frame("d"));
+        assert_eq!(wire.taken(), [frame("d")]);
+    }
+
+    #[tokio::test]
+    async fn a_half_written_frame_is_flushed_by_the_writer_before_anything_else() {
+        let (outbox, mut rx, wire) = wired(4);
+        writer_waits(&mut rx);
+        wire.answer(&[WireSend::Unflushed]);
+        outbox.push(frame("a"));
+        outbox.push(frame("b"));
+        assert_eq!(wire.taken(), [frame("a")]);
+        assert_eq!(rx.next().await, Outbound::Flush);
+        assert_eq!(rx.try_next(), Some(frame("b")));
+        writer_waits(&mut rx);
+        outbox.push(frame("c"));
+        assert_eq!(wire.taken(), [frame("a"), frame("c")]);
+    }
+
+    #[tokio::test]
+    async fn nothing_passes_the_lane_a_plan_or_a_close_order() {
+        let (outbox, mut rx, wire) = wired(4);
+        writer_waits(&mut rx);
+        outbox.push_first(frame("presence"));
+        outbox.push(frame("a"));
+        assert!(wire.taken().is_empty());
+        assert_eq!(rx.next().await, Outbound::Frame(frame("presence")));
+        assert_eq!(rx.next().await, Outbound::Frame(frame("a")));
+        // A history being read: live frames wait for it, also while the store is read.
+        writer_waits(&mut rx);
+        let plan = Plan::History {
+            channel: Arc::from("room"),
+            before: None,
+            limit: 10,
+            reference: None,
+        };
+        assert!(outbox.plan(plan));
+        outbox.push(frame("b"));
+        assert!(wire.taken().is_empty());
+        let history = rx.next().await;
+        assert!(
+            matches!(&history, Outbound::Frame(f) if f.starts_with(b"{\"action\":\"history\"")),
+            "{history:?}"
+        );
+        assert_eq!(rx.next().await, Outbound::Frame(frame("b")));
+        writer_waits(&mut rx);
+        outbox.close(CloseCode::TryAgainLater);
+        outbox.push(frame("c"));
+        assert!(wire.taken().is_empty());
+        assert_eq!(rx.next().await, Outbound::Close(CloseCode::TryAgainLater));
+    }
+
+    #[tokio::test]
+    async fn a_gone_writer_lets_go_of_the_wire() {
+        let (outbox, mut rx, wire) = wired(4);
+        writer_waits(&mut rx);
+        assert_eq!(Arc::strong_count(&wire), 2);
+        drop(rx);
+        assert_eq!(Arc::strong_count(&wire), 1);
+        outbox.push(frame("a"));
+        assert!(wire.taken().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frames_reach_the_socket_in_order_whichever_way_each_goes() {
+        // A producer on its own thread against a writer task: the wire takes, refuses or
+        // half-takes frames at random, and the writer logs what it writes to the same log.
+        const FRAMES: u32 = 20_000;
+        let (outbox, mut rx) = small(FRAMES as usize, 1 << 30);
+        let wire = Arc::new(FakeWire::default());
+        *wire.seed.lock().unwrap() = Some(0x9E37_79B9_7F4A_7C15);
+        rx.attach_wire(wire.clone());
+        let log = wire.log.clone();
+        let written = Arc::new(AtomicUsize::new(0));
+        let count = written.clone();
+        let writer = tokio::spawn(async move {
+            loop {
+                match rx.next().await {
+                    Outbound::Frame(frame) => {
+                        let mut log = log.lock().unwrap();
+                        log.push(frame);
+                        count.fetch_add(1, Ordering::Relaxed);
+                        while let Some(frame) = rx.try_next() {
+                            log.push(frame);
+                            count.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Outbound::Flush => {}
+                    other => panic!("{other:?}"),
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+        let producer = std::thread::spawn(move || {
+            for n in 0..FRAMES {
+                outbox.push(Bytes::from(n.to_be_bytes().to_vec()));
+                // Now and then the writer catches up and waits, so both ways are taken.
+                if n % 256 == 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                } else if n % 16 == 0 {
+                    std::thread::yield_now();
+                }
+            }
+            outbox
+        });
+        let _outbox = producer.join().unwrap();
+        let all_in = async {
+            while wire.taken().len() < FRAMES as usize {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(20), all_in)
+            .await
+            .expect("every frame reaches the socket");
+        writer.abort();
+        let order: Vec<u32> = wire
+            .taken()
+            .iter()
+            .map(|f| u32::from_be_bytes(f[..].try_into().unwrap()))
+            .collect();
+        assert_eq!(order, (0..FRAMES).collect::<Vec<_>>());
+        // Both ways were taken.
+        let by_writer = written.load(Ordering::Relaxed);
+        let by_fan_out = FRAMES as usize - by_writer;
+        assert!(
+            by_writer > 0 && by_fan_out >= 10,
+            "{by_writer} by the writer"
+        );
     }
 }

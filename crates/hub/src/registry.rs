@@ -17,7 +17,7 @@ use switchboard_protocol::CloseCode;
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
-use crate::channel::Channel;
+use crate::channel::{Channel, Writes};
 use crate::metrics::EngineMetrics;
 use crate::outbox::Outbox;
 
@@ -274,7 +274,8 @@ impl Registry {
                         .map(|mut b| std::mem::take(&mut *b))
                         .unwrap_or_default();
                     for stored in buffered {
-                        locked.deliver_stored(stored.seq, &stored.epoch, &stored.frame);
+                        let (seq, epoch) = (stored.seq, &stored.epoch);
+                        locked.deliver_stored(seq, epoch, &stored.frame, Writes::Queued);
                     }
                 }
                 slots.insert(channel.name.clone(), Slot::Active(channel.clone()));
@@ -291,7 +292,14 @@ impl Registry {
 
     /// Delivers a stored message to the channel's members here, if it is active (or keeps it
     /// for them if it is being activated); counted and timed in the metrics.
-    pub(crate) fn deliver_stored(&self, name: &str, seq: u64, epoch: &str, frame: &Bytes) {
+    pub(crate) fn deliver_stored(
+        &self,
+        name: &str,
+        seq: u64,
+        epoch: &str,
+        frame: &Bytes,
+        writes: Writes,
+    ) {
         let channel = {
             let slots = self.slots();
             match slots.get(name) {
@@ -312,7 +320,7 @@ impl Registry {
             }
         };
         let started = std::time::Instant::now();
-        let queued = channel.lock().deliver_stored(seq, epoch, frame);
+        let queued = channel.lock().deliver_stored(seq, epoch, frame, writes);
         self.metrics
             .fanout_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -370,8 +378,8 @@ mod tests {
         };
         tokio::task::yield_now().await;
         // 5 was already counted in the position read; 6 arrived during the activation.
-        registry.deliver_stored("room", 5, "e", &Bytes::from_static(b"5"));
-        registry.deliver_stored("room", 6, "e", &Bytes::from_static(b"6"));
+        registry.deliver_stored("room", 5, "e", &Bytes::from_static(b"5"), Writes::Queued);
+        registry.deliver_stored("room", 6, "e", &Bytes::from_static(b"6"), Writes::Queued);
         let _ = release.send(());
         let channel = activating.await.unwrap().unwrap();
         assert_eq!(channel.lock().delivered_seq, 6);

@@ -98,6 +98,7 @@ impl Peer {
             Ok(Outbound::Frame(bytes)) => serde_json::from_slice(&bytes).expect("valid frame"),
             Ok(Outbound::Close(code)) => panic!("closed with {code:?}"),
             Ok(Outbound::Ping) => panic!("a ping nobody asked for"),
+            Ok(Outbound::Flush) => panic!("a flush with no wire attached"),
             Err(_) => panic!("no frame within {WAIT:?}"),
         }
     }

@@ -25,6 +25,7 @@ use super::deliverer::{hand_off, Deliverer, Handoff};
 use super::queue::{Batch, JobReceiver};
 use super::{not_stored, Accepted, StoredMessage};
 use crate::access::Refusal;
+use crate::channel::Writes;
 use crate::history::{new_epoch, HistoryStore, HookWrites, NewEntry, Retention, StoreError};
 use crate::hooks::{message_event_id, EventType, OutboxEvent};
 use crate::registry::Registry;
@@ -425,7 +426,7 @@ impl Persister {
     fn hand_over(&self, handoffs: Vec<Handoff>) {
         match &self.deliverer {
             Some(deliverer) => deliverer.hand_over(handoffs),
-            None => hand_off(&self.registry, handoffs),
+            None => hand_off(&self.registry, handoffs, Writes::Queued),
         }
     }
 

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::topic::TopicMessage;
 use super::Link;
-use crate::channel::Channel;
+use crate::channel::{Channel, Writes};
 use crate::history::HistoryStore;
 
 /// Asked of the subscription task.
@@ -157,7 +157,7 @@ pub(crate) fn catch_up(link: &Link, channel: &Channel, before: u64) {
         Ok(missed) => {
             let mut locked = channel.lock();
             for frame in missed {
-                locked.deliver_stored(frame.seq, &current, &frame.frame);
+                locked.deliver_stored(frame.seq, &current, &frame.frame, Writes::Queued);
             }
         }
         Err(err) => tracing::warn!("catching up {:?} from Redis: {err}", channel.name),
@@ -173,7 +173,8 @@ fn dispatch(link: &Arc<Link>, name: &str, message: TopicMessage) {
     let Some(channel) = link.registry.get(name) else {
         if let TopicMessage::Stored { seq, epoch, frame } = message {
             // Kept for the members of a channel being activated, if it is.
-            link.registry.deliver_stored(name, seq, &epoch, &frame);
+            link.registry
+                .deliver_stored(name, seq, &epoch, &frame, Writes::Queued);
         }
         return;
     };
@@ -190,7 +191,9 @@ fn dispatch(link: &Arc<Link>, name: &str, message: TopicMessage) {
                 catch_up(link, &channel, seq);
             }
             let started = std::time::Instant::now();
-            let queued = channel.lock().deliver_stored(seq, &epoch, &frame);
+            let queued = channel
+                .lock()
+                .deliver_stored(seq, &epoch, &frame, Writes::Queued);
             let metrics = &link.registry.metrics;
             metrics
                 .fanout_seconds
@@ -198,12 +201,16 @@ fn dispatch(link: &Arc<Link>, name: &str, message: TopicMessage) {
             metrics.deliveries.inc_by(queued as u64);
         }
         TopicMessage::Audience { frame, .. } => {
-            let queued = channel.lock().deliver(Target::Authenticated, &frame);
+            let queued = channel
+                .lock()
+                .deliver(Target::Authenticated, &frame, Writes::Queued);
             link.registry.metrics.deliveries.inc_by(queued as u64);
         }
         TopicMessage::Socket { socket, frame } => {
             let socket = socket.to_string();
-            let queued = channel.lock().deliver(Target::Socket(&socket), &frame);
+            let queued = channel
+                .lock()
+                .deliver(Target::Socket(&socket), &frame, Writes::Queued);
             link.registry.metrics.deliveries.inc_by(queued as u64);
         }
         TopicMessage::Volatile { sender, frame, .. } => {
