@@ -420,7 +420,9 @@ async fn a_reader_that_pauses_gets_every_message_in_order_once_it_reads_again() 
     // More than the kernel's socket buffers hold arrives while the reader pauses, so its frames
     // go every way there is: written straight from the fan-out while the socket takes them,
     // half-written when it fills, queued behind that, and straight again once it caught up.
+    // One runtime worker, so the fan-out's own share is the whole room.
     let server = TestServer::start_with(&[
+        ("TOKIO_WORKER_THREADS", "1"),
         ("SWITCHBOARD_OUTBOX_CAPACITY", "4096"),
         ("SWITCHBOARD_OUTBOX_BYTES", "67108864"),
         ("SWITCHBOARD_FRAMES_PER_SECOND", "100000"),

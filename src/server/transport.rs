@@ -367,7 +367,9 @@ fn send_now(
     }
     match sink.poll_flush_unpin(cx) {
         Poll::Ready(Ok(())) => WireSend::Sent,
-        // A failed socket is the writer's to find out about, as if it had written this.
+        // The writer's flush finds out what became of it: a write error again (ending the
+        // socket), or nothing to do on a socket the client is closing, whose reading half ends
+        // it (frames to a closing socket are lost whichever way they go).
         Poll::Ready(Err(_)) | Poll::Pending => WireSend::Unflushed,
     }
 }
@@ -377,8 +379,9 @@ fn send_now(
 ///
 /// The reading half is polled only when something it waits on (the socket becoming readable,
 /// an operator's order, the ping timer) woke it, not each time a frame is queued for writing:
-/// a subscriber's task wakes once per delivered frame, and polling the reading half on each of
-/// those wake-ups cost as much as a tenth of the delivery.
+/// a subscriber's task wakes once per frame queued for it (frames a fan-out writes itself wake
+/// nothing), and polling the reading half on each of those wake-ups cost as much as a tenth of
+/// the delivery.
 struct Halves<'a, R, W> {
     read: Pin<&'a mut R>,
     write: Pin<&'a mut W>,

@@ -130,7 +130,7 @@ impl Locked<'_> {
 
     /// Delivers a stored message (now durable) to every member, once: a seq already
     /// delivered in this epoch is skipped. A new epoch (the history was reset) starts over.
-    /// Returns how many sockets it was queued for.
+    /// Returns how many sockets it was handed to.
     pub(crate) fn deliver_stored(
         &mut self,
         seq: u64,
@@ -149,7 +149,7 @@ impl Locked<'_> {
         self.deliver(Target::Everyone, frame, writes)
     }
 
-    /// Sends a frame to the members the target selects; how many it was queued for (0 when a
+    /// Sends a frame to the members the target selects; how many it was handed to (0 when a
     /// socket target is not a member here).
     pub(crate) fn deliver(&self, target: Target<'_>, frame: &Bytes, writes: Writes) -> usize {
         let members = &self.state.members;
@@ -236,17 +236,15 @@ impl Locked<'_> {
 /// How many members ahead a fan-out prefetches an outbox, and (half as far) its socket.
 const PREFETCH_AHEAD: usize = 4;
 
-/// Pushes the frame into every member's outbox; how many. Each outbox is usually out of the
-/// cache by the time the next message comes (a room of a thousand touches more than the cache
-/// holds between two messages), so while one is pushed the outboxes a few members ahead, and
-/// the sockets their pushes will write to, are loaded: the waits on memory overlap instead of
-/// adding up.
+/// Hands the frame to every member's outbox; how many.
 ///
-/// With [`Writes::Direct`] a push writes to an idle socket itself, on this thread. The
-/// fan-out does that for its own share of the room (of about `count` members), one per runtime
-/// worker, and leaves the rest to the sockets' tasks, which the other workers take up: a large
-/// room's writes are spread over every core, and on one worker the fan-out writes to everyone,
-/// with no task woken.
+/// With [`Writes::Direct`] a push writes to an idle socket itself, on this thread. The fan-out
+/// does that for its own share of the room (of about `count` members), one member in N on N
+/// runtime workers, and queues the rest first, for the sockets' tasks, which the other workers
+/// take up while it writes: a large room's writes are spread over every core, and on one
+/// worker the fan-out writes to everyone, with no task woken. The writes never wait, but they
+/// are done under the channel's lock, so on N workers the lock is held for about a write's
+/// time (some microseconds) per member in N.
 fn push_all<'a>(
     members: impl Iterator<Item = &'a Member> + Clone,
     count: usize,
@@ -261,6 +259,21 @@ fn push_all<'a>(
         }
         Writes::Queued => 0,
     };
+    let queued = push_each(members.clone().skip(own_share), frame, Outbox::push_queued);
+    let written = push_each(members.take(own_share), frame, Outbox::push);
+    queued + written
+}
+
+/// Pushes the frame into each member's outbox with `push`; how many. Each outbox is usually
+/// out of the cache by the time the next message comes (a room of a thousand touches more than
+/// the cache holds between two messages), so while one is pushed the outboxes a few members
+/// ahead, and the sockets or tasks their pushes will touch, are loaded: the waits on memory
+/// overlap instead of adding up.
+fn push_each<'a>(
+    members: impl Iterator<Item = &'a Member> + Clone,
+    frame: &Bytes,
+    push: fn(&Outbox, Bytes),
+) -> usize {
     let mut far = members.clone();
     let mut near = members.clone();
     for member in far.by_ref().take(PREFETCH_AHEAD) {
@@ -269,7 +282,7 @@ fn push_all<'a>(
     for member in near.by_ref().take(PREFETCH_AHEAD / 2) {
         member.outbox.prefetch_writer();
     }
-    let mut queued = 0;
+    let mut pushed = 0;
     for member in members {
         if let Some(next) = far.next() {
             next.outbox.prefetch();
@@ -277,14 +290,10 @@ fn push_all<'a>(
         if let Some(next) = near.next() {
             next.outbox.prefetch_writer();
         }
-        if queued < own_share {
-            member.outbox.push(frame.clone());
-        } else {
-            member.outbox.push_queued(frame.clone());
-        }
-        queued += 1;
+        push(&member.outbox, frame.clone());
+        pushed += 1;
     }
-    queued
+    pushed
 }
 
 #[cfg(test)]

@@ -122,9 +122,9 @@ pub(crate) struct Outbox {
 
 /// What both halves share. Laid out (`repr(C)`) in the order a delivery touches it — the
 /// close order and the writer's waker, the flags, the byte count and limits, then the lock
-/// and the live queue — and small: 128 bytes, 144 with the `Arc`'s counts, so three cache
-/// lines at most (every lane but the live queue is boxed, and a delivery looks into the box
-/// only when something waits there). With a thousand sockets in a room, each delivery finds
+/// and the live queue with the socket's wire — and small: 144 bytes, 160 with the `Arc`'s
+/// counts, so three cache lines, four at worst (every lane but the live queue is boxed, and a
+/// delivery looks into the box only when something waits there). With a thousand sockets in a room, each delivery finds
 /// its socket's state out of the cache, and every further line it touches is another wait on
 /// memory.
 #[derive(Debug)]
@@ -241,6 +241,10 @@ pub struct OutboxReceiver {
     lingering: bool,
     /// A wire was attached ([`OutboxReceiver::attach_wire`]).
     wired: bool,
+    /// This writer marked itself idle and has taken nothing since. Whoever makes it not idle
+    /// (a half-written frame, a queued one) also makes something wait, so while nothing waits
+    /// the mark stands and parking again needs no lock.
+    idle: bool,
 }
 
 impl Shared {
@@ -440,6 +444,7 @@ pub(crate) fn outbox(
             linger: None,
             lingering: false,
             wired: false,
+            idle: false,
         },
     )
 }
@@ -763,7 +768,7 @@ impl OutboxReceiver {
 
     /// The next thing to do: one lock per delivered frame, the waker registered only when
     /// there is nothing to do, and no lock at all when nothing waits (an idle socket's
-    /// wake-ups) except once to mark the writer idle.
+    /// wake-ups) except once to mark the writer idle after it took something.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Ready> {
         // Most polls find a frame and need no wake-up, so the waker is registered only before
         // giving up; then everything is checked once more, so a close or a push that came in
@@ -783,6 +788,7 @@ impl OutboxReceiver {
                 let mut lanes = self.shared.lock();
                 // Whatever is taken now is in hand until written: no frame may pass it.
                 lanes.writer_idle = false;
+                self.idle = false;
                 if std::mem::take(&mut lanes.flush_due) {
                     return Poll::Ready(Ready::Flush);
                 }
@@ -827,7 +833,7 @@ impl OutboxReceiver {
             }
             if registered {
                 self.lingering = due.is_some();
-                if due.is_none() && self.wired && !self.go_idle() {
+                if due.is_none() && self.wired && !self.idle && !self.go_idle() {
                     continue;
                 }
                 return Poll::Pending;
@@ -845,6 +851,7 @@ impl OutboxReceiver {
             return false;
         }
         lanes.writer_idle = true;
+        self.idle = true;
         true
     }
 
@@ -872,6 +879,7 @@ impl OutboxReceiver {
         }
         let mut lanes = self.shared.lock();
         lanes.writer_idle = false;
+        self.idle = false;
         let frame = match lanes.waiting_rest().and_then(|rest| rest.lane.front()) {
             Some(LaneItem::Plan(_)) => return None,
             Some(LaneItem::Frame(_)) => match lanes.rest().lane.pop_front() {

@@ -9,11 +9,12 @@
 //! commit replaces a thousand.
 //!
 //! How a fan-out hands each frame over ([`Writes`]) follows the backlog: a message with nothing
-//! waiting behind it is written to idle sockets by the deliverer itself, which spares each
-//! socket's task a wake-up for one frame; when more wait, the frames are queued, and each
+//! waiting behind it is written to idle sockets by the deliverer itself (its share of the
+//! room: everyone on one runtime worker, one member in N on N), which spares each of those
+//! sockets' tasks a wake-up for one frame; when more wait, the frames are queued, and each
 //! socket's task, running after several were queued, writes them with one system call. So at
-//! chat rates a delivery costs one write and no wake-up, and a node that falls behind catches
-//! up in batches.
+//! chat rates a delivery costs one write and, for the deliverer's share, no wake-up, and a node
+//! that falls behind catches up in batches.
 //!
 //! The queue between them is bounded in batches and in bytes of frames: a node that stores
 //! faster than it delivers makes the persister wait (its own queue then fills and new messages

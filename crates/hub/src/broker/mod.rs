@@ -88,7 +88,9 @@ pub(crate) enum Answer {
 }
 
 impl Answer {
-    /// Tells the outcome.
+    /// Tells the outcome. A socket's answer is queued for its own task to write: answers are
+    /// sent from the deliverer, and from the persister's and the Redis writer's threads, which
+    /// must not spend their time on socket writes.
     pub(crate) fn send(self, channel: &str, outcome: Result<Accepted, Refusal>) {
         match self {
             Answer::Caller(tx) => {
@@ -96,15 +98,15 @@ impl Answer {
             }
             Answer::Socket { outbox, reference } => match (reference, outcome) {
                 (Some(reference), Ok(accepted)) => {
-                    outbox.push(encode::reply_stored(channel, &reference, accepted.seq));
+                    outbox.push_queued(encode::reply_stored(channel, &reference, accepted.seq));
                 }
-                (Some(reference), Err(refusal)) => outbox.push(encode::reply(
+                (Some(reference), Err(refusal)) => outbox.push_queued(encode::reply(
                     Some(channel),
                     &reference,
                     Err((refusal.code, &refusal.message)),
                 )),
                 (None, Err(refusal)) => {
-                    outbox.push(encode::error(Some(channel), refusal.code, &refusal.message))
+                    outbox.push_queued(encode::error(Some(channel), refusal.code, &refusal.message))
                 }
                 (None, Ok(_)) => {}
             },
