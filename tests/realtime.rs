@@ -344,6 +344,15 @@ async fn a_frame_over_the_hard_limit_closes_with_1009() {
     assert_eq!(closed_code(&mut a).await, Some(1009));
 }
 
+/// The next message `client` gets, which must be number `n` of a numbered run.
+async fn expect_number(client: &mut Client, n: u64) {
+    let frame = client
+        .expect(Action::Message, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(frame.payload["n"].as_u64(), Some(n), "in order, none lost");
+}
+
 #[tokio::test]
 async fn a_slow_consumer_is_cut_off_while_others_keep_receiving() {
     let server = TestServer::start_with(&[
@@ -365,15 +374,7 @@ async fn a_slow_consumer_is_cut_off_while_others_keep_receiving() {
     let reader = tokio::spawn(async move {
         let mut seen = 0;
         while seen < COUNT {
-            let frame = healthy
-                .expect(Action::Message, Duration::from_secs(20))
-                .await
-                .unwrap();
-            assert_eq!(
-                frame.payload["n"].as_u64(),
-                Some(seen as u64),
-                "in order, none lost"
-            );
+            expect_number(&mut healthy, seen as u64).await;
             seen += 1;
             reader_progress.store(seen, std::sync::atomic::Ordering::Relaxed);
         }
@@ -455,23 +456,11 @@ async fn a_reader_that_pauses_gets_every_message_in_order_once_it_reads_again() 
         if n == PAUSED - 1 {
             // About 19 MiB waited for the reader; now it reads them all.
             for seen in 0..PAUSED {
-                let frame = reader
-                    .expect(Action::Message, Duration::from_secs(20))
-                    .await
-                    .unwrap();
-                assert_eq!(
-                    frame.payload["n"].as_u64(),
-                    Some(seen),
-                    "in order, none lost"
-                );
+                expect_number(&mut reader, seen).await;
             }
         } else if n >= PAUSED {
             // Caught up: each message arrives on its own.
-            let frame = reader
-                .expect(Action::Message, Duration::from_secs(20))
-                .await
-                .unwrap();
-            assert_eq!(frame.payload["n"].as_u64(), Some(n), "in order, none lost");
+            expect_number(&mut reader, n).await;
         }
     }
     assert!(reader

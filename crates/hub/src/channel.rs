@@ -346,40 +346,28 @@ mod tests {
         receivers.iter_mut().filter_map(|rx| rx.try_next()).count()
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn on_one_worker_a_fan_out_writes_to_every_idle_socket_itself() {
+    /// Fans one frame out to a room of ten idle sockets: (how many the fan-out wrote itself, how
+    /// many wait for their sockets' tasks).
+    fn fan_out_to_ten(writes: Writes) -> (usize, usize) {
         let (members, mut receivers, wire) = room(10);
         let frame = Bytes::from_static(b"m");
-        assert_eq!(
-            push_all(members.iter(), members.len(), &frame, Writes::Direct),
-            10
-        );
-        assert_eq!(wire.0.load(Ordering::Relaxed), 10);
-        assert_eq!(waiting(&mut receivers), 0);
+        assert_eq!(push_all(members.iter(), members.len(), &frame, writes), 10);
+        (wire.0.load(Ordering::Relaxed), waiting(&mut receivers))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn on_one_worker_a_fan_out_writes_to_every_idle_socket_itself() {
+        assert_eq!(fan_out_to_ten(Writes::Direct), (10, 0));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn with_more_workers_a_fan_out_leaves_the_rest_of_the_room_to_the_sockets_tasks() {
-        let (members, mut receivers, wire) = room(10);
-        let frame = Bytes::from_static(b"m");
-        assert_eq!(
-            push_all(members.iter(), members.len(), &frame, Writes::Direct),
-            10
-        );
         // Its own share, one of four (rounded up); the other seven wait for their tasks.
-        assert_eq!(wire.0.load(Ordering::Relaxed), 3);
-        assert_eq!(waiting(&mut receivers), 7);
+        assert_eq!(fan_out_to_ten(Writes::Direct), (3, 7));
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn with_messages_waiting_behind_a_fan_out_leaves_every_socket_to_its_task() {
-        let (members, mut receivers, wire) = room(10);
-        let frame = Bytes::from_static(b"m");
-        assert_eq!(
-            push_all(members.iter(), members.len(), &frame, Writes::Queued),
-            10
-        );
-        assert_eq!(wire.0.load(Ordering::Relaxed), 0);
-        assert_eq!(waiting(&mut receivers), 10);
+        assert_eq!(fan_out_to_ten(Writes::Queued), (0, 10));
     }
 }
