@@ -11,10 +11,11 @@
 //! How a fan-out hands each frame over ([`Writes`]) follows the backlog: a message with nothing
 //! waiting behind it is written to idle sockets by the deliverer itself (its share of the
 //! room: everyone on one runtime worker, one member in N on N), which spares each of those
-//! sockets' tasks a wake-up for one frame; when more wait, the frames are queued, and each
-//! socket's task, running after several were queued, writes them with one system call. So at
-//! chat rates a delivery costs one write and, for the deliverer's share, no wake-up, and a node
-//! that falls behind catches up in batches.
+//! sockets' tasks a wake-up for one frame; when more wait, the deliverer takes every commit
+//! that waits at once and queues their frames, and each socket's task, running after all of
+//! them were queued, writes them with one system call. So at chat rates a delivery costs one
+//! write and, for the deliverer's share, no wake-up, and a node that falls behind catches up
+//! in batches that grow with the backlog: the more it is behind, the fewer writes per message.
 //!
 //! The queue between them is bounded in batches and in bytes of frames: a node that stores
 //! faster than it delivers makes the persister wait (its own queue then fills and new messages
@@ -179,26 +180,36 @@ struct Task {
 impl Task {
     async fn run(self) {
         loop {
-            let (next, stopped, behind) = {
+            // Everything that waits is taken at once: behind, the frames of several commits go
+            // into each socket's queue before any socket's task runs, so each writes them with
+            // one system call. The batches stay counted until they are carried out.
+            let (taken, stopped) = {
                 let mut waiting = self.shared.lock();
-                let next = waiting.batches.pop_front();
-                waiting.busy = next.is_some();
-                (next, waiting.stopped, !waiting.batches.is_empty())
+                let taken: Vec<_> = waiting.batches.drain(..).collect();
+                waiting.busy = !taken.is_empty();
+                (taken, waiting.stopped)
             };
-            let Some((bytes, handoffs)) = next else {
+            if taken.is_empty() {
                 if stopped {
                     return;
                 }
                 self.shared.ready.notified().await;
                 continue;
-            };
-            let stored = handoffs.iter().filter(|h| h.stored.is_some()).count();
-            let writes = if behind || stored > 1 {
+            }
+            let stored: usize = taken
+                .iter()
+                .flat_map(|(_, handoffs)| handoffs)
+                .filter(|h| h.stored.is_some())
+                .count();
+            let writes = if stored > 1 {
                 Writes::Queued
             } else {
                 Writes::Direct
             };
-            hand_off(&self.registry, handoffs, writes);
+            let bytes: usize = taken.iter().map(|(bytes, _)| bytes).sum();
+            for (_, handoffs) in taken {
+                hand_off(&self.registry, handoffs, writes);
+            }
             let more = {
                 let mut waiting = self.shared.lock();
                 waiting.busy = false;
@@ -207,7 +218,9 @@ impl Task {
             };
             self.shared.room.notify_all();
             if more {
-                // A long backlog must not keep this worker from the sockets it just woke.
+                // The sockets just woken write before the next batches are taken: a long
+                // backlog must not keep this worker from them, and what comes in meanwhile is
+                // taken together.
                 tokio::task::yield_now().await;
             }
         }
@@ -269,6 +282,68 @@ mod tests {
         for (seq, mut rx) in (1..=200).zip(waiting) {
             let answer = rx.try_recv().expect("answered before the drain returned");
             assert_eq!(answer.unwrap().seq, seq);
+        }
+    }
+
+    #[test]
+    fn commits_that_wait_together_reach_a_socket_together() {
+        use crate::channel::{Channel, Member};
+        use crate::history::{HistoryReader, MemoryHistory};
+        use crate::outbox::{outbox, Budget, Outbound};
+        use crate::rules::ChannelRule;
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let registry = Arc::new(Registry::default());
+        let budget = Budget {
+            frames: 16,
+            bytes: 1 << 20,
+        };
+        let reader = HistoryReader::new(Arc::new(MemoryHistory::default()));
+        let (tx, mut rx) = outbox(budget, reader, Default::default());
+        runtime.block_on(async {
+            let channel = registry
+                .activate("room", || async {
+                    let rule = ChannelRule::open("*");
+                    Ok::<_, ()>(Channel::new(Arc::from("room"), rule, Some("e".into()), 0))
+                })
+                .await
+                .unwrap();
+            let member = Member {
+                outbox: tx,
+                client: Arc::from("{}"),
+                authenticated: true,
+                presence: false,
+            };
+            channel.lock().insert(uuid::Uuid::new_v4(), member);
+        });
+        // A socket's writer: how many frames it found each time it woke.
+        let woken_with = runtime.spawn(async move {
+            let mut woken_with = Vec::new();
+            while woken_with.iter().sum::<usize>() < 3 {
+                let Outbound::Frame(_) = rx.next().await else {
+                    panic!("only frames were sent");
+                };
+                woken_with.push(1 + std::iter::from_fn(|| rx.try_next()).count());
+            }
+            woken_with
+        });
+        let deliverer = runtime
+            .block_on(async { Deliverer::start(registry.clone(), 1 << 20) })
+            .expect("started on a runtime");
+        // Three commits of one message each wait while the deliverer is busy elsewhere.
+        let mut answers = Vec::new();
+        for seq in 1..=3 {
+            let (mut handoff, rx) = answered(seq);
+            handoff.stored = Some((seq, Arc::from("e"), Bytes::from(seq.to_string())));
+            deliverer.hand_over(vec![handoff]);
+            answers.push(rx);
+        }
+        let woken_with = runtime.block_on(woken_with).unwrap();
+        assert_eq!(woken_with, [3], "the socket's task woke once for all three");
+        for (seq, mut rx) in (1..=3).zip(answers) {
+            assert_eq!(rx.try_recv().unwrap().unwrap().seq, seq);
         }
     }
 
