@@ -259,6 +259,10 @@ async fn operators_publish_disconnect_remove_and_clear() {
     let (status, _) = admin(&server, "DELETE", "/api/admin/channels/cleared/history", "").await;
     assert_eq!(status, 200);
     writer.publish("cleared", json!("new")).await.unwrap();
+    // Delivered live on this node too (on a cluster the ok can come first), so the channel
+    // here stands in the new epoch.
+    let new = writer.expect(Action::Message, WAIT).await.unwrap();
+    assert_eq!(new.payload, "new");
     let mut resuming = server.client().await;
     let mut options = channel_options("cleared");
     options.insert("since".into(), json!({"epoch": old.epoch(), "seq": 1}));
@@ -341,7 +345,11 @@ async fn metrics_count_what_happened() {
         limited >= 1.0,
         "a burst of 4 at 1 frame/s let 8 frames through"
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Message 1 reached both members (on a cluster, after its ok).
+    for client in [&mut a, &mut b] {
+        let first = client.expect(Action::Message, WAIT).await.unwrap();
+        assert_eq!(first.payload, 1);
+    }
     let text = support::http_get(&server.addr, "/metrics").await;
     let value = |name: &str| -> f64 {
         text.lines()
@@ -490,7 +498,8 @@ async fn the_grafana_dashboard_charts_only_metrics_the_server_exports() {
     )
     .await;
     assert_eq!(status, 200);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The close is counted before it is sent.
+    assert_eq!(support::close_code(&mut client).await, Some(4001));
     let text = support::http_get(&server.addr, "/metrics").await;
     let exported = |name: &str| {
         text.lines().any(|line| {

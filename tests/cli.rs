@@ -22,13 +22,15 @@ async fn listen_prints_each_event_as_a_json_line_and_send_reports_the_outcome() 
         })
     };
     // Wait until the listener has joined (the channel is active).
-    for _ in 0..100 {
-        if support::http_get(&server.addr, "/healthz")
-            .await
-            .contains(r#""channels":1"#)
-        {
-            break;
-        }
+    let deadline = std::time::Instant::now() + support::WAIT;
+    while !support::http_get(&server.addr, "/healthz")
+        .await
+        .contains(r#""channels":1"#)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the listener never joined"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(
@@ -41,7 +43,10 @@ async fn listen_prints_each_event_as_a_json_line_and_send_reports_the_outcome() 
         cli::send(&url, None, "room1", "2").await.unwrap(),
         json!({"status": "ok"})
     );
-    let printed = listening.await.unwrap();
+    let printed = tokio::time::timeout(support::WAIT, listening)
+        .await
+        .expect("the listener printed both messages in time")
+        .unwrap();
     let lines: Vec<Value> = printed
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

@@ -253,7 +253,7 @@ async fn a_killed_node_takes_its_sockets_out_of_presence_within_the_node_ttl() {
     // the others asynchronously; presence updates are idempotent by socketId.)
     let leave = loop {
         let update = survivor
-            .expect(Action::PresenceUpdate, Duration::from_secs(6))
+            .expect(Action::PresenceUpdate, Duration::from_secs(8))
             .await
             .unwrap();
         if update.payload["action"] != "join" {
@@ -263,8 +263,9 @@ async fn a_killed_node_takes_its_sockets_out_of_presence_within_the_node_ttl() {
     let took = killed.elapsed();
     assert_eq!(leave.payload["action"], "leave");
     assert_eq!(leave.payload["presence"]["socketId"], json!(doomed_id));
-    // node_ttl (1.5 s) plus one beat (0.5 s), with room for a busy machine.
-    assert!(took < Duration::from_secs(4), "took {took:?}");
+    // node_ttl (1.5 s) plus one beat (0.5 s), with room for a busy machine; well under the
+    // default node_ttl (10 s), so the setting is what decided.
+    assert!(took < Duration::from_secs(6), "took {took:?}");
 
     let mut newcomer = cluster[1].client().await;
     newcomer.join("room1", true, false).await.unwrap();
@@ -337,6 +338,9 @@ async fn after_a_redis_crash_nodes_recover_and_no_acknowledged_message_is_lost()
         received.push(frame.payload["n"].as_i64().unwrap());
     }
     assert_eq!(received, acked);
+    // The sender's node has delivered the last one too: a history page ends at what its node
+    // has delivered, and each node's subscriber catches up on its own.
+    while next_message(&mut sender).await.payload["n"] != 40 {}
     let mut fresh = cluster[0].client().await;
     let mut options = channel_options("ledger");
     options.insert("limit".into(), json!(100));
@@ -414,11 +418,13 @@ async fn a_node_stopped_with_sigterm_takes_its_sockets_out_of_presence_at_once()
     let stopped = Instant::now();
     assert!(cluster[0].terminate(), "the node exits cleanly");
     let leave = staying
-        .expect(Action::PresenceUpdate, Duration::from_secs(3))
+        .expect(Action::PresenceUpdate, Duration::from_secs(6))
         .await
         .unwrap();
     assert_eq!(leave.payload["action"], "leave");
-    assert!(stopped.elapsed() < Duration::from_secs(3));
+    // Well under the default node_ttl (10 s), with room for a busy machine's shutdown.
+    let took = stopped.elapsed();
+    assert!(took < Duration::from_secs(6), "took {took:?}");
     let mut newcomer = cluster[1].client().await;
     newcomer.join("room1", true, false).await.unwrap();
     let full = newcomer.expect(Action::PresenceFull, WAIT).await.unwrap();
@@ -480,22 +486,29 @@ async fn shared_history_is_trimmed_to_the_retention_by_one_node_at_a_time() {
     for n in 1..=20 {
         sender.publish("room1", json!({"n": n})).await.unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(400)).await;
     let mut reader = cluster[1].client().await;
     reader.join("room1", false, false).await.unwrap();
-    let mut options = channel_options("room1");
-    options.insert("limit".into(), json!(100));
-    reader
-        .request(Action::History, options, Value::Null)
-        .await
-        .unwrap();
-    let page = reader.expect(Action::History, WAIT).await.unwrap();
-    let kept: Vec<u64> = page.payload["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["options"]["seq"].as_u64().unwrap())
-        .collect();
+    // Trimming runs every 50 ms on whichever node takes the turn: ask until it caught up.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let kept = loop {
+        let mut options = channel_options("room1");
+        options.insert("limit".into(), json!(100));
+        reader
+            .request(Action::History, options, Value::Null)
+            .await
+            .unwrap();
+        let page = reader.expect(Action::History, WAIT).await.unwrap();
+        let kept: Vec<u64> = page.payload["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["options"]["seq"].as_u64().unwrap())
+            .collect();
+        if kept.len() <= 5 || tokio::time::Instant::now() > deadline {
+            break kept;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(kept, vec![16, 17, 18, 19, 20]);
 }
 

@@ -177,7 +177,24 @@ async fn a_resume_from_trimmed_history_gets_a_gap_then_what_is_left() {
         let frame = sender.expect(Action::Message, WAIT).await.unwrap();
         epoch = frame.epoch().unwrap().to_string();
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Trimming runs every 50 ms in the background: wait until it has kept only the last five.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        sender
+            .request(Action::History, channel_options("room1"), Value::Null)
+            .await
+            .unwrap();
+        let page = sender.expect(Action::History, WAIT).await.unwrap();
+        let kept = page.payload["history"].as_array().unwrap().len();
+        if kept == 5 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "history still holds {kept} messages, expected the last 5"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut back = server.client().await;
     let mut options = channel_options("room1");
     options.insert("since".into(), json!({"epoch": epoch, "seq": 2}));

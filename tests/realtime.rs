@@ -536,12 +536,13 @@ async fn bad_and_expired_tokens_are_refused_before_the_upgrade() {
 #[tokio::test]
 async fn silent_sockets_are_dropped_after_missed_pings() {
     let server = TestServer::start_with(&[("SWITCHBOARD_PING_INTERVAL_MS", "100")]);
-    let mut listening = server.client().await;
-    listening.join("room1", false, false).await.unwrap();
-    // `silent` joins as soon as it is connected: a client that reads nothing for two ping
-    // intervals is gone, and on a busy machine another client's join can take that long.
+    // A client that reads nothing for two ping intervals is gone: `silent` joins first and then
+    // reads nothing, while `listening` reads from its join on, so on a busy machine only
+    // `silent` goes quiet for long.
     let mut silent = server.client().await;
     silent.join("room1", false, false).await.unwrap();
+    let mut listening = server.client().await;
+    listening.join("room1", false, false).await.unwrap();
     // Reading answers pings; `silent` reads nothing for a while, so it never pongs.
     for _ in 0..8 {
         assert_eq!(
@@ -552,7 +553,18 @@ async fn silent_sockets_are_dropped_after_missed_pings() {
             None
         );
     }
-    let ended = silent.next_frame_within(WAIT).await;
+    let ended = {
+        let ended = silent.next_frame_within(WAIT);
+        tokio::pin!(ended);
+        loop {
+            tokio::select! {
+                ended = &mut ended => break ended,
+                frame = listening.next_frame_within(Duration::from_millis(100)) => {
+                    assert_eq!(frame.unwrap(), None);
+                }
+            }
+        }
+    };
     assert!(
         ended.is_err(),
         "the silent socket should have been dropped, got {ended:?}"

@@ -265,8 +265,23 @@ fn line_of(text: &str, section: &str, key: Option<&str>) -> String {
 mod tests {
     use super::*;
 
-    /// A file of its own for each call (tests run in parallel).
-    fn write(text: &str) -> std::path::PathBuf {
+    /// A config file of its own for each call (tests run in parallel), removed when dropped.
+    struct Written(std::path::PathBuf);
+
+    impl std::ops::Deref for Written {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Written {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn write(text: &str) -> Written {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let path = std::env::temp_dir().join(format!(
             "switchboard-config-{}-{}.toml",
@@ -274,7 +289,7 @@ mod tests {
             NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         std::fs::write(&path, text).unwrap();
-        path
+        Written(path)
     }
 
     #[test]
