@@ -11,11 +11,12 @@
 //! How a fan-out hands each frame over ([`Writes`]) follows the backlog: a message with nothing
 //! waiting behind it is written to idle sockets by the deliverer itself (its share of the
 //! room: everyone on one runtime worker, one member in N on N), which spares each of those
-//! sockets' tasks a wake-up for one frame; when more wait, the deliverer takes every commit
-//! that waits at once and queues their frames, and each socket's task, running after all of
-//! them were queued, writes them with one system call. So at chat rates a delivery costs one
-//! write and, for the deliverer's share, no wake-up, and a node that falls behind catches up
-//! in batches that grow with the backlog: the more it is behind, the fewer writes per message.
+//! sockets' tasks a wake-up for one frame; when more wait, the deliverer takes the commits that
+//! wait together (up to [`MAX_TAKEN`] messages a turn) and queues their frames, and each
+//! socket's task, running after all of them were queued, writes them with one system call. So
+//! at chat rates a delivery costs one write and, for the deliverer's share, no wake-up, and a
+//! node that falls behind catches up in batches that grow with the backlog: the more it is
+//! behind, the fewer writes per message.
 //!
 //! The queue between them is bounded in batches and in bytes of frames: a node that stores
 //! faster than it delivers makes the persister wait (its own queue then fills and new messages
@@ -35,6 +36,11 @@ use crate::registry::Registry;
 
 /// Most batches waiting for the deliverer.
 const MAX_BATCHES: usize = 64;
+
+/// Most messages the deliverer takes in one turn (from several batches; a larger batch is
+/// taken alone): the sockets' tasks write between turns, so a backlog does not pile up in a
+/// healthy socket's outbox (1,024 frames by default) before it had a chance to write.
+const MAX_TAKEN: usize = 256;
 
 /// What a handoff costs the queue's byte budget besides its frame (the answer, its reference).
 const HANDOFF_OVERHEAD: usize = 64;
@@ -180,12 +186,21 @@ struct Task {
 impl Task {
     async fn run(self) {
         loop {
-            // Everything that waits is taken at once: behind, the frames of several commits go
-            // into each socket's queue before any socket's task runs, so each writes them with
-            // one system call. The batches stay counted until they are carried out.
+            // What waits is taken together (up to `MAX_TAKEN` messages): behind, the frames of
+            // several commits go into each socket's queue before any socket's task runs, so
+            // each writes them with one system call. The batches stay counted until they are
+            // carried out.
             let (taken, stopped) = {
                 let mut waiting = self.shared.lock();
-                let taken: Vec<_> = waiting.batches.drain(..).collect();
+                let mut taken = Vec::new();
+                let mut messages = 0;
+                while let Some((_, batch)) = waiting.batches.front() {
+                    if !taken.is_empty() && messages + batch.len() > MAX_TAKEN {
+                        break;
+                    }
+                    messages += batch.len();
+                    taken.extend(waiting.batches.pop_front());
+                }
                 waiting.busy = !taken.is_empty();
                 (taken, waiting.stopped)
             };
@@ -285,8 +300,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn commits_that_wait_together_reach_a_socket_together() {
+    /// Commits of these sizes (messages to one room) wait while the deliverer is busy
+    /// elsewhere; then it runs. Returns how many frames the room's one socket found each time
+    /// its task woke, once every sender was answered in order.
+    fn woken_with_after_commits_of(sizes: &[usize]) -> Vec<usize> {
         use crate::channel::{Channel, Member};
         use crate::history::{HistoryReader, MemoryHistory};
         use crate::outbox::{outbox, Budget, Outbound};
@@ -296,8 +313,9 @@ mod tests {
             .build()
             .unwrap();
         let registry = Arc::new(Registry::default());
+        let total: usize = sizes.iter().sum();
         let budget = Budget {
-            frames: 16,
+            frames: total,
             bytes: 1 << 20,
         };
         let reader = HistoryReader::new(Arc::new(MemoryHistory::default()));
@@ -318,10 +336,10 @@ mod tests {
             };
             channel.lock().insert(uuid::Uuid::new_v4(), member);
         });
-        // A socket's writer: how many frames it found each time it woke.
+        // The socket's writer.
         let woken_with = runtime.spawn(async move {
             let mut woken_with = Vec::new();
-            while woken_with.iter().sum::<usize>() < 3 {
+            while woken_with.iter().sum::<usize>() < total {
                 let Outbound::Frame(_) = rx.next().await else {
                     panic!("only frames were sent");
                 };
@@ -332,19 +350,43 @@ mod tests {
         let deliverer = runtime
             .block_on(async { Deliverer::start(registry.clone(), 1 << 20) })
             .expect("started on a runtime");
-        // Three commits of one message each wait while the deliverer is busy elsewhere.
         let mut answers = Vec::new();
-        for seq in 1..=3 {
-            let (mut handoff, rx) = answered(seq);
-            handoff.stored = Some((seq, Arc::from("e"), Bytes::from(seq.to_string())));
-            deliverer.hand_over(vec![handoff]);
-            answers.push(rx);
+        let mut seq = 0;
+        for &size in sizes {
+            let mut commit = Vec::new();
+            for _ in 0..size {
+                seq += 1;
+                let (mut handoff, rx) = answered(seq);
+                handoff.stored = Some((seq, Arc::from("e"), Bytes::from(seq.to_string())));
+                commit.push(handoff);
+                answers.push(rx);
+            }
+            deliverer.hand_over(commit);
         }
         let woken_with = runtime.block_on(woken_with).unwrap();
-        assert_eq!(woken_with, [3], "the socket's task woke once for all three");
-        for (seq, mut rx) in (1..=3).zip(answers) {
+        for (seq, mut rx) in (1..).zip(answers) {
             assert_eq!(rx.try_recv().unwrap().unwrap().seq, seq);
         }
+        woken_with
+    }
+
+    #[test]
+    fn commits_that_wait_together_reach_a_socket_together() {
+        assert_eq!(
+            woken_with_after_commits_of(&[1, 1, 1]),
+            [3],
+            "the socket's task woke once for all three"
+        );
+    }
+
+    #[test]
+    fn a_long_backlog_is_taken_in_turns_that_sockets_write_in_between() {
+        // 256 messages a turn at most: 100 + 100, then 100 + 100; a larger commit alone.
+        assert_eq!(
+            woken_with_after_commits_of(&[100, 100, 100, 100]),
+            [200, 200]
+        );
+        assert_eq!(woken_with_after_commits_of(&[300, 1]), [300, 1]);
     }
 
     #[test]
