@@ -156,29 +156,8 @@ async fn a_channel_can_have_its_own_payload_rate_and_history_limits() {
         ),
         ErrorCode::PayloadTooLarge
     );
-    // The eight go out before any answer is read, so no refill between round trips can hide
-    // the limit however slow the machine: 5 a second with a burst of 5, so some are refused.
-    for n in 0..8 {
-        a.send(Action::Message, json!({"channel": "tiny"}), json!(n))
-            .await
-            .unwrap();
-    }
-    let (mut limited, mut relayed) = (0, 0);
-    while limited + relayed < 8 {
-        let frame = a
-            .next_frame_within(WAIT)
-            .await
-            .unwrap()
-            .expect("every send is answered");
-        match frame.action {
-            Action::Error => {
-                assert_eq!(frame.error_code(), Some(ErrorCode::RateLimited));
-                limited += 1;
-            }
-            Action::Message => relayed += 1,
-            _ => {}
-        }
-    }
+    // 5 a second with a burst of 5: of eight sends, some are refused.
+    let (limited, _) = support::burst(&mut a, "tiny", 8).await;
     assert!(
         limited >= 2,
         "5 per second, then rate_limited (got {limited} refusals)"

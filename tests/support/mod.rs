@@ -375,6 +375,40 @@ pub async fn join_as(client: &mut Client, channel: &str, name: &str) -> String {
     me["socketId"].as_str().unwrap().to_string()
 }
 
+/// Writes `count` messages to `channel` before reading any answer (so no refill of a rate
+/// limit between round trips can hide it, however slow the machine), then reads until each
+/// is answered: (refused as `rate_limited`, relayed back as the sender's own echo).
+pub async fn burst(client: &mut Client, channel: &str, count: usize) -> (usize, usize) {
+    use switchboard_protocol::{Action, ErrorCode};
+    for n in 0..count {
+        client
+            .send(
+                Action::Message,
+                serde_json::json!({ "channel": channel }),
+                serde_json::json!(n),
+            )
+            .await
+            .unwrap();
+    }
+    let (mut refused, mut relayed) = (0, 0);
+    while refused + relayed < count {
+        let frame = client
+            .next_frame_within(WAIT)
+            .await
+            .unwrap()
+            .expect("every send is answered");
+        match frame.action {
+            Action::Error => {
+                assert_eq!(frame.error_code(), Some(ErrorCode::RateLimited));
+                refused += 1;
+            }
+            Action::Message => relayed += 1,
+            _ => {}
+        }
+    }
+    (refused, relayed)
+}
+
 /// The close code the server ends `client`'s socket with (frames before it are skipped).
 pub async fn close_code(client: &mut Client) -> Option<u16> {
     loop {
