@@ -12,11 +12,11 @@
 //! waiting behind it is written to idle sockets by the deliverer itself (its share of the
 //! room: everyone on one runtime worker, one member in N on N), which spares each of those
 //! sockets' tasks a wake-up for one frame; when more wait, the deliverer takes the commits that
-//! wait together (up to [`MAX_TAKEN`] messages a turn) and queues their frames, and each
-//! socket's task, running after all of them were queued, writes them with one system call. So
-//! at chat rates a delivery costs one write and, for the deliverer's share, no wake-up, and a
-//! node that falls behind catches up in batches that grow with the backlog: the more it is
-//! behind, the fewer writes per message.
+//! wait together (up to [`MAX_TAKEN`] messages and [`MAX_TAKEN_BYTES`] a turn) and queues their
+//! frames, and each socket's task, running after all of them were queued, writes them together
+//! (up to 64 frames a system call). So at chat rates a delivery costs one write and, for the
+//! deliverer's share, no wake-up, and a node that falls behind catches up in batches that grow
+//! with the backlog: the more it is behind, the fewer writes per message.
 //!
 //! The queue between them is bounded in batches and in bytes of frames: a node that stores
 //! faster than it delivers makes the persister wait (its own queue then fills and new messages
@@ -37,10 +37,14 @@ use crate::registry::Registry;
 /// Most batches waiting for the deliverer.
 const MAX_BATCHES: usize = 64;
 
-/// Most messages the deliverer takes in one turn (from several batches; a larger batch is
-/// taken alone): the sockets' tasks write between turns, so a backlog does not pile up in a
-/// healthy socket's outbox (1,024 frames by default) before it had a chance to write.
+/// Most messages the deliverer takes in one turn from several batches (a larger batch is taken
+/// alone): the sockets' tasks write between turns, so a backlog of many commits does not pile
+/// up in a healthy socket's outbox (1,024 frames by default) before it had a chance to write.
 const MAX_TAKEN: usize = 256;
+
+/// Most bytes of frames taken in one turn from several batches, for the same reason: a
+/// socket's outbox holds 4 MiB by default, and 256 large messages would be more.
+const MAX_TAKEN_BYTES: usize = 1024 * 1024;
 
 /// What a handoff costs the queue's byte budget besides its frame (the answer, its reference).
 const HANDOFF_OVERHEAD: usize = 64;
@@ -75,7 +79,7 @@ fn bytes_of(handoffs: &[Handoff]) -> usize {
 struct Waiting {
     batches: VecDeque<(usize, Vec<Handoff>)>,
     bytes: usize,
-    /// The deliverer is carrying out a batch it took (or, once closed, what was left).
+    /// The deliverer is carrying out the batches it took (or, once closed, what was left).
     busy: bool,
     /// The deliverer is gone: the persister delivers by itself (once `busy` is over).
     closed: bool,
@@ -186,23 +190,26 @@ struct Task {
 impl Task {
     async fn run(self) {
         loop {
-            // What waits is taken together (up to `MAX_TAKEN` messages): behind, the frames of
-            // several commits go into each socket's queue before any socket's task runs, so
-            // each writes them with one system call. The batches stay counted until they are
-            // carried out.
-            let (taken, stopped) = {
+            // What waits is taken together (up to `MAX_TAKEN` messages and `MAX_TAKEN_BYTES`):
+            // behind, the frames of several commits go into each socket's queue before any
+            // socket's task runs, so each writes them together. The batches stay counted until
+            // they are carried out.
+            let (taken, stopped, behind) = {
                 let mut waiting = self.shared.lock();
                 let mut taken = Vec::new();
-                let mut messages = 0;
-                while let Some((_, batch)) = waiting.batches.front() {
-                    if !taken.is_empty() && messages + batch.len() > MAX_TAKEN {
+                let (mut messages, mut bytes) = (0, 0);
+                while let Some((batch_bytes, batch)) = waiting.batches.front() {
+                    let over =
+                        messages + batch.len() > MAX_TAKEN || bytes + batch_bytes > MAX_TAKEN_BYTES;
+                    if !taken.is_empty() && over {
                         break;
                     }
                     messages += batch.len();
+                    bytes += batch_bytes;
                     taken.extend(waiting.batches.pop_front());
                 }
                 waiting.busy = !taken.is_empty();
-                (taken, waiting.stopped)
+                (taken, waiting.stopped, !waiting.batches.is_empty())
             };
             if taken.is_empty() {
                 if stopped {
@@ -216,7 +223,8 @@ impl Task {
                 .flat_map(|(_, handoffs)| handoffs)
                 .filter(|h| h.stored.is_some())
                 .count();
-            let writes = if stored > 1 {
+            // Written straight only for a message with nothing behind it.
+            let writes = if behind || stored > 1 {
                 Writes::Queued
             } else {
                 Writes::Direct
@@ -300,10 +308,32 @@ mod tests {
         }
     }
 
-    /// Commits of these sizes (messages to one room) wait while the deliverer is busy
-    /// elsewhere; then it runs. Returns how many frames the room's one socket found each time
-    /// its task woke, once every sender was answered in order.
-    fn woken_with_after_commits_of(sizes: &[usize]) -> Vec<usize> {
+    /// What reached the room's one socket: how many frames its task found each time it woke,
+    /// and how many the fan-out wrote to it straight.
+    #[derive(Debug, PartialEq)]
+    struct Reached {
+        woken_with: Vec<usize>,
+        direct: usize,
+    }
+
+    /// A socket that takes every frame, logging its seq where the writer logs its own.
+    struct Logging(Arc<Mutex<Vec<u64>>>);
+
+    impl crate::outbox::Wire for Logging {
+        fn try_send(&self, frame: &Bytes) -> crate::outbox::WireSend {
+            self.0.lock().unwrap().push(seq_of(frame));
+            crate::outbox::WireSend::Sent
+        }
+    }
+
+    fn seq_of(frame: &Bytes) -> u64 {
+        std::str::from_utf8(frame).unwrap().trim().parse().unwrap()
+    }
+
+    /// Commits of these sizes (messages of `frame_bytes` to one room, whose one socket's
+    /// writer is idle) wait while the deliverer is busy elsewhere; then it runs. Checks that
+    /// the socket got every frame once, in order, and every sender its answer, in order.
+    fn reached_after_commits_of(sizes: &[usize], frame_bytes: usize) -> Reached {
         use crate::channel::{Channel, Member};
         use crate::history::{HistoryReader, MemoryHistory};
         use crate::outbox::{outbox, Budget, Outbound};
@@ -316,10 +346,12 @@ mod tests {
         let total: usize = sizes.iter().sum();
         let budget = Budget {
             frames: total,
-            bytes: 1 << 20,
+            bytes: 1 << 30,
         };
         let reader = HistoryReader::new(Arc::new(MemoryHistory::default()));
         let (tx, mut rx) = outbox(budget, reader, Default::default());
+        let written = Arc::new(Mutex::new(Vec::new()));
+        rx.attach_wire(Arc::new(Logging(written.clone())));
         runtime.block_on(async {
             let channel = registry
                 .activate("room", || async {
@@ -336,20 +368,27 @@ mod tests {
             };
             channel.lock().insert(uuid::Uuid::new_v4(), member);
         });
-        // The socket's writer.
-        let woken_with = runtime.spawn(async move {
-            let mut woken_with = Vec::new();
-            while woken_with.iter().sum::<usize>() < total {
-                let Outbound::Frame(_) = rx.next().await else {
-                    panic!("only frames were sent");
-                };
-                woken_with.push(1 + std::iter::from_fn(|| rx.try_next()).count());
-            }
-            woken_with
-        });
+        // The socket's writer, idle until it is given something.
+        let woken_with = Arc::new(Mutex::new(Vec::new()));
+        let writer = {
+            let (written, woken_with) = (written.clone(), woken_with.clone());
+            runtime.spawn(async move {
+                loop {
+                    let Outbound::Frame(first) = rx.next().await else {
+                        panic!("only frames were sent");
+                    };
+                    let mut frames = vec![first];
+                    frames.extend(std::iter::from_fn(|| rx.try_next()));
+                    woken_with.lock().unwrap().push(frames.len());
+                    written.lock().unwrap().extend(frames.iter().map(seq_of));
+                }
+            })
+        };
         let deliverer = runtime
-            .block_on(async { Deliverer::start(registry.clone(), 1 << 20) })
+            .block_on(async { Deliverer::start(registry.clone(), 1 << 30) })
             .expect("started on a runtime");
+        // The writer parks, idle; the deliverer waits for work.
+        runtime.block_on(tokio::task::yield_now());
         let mut answers = Vec::new();
         let mut seq = 0;
         for &size in sizes {
@@ -357,36 +396,83 @@ mod tests {
             for _ in 0..size {
                 seq += 1;
                 let (mut handoff, rx) = answered(seq);
-                handoff.stored = Some((seq, Arc::from("e"), Bytes::from(seq.to_string())));
+                let digits = seq.to_string();
+                let frame = " ".repeat(frame_bytes.saturating_sub(digits.len())) + &digits;
+                handoff.stored = Some((seq, Arc::from("e"), Bytes::from(frame)));
                 commit.push(handoff);
                 answers.push(rx);
             }
             deliverer.hand_over(commit);
         }
-        let woken_with = runtime.block_on(woken_with).unwrap();
+        runtime.block_on(async {
+            while written.lock().unwrap().len() < total {
+                tokio::task::yield_now().await;
+            }
+        });
+        writer.abort();
+        let total = u64::try_from(total).unwrap();
+        assert_eq!(*written.lock().unwrap(), (1..=total).collect::<Vec<_>>());
         for (seq, mut rx) in (1..).zip(answers) {
             assert_eq!(rx.try_recv().unwrap().unwrap().seq, seq);
         }
-        woken_with
+        let woken_with = std::mem::take(&mut *woken_with.lock().unwrap());
+        let queued: usize = woken_with.iter().sum();
+        Reached {
+            direct: usize::try_from(total).unwrap() - queued,
+            woken_with,
+        }
+    }
+
+    #[test]
+    fn a_lone_message_is_written_straight_to_an_idle_socket() {
+        let reached = reached_after_commits_of(&[1], 8);
+        assert_eq!(
+            reached,
+            Reached {
+                woken_with: vec![],
+                direct: 1
+            }
+        );
     }
 
     #[test]
     fn commits_that_wait_together_reach_a_socket_together() {
+        // With the old loop: woken three times with one frame each.
+        let reached = reached_after_commits_of(&[1, 1, 1], 8);
         assert_eq!(
-            woken_with_after_commits_of(&[1, 1, 1]),
-            [3],
-            "the socket's task woke once for all three"
+            reached,
+            Reached {
+                woken_with: vec![3],
+                direct: 0
+            }
         );
     }
 
     #[test]
     fn a_long_backlog_is_taken_in_turns_that_sockets_write_in_between() {
-        // 256 messages a turn at most: 100 + 100, then 100 + 100; a larger commit alone.
+        // 256 messages a turn at most: 100 + 100, then 100 + 100.
+        let reached = reached_after_commits_of(&[100, 100, 100, 100], 8);
+        assert_eq!(reached.woken_with, [200, 200]);
+        // 1 MiB of frames a turn at most: three of 600 KB go one at a time, the last one,
+        // with nothing behind it, straight to the socket.
+        let reached = reached_after_commits_of(&[1, 1, 1], 600_000);
         assert_eq!(
-            woken_with_after_commits_of(&[100, 100, 100, 100]),
-            [200, 200]
+            reached,
+            Reached {
+                woken_with: vec![1, 1],
+                direct: 1
+            }
         );
-        assert_eq!(woken_with_after_commits_of(&[300, 1]), [300, 1]);
+        // A message taken alone with more behind it is queued, not written straight (the
+        // large commit behind it is taken alone, next).
+        let reached = reached_after_commits_of(&[1, 300], 8);
+        assert_eq!(
+            reached,
+            Reached {
+                woken_with: vec![1, 300],
+                direct: 0
+            }
+        );
     }
 
     #[test]
