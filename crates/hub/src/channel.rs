@@ -146,24 +146,26 @@ impl Locked<'_> {
             return 0;
         }
         self.state.delivered_seq = seq;
-        self.deliver(Target::Everyone, frame, writes)
+        let members = &self.state.members;
+        push_all(members.values(), members.len(), frame, writes)
     }
 
-    /// Sends a frame to the members the target selects; how many it was handed to (0 when a
-    /// socket target is not a member here).
-    pub(crate) fn deliver(&self, target: Target<'_>, frame: &Bytes, writes: Writes) -> usize {
+    /// Sends a frame that is not stored to the members the target selects, queued for each
+    /// socket's own task; how many it was handed to (0 when a socket target is not a member
+    /// here).
+    pub(crate) fn deliver(&self, target: Target<'_>, frame: &Bytes) -> usize {
         let members = &self.state.members;
         match target {
-            Target::Everyone => push_all(members.values(), members.len(), frame, writes),
+            Target::Everyone => push_each(members.values(), frame, Outbox::push_queued),
             Target::Authenticated => {
                 let authenticated = members.values().filter(|m| m.authenticated);
-                push_all(authenticated, members.len(), frame, writes)
+                push_each(authenticated, frame, Outbox::push_queued)
             }
             Target::Socket(id) => {
                 let member = Uuid::try_parse(id).ok().and_then(|id| members.get(&id));
                 match member {
                     Some(member) => {
-                        push_all(std::iter::once(member), 1, frame, writes);
+                        member.outbox.push_queued(frame.clone());
                         1
                     }
                     None => 0,

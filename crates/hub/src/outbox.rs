@@ -124,9 +124,9 @@ pub(crate) struct Outbox {
 /// close order and the writer's waker, the flags, the byte count and limits, then the lock
 /// and the live queue with the socket's wire — and small: 144 bytes, 160 with the `Arc`'s
 /// counts, so three cache lines, four at worst (every lane but the live queue is boxed, and a
-/// delivery looks into the box only when something waits there). With a thousand sockets in a room, each delivery finds
-/// its socket's state out of the cache, and every further line it touches is another wait on
-/// memory.
+/// delivery looks into the box only when something waits there). With a thousand sockets in a
+/// room, each delivery finds its socket's state out of the cache, and every further line it
+/// touches is another wait on memory.
 #[derive(Debug)]
 #[repr(C)]
 struct Shared {

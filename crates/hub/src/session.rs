@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::access::{authorize, Access, Refusal};
 use crate::broker::{Answer, PresenceMember, StoredMessage, Transient};
-use crate::channel::{Channel, Locked, Member, Writes};
+use crate::channel::{Channel, Locked, Member};
 use crate::encode::{self, Stamp};
 use crate::hooks::{GateDecision, JoinAsk, LeaveReason, PublishAsk};
 use crate::hub::{Hub, Identity};
@@ -562,11 +562,7 @@ impl Session {
                 Ok(())
             }
             Target::Authenticated => {
-                let queued =
-                    joined
-                        .channel
-                        .lock()
-                        .deliver(Target::Authenticated, frame, Writes::Queued);
+                let queued = joined.channel.lock().deliver(Target::Authenticated, frame);
                 self.hub.metrics().deliveries.inc_by(queued as u64);
                 broker
                     .publish_transient(channel, Transient::Audience(frame))
@@ -579,7 +575,7 @@ impl Session {
                         format!("no socket {id:?} in channel {channel:?}"),
                     )
                 })?;
-                if joined.channel.lock().deliver(target, frame, Writes::Queued) > 0 {
+                if joined.channel.lock().deliver(target, frame) > 0 {
                     self.hub.metrics().deliveries.inc();
                     return Ok(());
                 }

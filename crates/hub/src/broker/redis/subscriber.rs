@@ -201,16 +201,12 @@ fn dispatch(link: &Arc<Link>, name: &str, message: TopicMessage) {
             metrics.deliveries.inc_by(queued as u64);
         }
         TopicMessage::Audience { frame, .. } => {
-            let queued = channel
-                .lock()
-                .deliver(Target::Authenticated, &frame, Writes::Queued);
+            let queued = channel.lock().deliver(Target::Authenticated, &frame);
             link.registry.metrics.deliveries.inc_by(queued as u64);
         }
         TopicMessage::Socket { socket, frame } => {
             let socket = socket.to_string();
-            let queued = channel
-                .lock()
-                .deliver(Target::Socket(&socket), &frame, Writes::Queued);
+            let queued = channel.lock().deliver(Target::Socket(&socket), &frame);
             link.registry.metrics.deliveries.inc_by(queued as u64);
         }
         TopicMessage::Volatile { sender, frame, .. } => {
