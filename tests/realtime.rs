@@ -422,6 +422,50 @@ async fn a_slow_consumer_is_cut_off_while_others_keep_receiving() {
 }
 
 #[tokio::test]
+async fn a_burst_larger_than_a_small_outbox_reaches_every_member_that_reads() {
+    // An operator's small outbox (16 frames). A burst of 300 messages, written before any
+    // answer is read, is stored in a few commits of many messages each; a node hands a commit
+    // to the sockets in parts of half an outbox, which they write in between, so members that
+    // read get all of it and none is cut off with 1013 for the size of a commit. One runtime
+    // worker, so the sockets' tasks run between the parts. The embedded engine in both passes:
+    // the Redis engine delivers what its subscription receives one message at a time, on its
+    // own thread, and does not take turns (ARCHITECTURE.md, "Several nodes").
+    let server = TestServer::start_with(&[
+        ("SWITCHBOARD_ENGINE", "sqlite"),
+        ("TOKIO_WORKER_THREADS", "1"),
+        ("SWITCHBOARD_OUTBOX_CAPACITY", "16"),
+        ("SWITCHBOARD_FRAMES_PER_SECOND", "100000"),
+        ("SWITCHBOARD_FRAME_BURST", "100000"),
+    ]);
+    const COUNT: u64 = 300;
+    let mut publisher = server.client().await;
+    let mut reader = server.client().await;
+    for client in [&mut publisher, &mut reader] {
+        client.join("room1", false, false).await.unwrap();
+    }
+    let reading = tokio::spawn(async move {
+        for n in 0..COUNT {
+            expect_number(&mut reader, n).await;
+        }
+    });
+    for n in 0..COUNT {
+        publisher
+            .send(
+                Action::Message,
+                json!({"channel": "room1"}),
+                json!({"n": n}),
+            )
+            .await
+            .unwrap();
+    }
+    // Both read what they are sent, as members do: the publisher its own echoes.
+    for n in 0..COUNT {
+        expect_number(&mut publisher, n).await;
+    }
+    reading.await.unwrap();
+}
+
+#[tokio::test]
 async fn a_reader_that_pauses_gets_every_message_in_order_once_it_reads_again() {
     // More than the kernel's socket buffers hold arrives while the reader pauses, so its frames
     // go every way there is: written straight from the fan-out while the socket takes them,

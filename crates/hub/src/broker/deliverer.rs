@@ -12,9 +12,10 @@
 //! waiting behind it is written to idle sockets by the deliverer itself (its share of the
 //! room: everyone on one runtime worker, one member in N on N), which spares each of those
 //! sockets' tasks a wake-up for one frame; when more wait, the deliverer takes the commits that
-//! wait together (up to [`MAX_TAKEN`] messages and [`MAX_TAKEN_BYTES`] a turn) and queues their
-//! frames, and each socket's task, running after all of them were queued, writes them together
-//! (up to 64 frames a system call). So at chat rates a delivery costs one write and, for the
+//! wait together (a [`Turn`]: up to 256 messages and 1 MiB, and half a socket's outbox) and
+//! queues their frames, and each socket's task, running after all of them were queued, writes
+//! them together (up to 64 frames a system call). A commit larger than a turn is taken in parts,
+//! so the sockets write between them. So at chat rates a delivery costs one write and, for the
 //! deliverer's share, no wake-up, and a node that falls behind catches up in batches that grow
 //! with the backlog: the more it is behind, the fewer writes per message.
 //!
@@ -32,19 +33,39 @@ use tokio::sync::Notify;
 use super::{Accepted, Answer};
 use crate::access::Refusal;
 use crate::channel::Writes;
+use crate::outbox::Budget;
 use crate::registry::Registry;
 
 /// Most batches waiting for the deliverer.
 const MAX_BATCHES: usize = 64;
 
-/// Most messages the deliverer takes in one turn from several batches (a larger batch is taken
-/// alone): the sockets' tasks write between turns, so a backlog of many commits does not pile
-/// up in a healthy socket's outbox (1,024 frames by default) before it had a chance to write.
+/// Most messages the deliverer takes in one turn: the sockets' tasks write between turns, so
+/// a backlog of many commits, or one large commit, does not pile up in a healthy socket's
+/// outbox before it had a chance to write.
 const MAX_TAKEN: usize = 256;
 
-/// Most bytes of frames taken in one turn from several batches, for the same reason: a
-/// socket's outbox holds 4 MiB by default, and 256 large messages would be more.
+/// Most bytes of frames taken in one turn, for the same reason.
 const MAX_TAKEN_BYTES: usize = 1024 * 1024;
+
+/// How much the deliverer takes in one turn (at least one message, however large).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Turn {
+    messages: usize,
+    bytes: usize,
+}
+
+impl Turn {
+    /// A turn that fills at most half of a socket's `outbox` (the rest is for what already
+    /// waits in it: answers, other channels' messages), and at most [`MAX_TAKEN`] messages and
+    /// [`MAX_TAKEN_BYTES`]: with the default outbox (1,024 frames, 4 MiB), 256 messages and
+    /// 1 MiB.
+    pub(crate) fn within(outbox: Budget) -> Self {
+        Self {
+            messages: (outbox.frames / 2).clamp(1, MAX_TAKEN),
+            bytes: (outbox.bytes / 2).clamp(1, MAX_TAKEN_BYTES),
+        }
+    }
+}
 
 /// What a handoff costs the queue's byte budget besides its frame (the answer, its reference).
 const HANDOFF_OVERHEAD: usize = 64;
@@ -69,10 +90,28 @@ pub(crate) fn hand_off(registry: &Registry, handoffs: Vec<Handoff>, writes: Writ
 }
 
 fn bytes_of(handoffs: &[Handoff]) -> usize {
-    handoffs
+    handoffs.iter().map(Handoff::bytes).sum()
+}
+
+impl Handoff {
+    /// What it costs the queue's byte budget.
+    fn bytes(&self) -> usize {
+        HANDOFF_OVERHEAD + self.stored.as_ref().map_or(0, |(_, _, frame)| frame.len())
+    }
+}
+
+/// Takes from the front of `batch` as many handoffs as fit in a turn (at least one).
+fn split_front(batch: &mut Vec<Handoff>, turn: Turn) -> Vec<Handoff> {
+    let mut bytes = 0;
+    let fit = batch
         .iter()
-        .map(|h| HANDOFF_OVERHEAD + h.stored.as_ref().map_or(0, |(_, _, frame)| frame.len()))
-        .sum()
+        .take(turn.messages)
+        .take_while(|handoff| {
+            bytes += handoff.bytes();
+            bytes <= turn.bytes
+        })
+        .count();
+    batch.drain(..fit.max(1)).collect()
 }
 
 #[derive(Default)]
@@ -100,6 +139,7 @@ struct Shared {
     /// Wakes the deliverer.
     ready: Notify,
     max_bytes: usize,
+    turn: Turn,
 }
 
 impl Shared {
@@ -110,14 +150,16 @@ impl Shared {
 
 impl Deliverer {
     /// Starts the deliverer task on the current runtime, with at most `max_bytes` of frames
-    /// waiting for it; `None` outside a runtime (the persister then delivers by itself).
-    pub(crate) fn start(registry: Arc<Registry>, max_bytes: usize) -> Option<Self> {
+    /// waiting for it, taking them in turns of `turn`; `None` outside a runtime (the persister
+    /// then delivers by itself).
+    pub(crate) fn start(registry: Arc<Registry>, max_bytes: usize, turn: Turn) -> Option<Self> {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         let shared = Arc::new(Shared {
             waiting: Mutex::new(Waiting::default()),
             room: Condvar::new(),
             ready: Notify::new(),
             max_bytes: max_bytes.max(1),
+            turn,
         });
         let task = Task {
             registry: registry.clone(),
@@ -190,22 +232,33 @@ struct Task {
 impl Task {
     async fn run(self) {
         loop {
-            // What waits is taken together (up to `MAX_TAKEN` messages and `MAX_TAKEN_BYTES`):
-            // behind, the frames of several commits go into each socket's queue before any
-            // socket's task runs, so each writes them together. The batches stay counted until
-            // they are carried out.
+            // What waits is taken together, up to a turn: behind, the frames of several
+            // commits go into each socket's queue before any socket's task runs, so each writes
+            // them together. The batches stay counted until they are carried out.
             let (taken, stopped, behind) = {
+                let turn = self.shared.turn;
                 let mut waiting = self.shared.lock();
                 let mut taken = Vec::new();
                 let (mut messages, mut bytes) = (0, 0);
-                while let Some((batch_bytes, batch)) = waiting.batches.front() {
+                while let Some((batch_bytes, batch)) = waiting.batches.front_mut() {
                     let over =
-                        messages + batch.len() > MAX_TAKEN || bytes + batch_bytes > MAX_TAKEN_BYTES;
-                    if !taken.is_empty() && over {
+                        messages + batch.len() > turn.messages || bytes + *batch_bytes > turn.bytes;
+                    if over {
+                        if taken.is_empty() {
+                            // A commit larger than a turn is taken in parts; the rest stays
+                            // first in line.
+                            let part = split_front(batch, turn);
+                            let part_bytes = bytes_of(&part);
+                            *batch_bytes -= part_bytes;
+                            if batch.is_empty() {
+                                waiting.batches.pop_front();
+                            }
+                            taken.push((part_bytes, part));
+                        }
                         break;
                     }
                     messages += batch.len();
-                    bytes += batch_bytes;
+                    bytes += *batch_bytes;
                     taken.extend(waiting.batches.pop_front());
                 }
                 waiting.busy = !taken.is_empty();
@@ -275,6 +328,33 @@ mod tests {
     use super::*;
     use tokio::sync::oneshot;
 
+    /// The default outbox's turn: 256 messages, 1 MiB.
+    const DEFAULT_TURN: Turn = Turn {
+        messages: MAX_TAKEN,
+        bytes: MAX_TAKEN_BYTES,
+    };
+
+    #[test]
+    fn a_turn_is_at_most_half_an_outbox() {
+        let turn = |frames, bytes| Turn::within(Budget { frames, bytes });
+        assert_eq!(turn(1024, 4 << 20), DEFAULT_TURN);
+        assert_eq!(
+            turn(16, 64 * 1024),
+            Turn {
+                messages: 8,
+                bytes: 32 * 1024
+            }
+        );
+        // However small the outbox, a turn takes one message.
+        assert_eq!(
+            turn(1, 1),
+            Turn {
+                messages: 1,
+                bytes: 1
+            }
+        );
+    }
+
     fn answered(seq: u64) -> (Handoff, oneshot::Receiver<Result<Accepted, Refusal>>) {
         let (tx, rx) = oneshot::channel();
         let handoff = Handoff {
@@ -293,7 +373,9 @@ mod tests {
             .build()
             .unwrap();
         let deliverer = runtime
-            .block_on(async { Deliverer::start(Arc::new(Registry::default()), 1 << 20) })
+            .block_on(async {
+                Deliverer::start(Arc::new(Registry::default()), 1 << 20, DEFAULT_TURN)
+            })
             .expect("started on a runtime");
         let mut waiting = Vec::new();
         for seq in 1..=200 {
@@ -330,13 +412,30 @@ mod tests {
         std::str::from_utf8(frame).unwrap().trim().parse().unwrap()
     }
 
-    /// Commits of these sizes (messages of `frame_bytes` to one room, whose one socket's
-    /// writer is idle) wait while the deliverer is busy elsewhere; then it runs. Checks that
-    /// the socket got every frame once, in order, and every sender its answer, in order.
+    /// The default outbox: 1,024 frames, 4 MiB.
+    const DEFAULT_OUTBOX: crate::outbox::Budget = crate::outbox::Budget {
+        frames: 1024,
+        bytes: 4 << 20,
+    };
+
+    /// [`reached_after_commits_to`] a socket with the default outbox.
     fn reached_after_commits_of(sizes: &[usize], frame_bytes: usize) -> Reached {
+        reached_after_commits_to(DEFAULT_OUTBOX, sizes, frame_bytes)
+    }
+
+    /// Commits of these sizes (messages of `frame_bytes` to one room, whose one socket's
+    /// writer is idle and has `budget` for its outbox) wait while the deliverer is busy
+    /// elsewhere; then it runs, with the turn a server with that outbox has. Checks that the
+    /// socket got every frame once, in order (it was not closed for a full outbox), and every
+    /// sender its answer, in order.
+    fn reached_after_commits_to(
+        budget: crate::outbox::Budget,
+        sizes: &[usize],
+        frame_bytes: usize,
+    ) -> Reached {
         use crate::channel::{Channel, Member};
         use crate::history::{HistoryReader, MemoryHistory};
-        use crate::outbox::{outbox, Budget, Outbound};
+        use crate::outbox::{outbox, Outbound};
         use crate::rules::ChannelRule;
 
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -344,10 +443,6 @@ mod tests {
             .unwrap();
         let registry = Arc::new(Registry::default());
         let total: usize = sizes.iter().sum();
-        let budget = Budget {
-            frames: total,
-            bytes: 1 << 30,
-        };
         let reader = HistoryReader::new(Arc::new(MemoryHistory::default()));
         let (tx, mut rx) = outbox(budget, reader, Default::default());
         let written = Arc::new(Mutex::new(Vec::new()));
@@ -368,14 +463,16 @@ mod tests {
             };
             channel.lock().insert(uuid::Uuid::new_v4(), member);
         });
-        // The socket's writer, idle until it is given something.
+        // The socket's writer, idle until it is given something; it ends on anything but a
+        // frame (a close for a full outbox), saying what it was.
         let woken_with = Arc::new(Mutex::new(Vec::new()));
         let writer = {
             let (written, woken_with) = (written.clone(), woken_with.clone());
             runtime.spawn(async move {
                 loop {
-                    let Outbound::Frame(first) = rx.next().await else {
-                        panic!("only frames were sent");
+                    let first = match rx.next().await {
+                        Outbound::Frame(first) => first,
+                        other => return format!("{other:?}"),
                     };
                     let mut frames = vec![first];
                     frames.extend(std::iter::from_fn(|| rx.try_next()));
@@ -385,7 +482,7 @@ mod tests {
             })
         };
         let deliverer = runtime
-            .block_on(async { Deliverer::start(registry.clone(), 1 << 30) })
+            .block_on(async { Deliverer::start(registry.clone(), 1 << 30, Turn::within(budget)) })
             .expect("started on a runtime");
         // The writer parks, idle; the deliverer waits for work.
         runtime.block_on(tokio::task::yield_now());
@@ -405,10 +502,14 @@ mod tests {
             deliverer.hand_over(commit);
         }
         runtime.block_on(async {
-            while written.lock().unwrap().len() < total {
+            while written.lock().unwrap().len() < total && !writer.is_finished() {
                 tokio::task::yield_now().await;
             }
         });
+        if writer.is_finished() {
+            let ended = runtime.block_on(writer).expect("the writer did not panic");
+            panic!("the socket was given {ended} after {:?}", written.lock().unwrap());
+        }
         writer.abort();
         let total = u64::try_from(total).unwrap();
         assert_eq!(*written.lock().unwrap(), (1..=total).collect::<Vec<_>>());
@@ -463,16 +564,37 @@ mod tests {
                 direct: 1
             }
         );
-        // A message taken alone with more behind it is queued, not written straight (the
-        // large commit behind it is taken alone, next).
+        // A message taken alone with more behind it is queued, not written straight; the
+        // commit behind it, larger than a turn, is taken in parts.
         let reached = reached_after_commits_of(&[1, 300], 8);
         assert_eq!(
             reached,
             Reached {
-                woken_with: vec![1, 300],
+                woken_with: vec![1, 256, 44],
                 direct: 0
             }
         );
+    }
+
+    #[test]
+    fn a_commit_larger_than_half_an_outbox_reaches_a_healthy_socket_in_parts() {
+        use crate::outbox::Budget;
+        // An outbox of 16 frames: a commit of 40 messages goes 8 at a time (taken whole, it
+        // would fill the outbox and close the socket with 1013).
+        let small = Budget {
+            frames: 16,
+            bytes: 4 << 20,
+        };
+        let reached = reached_after_commits_to(small, &[40], 8);
+        assert_eq!(reached.woken_with, [8, 8, 8, 8, 8]);
+        // An outbox of 64 KiB: messages of 4 KiB go 7 at a time (7 × 4 KiB and what each
+        // costs the queue is under 32 KiB, 8 is over).
+        let small = Budget {
+            frames: 1024,
+            bytes: 64 * 1024,
+        };
+        let reached = reached_after_commits_to(small, &[20], 4096);
+        assert_eq!(reached.woken_with, [7, 7, 6]);
     }
 
     #[test]
@@ -482,7 +604,9 @@ mod tests {
             .unwrap();
         // Started, but never given a chance to run: everything handed over waits.
         let deliverer = runtime
-            .block_on(async { Deliverer::start(Arc::new(Registry::default()), 1 << 20) })
+            .block_on(async {
+                Deliverer::start(Arc::new(Registry::default()), 1 << 20, DEFAULT_TURN)
+            })
             .expect("started on a runtime");
         let (first, mut first_rx) = answered(1);
         deliverer.hand_over(vec![first]);
@@ -506,7 +630,9 @@ mod tests {
             .unwrap();
         let deliverer = Arc::new(
             runtime
-                .block_on(async { Deliverer::start(Arc::new(Registry::default()), 1) })
+                .block_on(async {
+                    Deliverer::start(Arc::new(Registry::default()), 1, DEFAULT_TURN)
+                })
                 .expect("started on a runtime"),
         );
         // The first batch is taken even over the budget; the second must wait for it.

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use switchboard_protocol::ErrorCode;
 use tokio::sync::{oneshot, Notify};
 
+use super::deliverer::Turn;
 use super::persister::{Job, Persister, Settings, StoreHealth};
 use super::queue::{job_queue, JobQueue};
 use super::{Broker, LiveChannel, MemberView, PresenceMember, StoredMessage, Transient, Unhealthy};
@@ -18,6 +19,7 @@ use crate::history::{
     ChannelHistory, HistoryReader, HistoryStore, HookWrites, MemberChange, Orphan, StoreError,
 };
 use crate::hooks::{membership_event, EventType, HookRoutes, LeaveReason};
+use crate::outbox::Budget;
 use crate::registry::Order;
 use crate::registry::Registry;
 use crate::time::now_ms;
@@ -61,6 +63,10 @@ impl LocalBroker {
             retention,
             trim_every: config.history_trim_interval,
             handoff_bytes: config.store_queue_bytes,
+            turn: Turn::within(Budget {
+                frames: config.outbox_capacity,
+                bytes: config.outbox_bytes,
+            }),
         };
         let recorded = Arc::new(Notify::new());
         // Members the last process had when it died: they left with it.

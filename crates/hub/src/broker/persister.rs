@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-use super::deliverer::{hand_off, Deliverer, Handoff};
+use super::deliverer::{hand_off, Deliverer, Handoff, Turn};
 use super::queue::{Batch, JobReceiver};
 use super::{not_stored, Accepted, StoredMessage};
 use crate::access::Refusal;
@@ -65,6 +65,8 @@ pub(crate) struct Settings {
     pub(crate) trim_every: Duration,
     /// Most bytes of frames committed and waiting for the deliverer.
     pub(crate) handoff_bytes: usize,
+    /// How much the deliverer takes in one turn (from the sockets' outbox budget).
+    pub(crate) turn: Turn,
 }
 
 /// Whether the last commit worked, and why not.
@@ -165,7 +167,7 @@ impl Persister {
         jobs: JobReceiver<Job>,
         recorded: Arc<tokio::sync::Notify>,
     ) -> std::io::Result<()> {
-        let deliverer = Deliverer::start(registry.clone(), settings.handoff_bytes);
+        let deliverer = Deliverer::start(registry.clone(), settings.handoff_bytes, settings.turn);
         let persister = Persister {
             store,
             registry,
