@@ -425,8 +425,9 @@ async fn a_slow_consumer_is_cut_off_while_others_keep_receiving() {
 async fn a_burst_larger_than_a_small_outbox_reaches_every_member_that_reads() {
     // An operator's small outbox (16 frames). A burst of 300 messages, written before any
     // answer is read, is stored in a few commits of many messages each; a node hands a commit
-    // to the sockets in parts of half an outbox, which they write in between, so members that
-    // read get all of it and none is cut off with 1013 for the size of a commit. One runtime
+    // to the sockets in parts of a quarter of an outbox, which they write in between, so
+    // members that read get all of it and none is cut off with 1013 for the size of a commit
+    // (with a commit taken whole, the reader is cut off after a message or two). One runtime
     // worker, so the sockets' tasks run between the parts. The embedded engine in both passes:
     // the Redis engine delivers what its subscription receives one message at a time, on its
     // own thread, and does not take turns (ARCHITECTURE.md, "Several nodes").

@@ -12,8 +12,8 @@
 //! waiting behind it is written to idle sockets by the deliverer itself (its share of the
 //! room: everyone on one runtime worker, one member in N on N), which spares each of those
 //! sockets' tasks a wake-up for one frame; when more wait, the deliverer takes the commits that
-//! wait together (a [`Turn`]: up to 256 messages and 1 MiB, and half a socket's outbox) and
-//! queues their frames, and each socket's task, running after all of them were queued, writes
+//! wait together (a [`Turn`]: up to 256 messages and 1 MiB, and a quarter of a socket's
+//! outbox) and queues their frames, and each socket's task, running after all of them were queued, writes
 //! them together (up to 64 frames a system call). A commit larger than a turn is taken in parts,
 //! so the sockets write between them. So at chat rates a delivery costs one write and, for the
 //! deliverer's share, no wake-up, and a node that falls behind catches up in batches that grow
@@ -55,14 +55,17 @@ pub(crate) struct Turn {
 }
 
 impl Turn {
-    /// A turn that fills at most half of a socket's `outbox` (the rest is for what already
-    /// waits in it: answers, other channels' messages), and at most [`MAX_TAKEN`] messages and
-    /// [`MAX_TAKEN_BYTES`]: with the default outbox (1,024 frames, 4 MiB), 256 messages and
-    /// 1 MiB.
+    /// A turn of at most a quarter of a socket's `outbox`, and at most [`MAX_TAKEN`] messages
+    /// and [`MAX_TAKEN_BYTES`]: with the default outbox (1,024 frames, 4 MiB), 256 messages
+    /// and 1 MiB. A quarter, not all: a sender's replies come in the same turn as its own
+    /// echoes (two frames a message), and the sockets' tasks usually write between turns but
+    /// not always (on several workers a socket's task may wait for its worker, and the runtime
+    /// now and then runs the deliverer again first), so the outbox holds two turns and more.
+    /// A message larger than a quarter of the bytes still goes, alone.
     pub(crate) fn within(outbox: Budget) -> Self {
         Self {
-            messages: (outbox.frames / 2).clamp(1, MAX_TAKEN),
-            bytes: (outbox.bytes / 2).clamp(1, MAX_TAKEN_BYTES),
+            messages: (outbox.frames / 4).clamp(1, MAX_TAKEN),
+            bytes: (outbox.bytes / 4).clamp(1, MAX_TAKEN_BYTES),
         }
     }
 }
@@ -335,14 +338,15 @@ mod tests {
     };
 
     #[test]
-    fn a_turn_is_at_most_half_an_outbox() {
+    fn a_turn_is_at_most_a_quarter_of_an_outbox() {
         let turn = |frames, bytes| Turn::within(Budget { frames, bytes });
         assert_eq!(turn(1024, 4 << 20), DEFAULT_TURN);
+        assert_eq!(turn(4096, 64 << 20), DEFAULT_TURN);
         assert_eq!(
             turn(16, 64 * 1024),
             Turn {
-                messages: 8,
-                bytes: 32 * 1024
+                messages: 4,
+                bytes: 16 * 1024
             }
         );
         // However small the outbox, a turn takes one message.
@@ -508,7 +512,10 @@ mod tests {
         });
         if writer.is_finished() {
             let ended = runtime.block_on(writer).expect("the writer did not panic");
-            panic!("the socket was given {ended} after {:?}", written.lock().unwrap());
+            panic!(
+                "the socket was given {ended} after {:?}",
+                written.lock().unwrap()
+            );
         }
         writer.abort();
         let total = u64::try_from(total).unwrap();
@@ -577,24 +584,113 @@ mod tests {
     }
 
     #[test]
-    fn a_commit_larger_than_half_an_outbox_reaches_a_healthy_socket_in_parts() {
+    fn a_commit_larger_than_a_quarter_of_an_outbox_reaches_a_healthy_socket_in_parts() {
         use crate::outbox::Budget;
-        // An outbox of 16 frames: a commit of 40 messages goes 8 at a time (taken whole, it
+        // An outbox of 16 frames: a commit of 40 messages goes 4 at a time (taken whole, it
         // would fill the outbox and close the socket with 1013).
         let small = Budget {
             frames: 16,
             bytes: 4 << 20,
         };
         let reached = reached_after_commits_to(small, &[40], 8);
-        assert_eq!(reached.woken_with, [8, 8, 8, 8, 8]);
-        // An outbox of 64 KiB: messages of 4 KiB go 7 at a time (7 × 4 KiB and what each
-        // costs the queue is under 32 KiB, 8 is over).
+        assert_eq!(reached.woken_with, [4; 10]);
+        // An outbox of 64 KiB: messages of 4 KiB go 3 at a time (3 × 4 KiB and what each
+        // costs the queue is under 16 KiB, 4 are over).
         let small = Budget {
             frames: 1024,
             bytes: 64 * 1024,
         };
         let reached = reached_after_commits_to(small, &[20], 4096);
-        assert_eq!(reached.woken_with, [7, 7, 6]);
+        assert_eq!(reached.woken_with, [3, 3, 3, 3, 3, 3, 2]);
+    }
+
+    #[test]
+    fn a_commit_taken_in_parts_is_finished_and_answered_in_order_when_the_runtime_goes() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let turn = Turn {
+            messages: 4,
+            bytes: 1 << 20,
+        };
+        let deliverer = runtime
+            .block_on(async { Deliverer::start(Arc::new(Registry::default()), 1 << 20, turn) })
+            .expect("started on a runtime");
+        let (commit, mut answers): (Vec<_>, Vec<_>) = (1..=40).map(answered).unzip();
+        deliverer.hand_over(commit);
+        // The runtime runs until the first part is answered, then goes.
+        runtime.block_on(async {
+            while answers[0].is_empty() {
+                tokio::task::yield_now().await;
+            }
+        });
+        let answered_before = answers.iter().filter(|rx| !rx.is_empty()).count();
+        assert!(
+            (4..40).contains(&answered_before),
+            "{answered_before} of 40 answered: the commit was not taken in parts"
+        );
+        drop(runtime);
+        for (seq, rx) in (1..).zip(&mut answers) {
+            assert_eq!(rx.try_recv().unwrap().unwrap().seq, seq);
+        }
+        // What the persister commits next is carried out after all of it.
+        let (next, mut next_rx) = answered(41);
+        deliverer.hand_over(vec![next]);
+        assert_eq!(next_rx.try_recv().unwrap().unwrap().seq, 41);
+        deliverer.drain();
+    }
+
+    #[test]
+    fn a_commit_waiting_for_room_is_let_in_as_the_one_before_goes_out_in_parts() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let turn = Turn {
+            messages: 4,
+            bytes: 1 << 20,
+        };
+        // Room for 50 handoffs without frames (64 bytes each): a commit of 30 waits behind one
+        // of 40 until 20 of those went out, part by part; it is let in only if each part's
+        // bytes were given back.
+        let deliverer = Arc::new(
+            runtime
+                .block_on(async {
+                    Deliverer::start(Arc::new(Registry::default()), 50 * HANDOFF_OVERHEAD, turn)
+                })
+                .expect("started on a runtime"),
+        );
+        let (first, mut answers): (Vec<_>, Vec<_>) = (1..=40).map(answered).unzip();
+        deliverer.hand_over(first);
+        let (second, second_answers): (Vec<_>, Vec<_>) = (41..=70).map(answered).unzip();
+        answers.extend(second_answers);
+        let handing = {
+            let deliverer = deliverer.clone();
+            std::thread::spawn(move || deliverer.hand_over(second))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!handing.is_finished(), "a commit over the room was let in");
+        runtime.block_on(async {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !handing.is_finished() {
+                assert!(tokio::time::Instant::now() < deadline, "never let in");
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            // Answers come in order: the last one means all of them.
+            while answers[69].is_empty() {
+                assert!(tokio::time::Instant::now() < deadline, "never answered");
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        });
+        handing.join().unwrap();
+        for (seq, mut rx) in (1..).zip(answers) {
+            assert_eq!(rx.try_recv().unwrap().unwrap().seq, seq);
+        }
+        // Every part gave its bytes back, no more and no less (a count that went below zero
+        // would have ended the task, whose drop delivers the rest and zeroes the count).
+        let waiting = deliverer.shared.lock();
+        assert!(!waiting.closed, "the deliverer task ended");
+        assert_eq!(waiting.bytes, 0);
     }
 
     #[test]
