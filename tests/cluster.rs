@@ -231,6 +231,57 @@ async fn a_client_resumes_on_another_node_with_exactly_what_it_missed() {
 }
 
 #[tokio::test]
+async fn a_node_whose_subscription_drops_during_a_burst_delivers_all_it_missed_in_order() {
+    let redis = RedisServer::start();
+    let cluster = nodes(&redis, 2, &[]);
+    let mut sender = cluster[0].client().await;
+    sender.join("burst", false, false).await.unwrap();
+    let mut reader = cluster[1].client().await;
+    reader.join("burst", false, false).await.unwrap();
+    sender.publish("burst", json!({"n": 0})).await.unwrap();
+    assert_eq!(next_message(&mut reader).await.payload["n"], 0);
+    // Every node's subscription connection is cut; each reconnects after a backoff and reads
+    // what it missed from the channel's stream, a page at a time. Meanwhile 600 messages are
+    // stored (the writer's connection is not a subscription), most of them while no node is
+    // subscribed.
+    let killed = std::process::Command::new("redis-cli")
+        .args(["-u", &redis.url(), "CLIENT", "KILL", "TYPE", "pubsub"])
+        .output()
+        .expect("redis-cli runs");
+    assert!(killed.status.success(), "{killed:?}");
+    for n in 1..=600 {
+        sender
+            .send(
+                Action::Message,
+                json!({"channel": "burst"}),
+                json!({"n": n}),
+            )
+            .await
+            .unwrap();
+    }
+    for n in 1..=600 {
+        assert_eq!(
+            next_message(&mut reader).await.payload["n"],
+            n,
+            "in order, once"
+        );
+    }
+    // The sender's own node delivers them to it too.
+    for n in 0..=600 {
+        assert_eq!(
+            next_message(&mut sender).await.payload["n"],
+            n,
+            "in order, once"
+        );
+    }
+    assert!(reader
+        .next_frame_within(Duration::from_millis(300))
+        .await
+        .unwrap()
+        .is_none_or(|frame| frame.action != Action::Message));
+}
+
+#[tokio::test]
 async fn a_killed_node_takes_its_sockets_out_of_presence_within_the_node_ttl() {
     let redis = RedisServer::start();
     let mut cluster = nodes(&redis, 2, &[("SWITCHBOARD_NODE_TTL_MS", "1500")]);

@@ -147,22 +147,44 @@ pub(crate) fn catch_up(link: &Link, channel: &Channel, before: u64) {
         );
         0
     };
-    if before <= from.saturating_add(1) {
-        return;
-    }
-    match link
-        .store
-        .range(&channel.name, from, before.saturating_sub(1), usize::MAX)
-    {
-        Ok(missed) => {
-            let mut locked = channel.lock();
-            for frame in missed {
-                locked.deliver_stored(frame.seq, &current, &frame.frame, Writes::Queued);
+    // A page at a time, so a long gap is never read into memory whole.
+    let mut after = from;
+    while before > after.saturating_add(1) {
+        let page = link.store.range(
+            &channel.name,
+            after,
+            before.saturating_sub(1),
+            CATCH_UP_PAGE_MESSAGES,
+        );
+        let missed = match page {
+            Ok(missed) => missed,
+            Err(err) => {
+                tracing::warn!("catching up {:?} from Redis: {err}", channel.name);
+                return;
             }
+        };
+        let Some(last) = missed
+            .last()
+            .map(|frame| frame.seq)
+            .filter(|&last| last > after)
+        else {
+            return;
+        };
+        let full = missed.len() == CATCH_UP_PAGE_MESSAGES;
+        let mut locked = channel.lock();
+        for frame in missed {
+            locked.deliver_stored(frame.seq, &current, &frame.frame, Writes::Queued);
         }
-        Err(err) => tracing::warn!("catching up {:?} from Redis: {err}", channel.name),
+        drop(locked);
+        if !full {
+            return;
+        }
+        after = last;
     }
 }
+
+/// Messages read from a channel's stream per page of a catch-up.
+const CATCH_UP_PAGE_MESSAGES: usize = 256;
 
 fn dispatch(link: &Arc<Link>, name: &str, message: TopicMessage) {
     // Audience, volatile and presence frames name their origin, which delivered them to its
