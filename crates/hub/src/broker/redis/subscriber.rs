@@ -147,6 +147,9 @@ pub(crate) fn catch_up(link: &Link, channel: &Channel, before: u64) {
         );
         0
     };
+    // Up to where the stream stood now at most: the subscription is back, so anything newer
+    // arrives live (and a channel busier than a page per round trip cannot keep this going).
+    let before = before.min(now.last_seq.saturating_add(1));
     // A page at a time, so a long gap is never read into memory whole.
     let mut after = from;
     while before > after.saturating_add(1) {
@@ -172,6 +175,11 @@ pub(crate) fn catch_up(link: &Link, channel: &Channel, before: u64) {
         };
         let full = missed.len() == CATCH_UP_PAGE_MESSAGES;
         let mut locked = channel.lock();
+        if after != from && locked.epoch.as_deref() != Some(current.as_str()) {
+            // The history was reset between pages: what follows belongs to the new epoch,
+            // which the next live message catches up on.
+            return;
+        }
         for frame in missed {
             locked.deliver_stored(frame.seq, &current, &frame.frame, Writes::Queued);
         }
