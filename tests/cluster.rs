@@ -246,16 +246,7 @@ async fn a_node_whose_subscription_drops_during_a_burst_delivers_all_it_missed_i
     // and reads what it missed from the channel's stream, a page at a time.
     redis_cli(&redis, &["ACL", "SETUSER", "default", "-subscribe"]);
     redis_cli(&redis, &["CLIENT", "KILL", "TYPE", "pubsub"]);
-    for n in 1..600 {
-        sender
-            .send(
-                Action::Message,
-                json!({"channel": "burst"}),
-                json!({"n": n}),
-            )
-            .await
-            .unwrap();
-    }
+    support::send_numbered(&mut sender, "burst", 1..600).await;
     // Its ok comes once it is stored, and so are the 599 before it.
     sender.publish("burst", json!({"n": 600})).await.unwrap();
     redis_cli(&redis, &["ACL", "SETUSER", "default", "+subscribe"]);

@@ -124,16 +124,7 @@ async fn a_client_away_for_1000_messages_resumes_with_all_of_them_then_live_ones
     let since = json!({"epoch": last_seen.epoch().unwrap(), "seq": last_seen.seq().unwrap()});
     away.close().await.unwrap();
 
-    for n in 1..=1000 {
-        sender
-            .send(
-                Action::Message,
-                json!({"channel": "room1"}),
-                json!({"n": n}),
-            )
-            .await
-            .unwrap();
-    }
+    support::send_numbered(&mut sender, "room1", 1..=1000).await;
     sender
         .publish("room1", json!({"n": "barrier"}))
         .await

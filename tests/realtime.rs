@@ -449,16 +449,7 @@ async fn a_burst_larger_than_a_small_outbox_reaches_every_member_that_reads() {
             expect_number(&mut reader, n).await;
         }
     });
-    for n in 0..COUNT {
-        publisher
-            .send(
-                Action::Message,
-                json!({"channel": "room1"}),
-                json!({"n": n}),
-            )
-            .await
-            .unwrap();
-    }
+    support::send_numbered(&mut publisher, "room1", 0..COUNT).await;
     // Both read what they are sent, as members do: the publisher its own echoes.
     for n in 0..COUNT {
         expect_number(&mut publisher, n).await;

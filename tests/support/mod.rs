@@ -375,6 +375,26 @@ pub async fn join_as(client: &mut Client, channel: &str, name: &str) -> String {
     me["socketId"].as_str().unwrap().to_string()
 }
 
+/// Sends `{"n": n}` to `channel` for each of `numbers`, without waiting for any answer (no
+/// ref): a burst that the server finds waiting together.
+pub async fn send_numbered(
+    client: &mut Client,
+    channel: &str,
+    numbers: impl IntoIterator<Item = u64>,
+) {
+    use switchboard_protocol::Action;
+    for n in numbers {
+        client
+            .send(
+                Action::Message,
+                serde_json::json!({ "channel": channel }),
+                serde_json::json!({ "n": n }),
+            )
+            .await
+            .unwrap();
+    }
+}
+
 /// Writes `count` messages to `channel` before reading any answer (so no refill of a rate
 /// limit between round trips can hide it, however slow the machine), then reads until each
 /// is answered: (refused as `rate_limited`, relayed back as the sender's own echo).
