@@ -13,11 +13,11 @@
 //! room: everyone on one runtime worker, one member in N on N), which spares each of those
 //! sockets' tasks a wake-up for one frame; when more wait, the deliverer takes the commits that
 //! wait together (a [`Turn`]: up to 256 messages and 1 MiB, and a quarter of a socket's
-//! outbox) and queues their frames, and each socket's task, running after all of them were queued, writes
-//! them together (up to 64 frames a system call). A commit larger than a turn is taken in parts,
-//! so the sockets write between them. So at chat rates a delivery costs one write and, for the
-//! deliverer's share, no wake-up, and a node that falls behind catches up in batches that grow
-//! with the backlog: the more it is behind, the fewer writes per message.
+//! outbox) and queues their frames, and each socket's task, running after all of them were
+//! queued, writes them together (up to 64 frames a system call). A commit larger than a turn is
+//! taken in parts, so the sockets write between them. So at chat rates a delivery costs one
+//! write and, for the deliverer's share, no wake-up, and a node that falls behind catches up in
+//! batches that grow with the backlog: the more it is behind, the fewer writes per message.
 //!
 //! The queue between them is bounded in batches and in bytes of frames: a node that stores
 //! faster than it delivers makes the persister wait (its own queue then fills and new messages
@@ -416,15 +416,14 @@ mod tests {
         std::str::from_utf8(frame).unwrap().trim().parse().unwrap()
     }
 
-    /// The default outbox: 1,024 frames, 4 MiB.
-    const DEFAULT_OUTBOX: crate::outbox::Budget = crate::outbox::Budget {
-        frames: 1024,
-        bytes: 4 << 20,
-    };
-
     /// [`reached_after_commits_to`] a socket with the default outbox.
     fn reached_after_commits_of(sizes: &[usize], frame_bytes: usize) -> Reached {
-        reached_after_commits_to(DEFAULT_OUTBOX, sizes, frame_bytes)
+        let config = crate::config::HubConfig::default();
+        let outbox = Budget {
+            frames: config.outbox_capacity,
+            bytes: config.outbox_bytes,
+        };
+        reached_after_commits_to(outbox, sizes, frame_bytes)
     }
 
     /// Commits of these sizes (messages of `frame_bytes` to one room, whose one socket's
@@ -432,11 +431,7 @@ mod tests {
     /// elsewhere; then it runs, with the turn a server with that outbox has. Checks that the
     /// socket got every frame once, in order (it was not closed for a full outbox), and every
     /// sender its answer, in order.
-    fn reached_after_commits_to(
-        budget: crate::outbox::Budget,
-        sizes: &[usize],
-        frame_bytes: usize,
-    ) -> Reached {
+    fn reached_after_commits_to(budget: Budget, sizes: &[usize], frame_bytes: usize) -> Reached {
         use crate::channel::{Channel, Member};
         use crate::history::{HistoryReader, MemoryHistory};
         use crate::outbox::{outbox, Outbound};
@@ -585,7 +580,6 @@ mod tests {
 
     #[test]
     fn a_commit_larger_than_a_quarter_of_an_outbox_reaches_a_healthy_socket_in_parts() {
-        use crate::outbox::Budget;
         // An outbox of 16 frames: a commit of 40 messages goes 4 at a time (taken whole, it
         // would fill the outbox and close the socket with 1013).
         let small = Budget {
@@ -651,8 +645,8 @@ mod tests {
             bytes: 1 << 20,
         };
         // Room for 50 handoffs without frames (64 bytes each): a commit of 30 waits behind one
-        // of 40 until 20 of those went out, part by part; it is let in only if each part's
-        // bytes were given back.
+        // of 40 until 20 of those went out, part by part; the count of waiting bytes is checked
+        // at the end.
         let deliverer = Arc::new(
             runtime
                 .block_on(async {
