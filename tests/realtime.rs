@@ -427,12 +427,11 @@ async fn a_burst_larger_than_a_small_outbox_reaches_every_member_that_reads() {
     // answer is read, is stored in a few commits of many messages each; a node hands a commit
     // to the sockets in parts of a quarter of an outbox, which they write in between, so
     // members that read get all of it and none is cut off with 1013 for the size of a commit
-    // (with a commit taken whole, the reader is cut off after a message or two). One runtime
-    // worker, so the sockets' tasks run between the parts. The embedded engine in both passes:
-    // the Redis engine delivers what its subscription receives one message at a time, on its
-    // own thread, and does not take turns (ARCHITECTURE.md, "Several nodes").
+    // (with a commit taken whole, the reader is cut off after a message or two). On Redis, a
+    // node's subscription receives the burst and hands it to the same deliverer, which takes
+    // the same turns (delivered as it arrives, the reader is cut off after a message or two
+    // too). One runtime worker, so the sockets' tasks run between the parts.
     let server = TestServer::start_with(&[
-        ("SWITCHBOARD_ENGINE", "sqlite"),
         ("TOKIO_WORKER_THREADS", "1"),
         ("SWITCHBOARD_OUTBOX_CAPACITY", "16"),
         ("SWITCHBOARD_FRAMES_PER_SECOND", "100000"),

@@ -35,6 +35,31 @@ pub(crate) struct ChannelState {
     pub(crate) delivered_seq: u64,
     /// Set when the channel left the registry: whoever still holds it must look it up again.
     pub(crate) retired: bool,
+    /// On a Redis node, the furthest stored message its subscription handed on to be
+    /// delivered here (epoch and seq), which may still be on its way.
+    handed: Option<(Arc<str>, u64)>,
+}
+
+impl ChannelState {
+    /// How far `epoch` has come to this node's members: the furthest seq delivered, or handed
+    /// on to be delivered; none if neither is of that epoch.
+    pub(crate) fn reached(&self, epoch: &str) -> Option<u64> {
+        let delivered = (self.epoch.as_deref() == Some(epoch)).then_some(self.delivered_seq);
+        let handed = self.handed.as_ref();
+        let handed = handed.filter(|(of, _)| &**of == epoch).map(|&(_, seq)| seq);
+        delivered.max(handed)
+    }
+
+    /// Notes that the messages of `epoch` up to `seq` were handed on to be delivered.
+    pub(crate) fn handed(&mut self, epoch: &Arc<str>, seq: u64) {
+        let further = match &self.handed {
+            Some((of, up_to)) => of != epoch || seq > *up_to,
+            None => true,
+        };
+        if further {
+            self.handed = Some((epoch.clone(), seq));
+        }
+    }
 }
 
 /// How a fan-out hands a frame to sockets whose writers are idle.
@@ -80,6 +105,7 @@ impl Channel {
                 epoch: epoch.map(Arc::from),
                 delivered_seq: last_seq,
                 retired: false,
+                handed: None,
             }),
         }
     }
@@ -355,6 +381,30 @@ mod tests {
         let frame = Bytes::from_static(b"m");
         assert_eq!(push_all(members.iter(), members.len(), &frame, writes), 10);
         (wire.0.load(Ordering::Relaxed), waiting(&mut receivers))
+    }
+
+    #[test]
+    fn a_message_handed_on_counts_as_reached_in_its_epoch_only() {
+        let rule = ChannelRule::open("*");
+        let channel = Channel::new(Arc::from("room"), rule, Some("e1".into()), 5);
+        let mut locked = channel.lock();
+        assert_eq!(locked.reached("e1"), Some(5), "what was delivered");
+        assert_eq!(locked.reached("e2"), None, "another epoch");
+        // Handed on, not delivered yet: the next one is not a gap.
+        let e1: Arc<str> = Arc::from("e1");
+        locked.handed(&e1, 9);
+        assert_eq!(locked.reached("e1"), Some(9));
+        // An older hand-off does not go back.
+        locked.handed(&e1, 7);
+        assert_eq!(locked.reached("e1"), Some(9));
+        // Delivered further than handed (a channel opened later): the furthest counts.
+        locked.delivered_seq = 12;
+        assert_eq!(locked.reached("e1"), Some(12));
+        // A new epoch handed on: the old one's delivered seq still stands for the old one.
+        let e2: Arc<str> = Arc::from("e2");
+        locked.handed(&e2, 1);
+        assert_eq!(locked.reached("e2"), Some(1));
+        assert_eq!(locked.reached("e1"), Some(12));
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -137,8 +137,11 @@ pub(crate) struct Deliverer {
 
 struct Shared {
     waiting: Mutex<Waiting>,
-    /// Told when the deliverer finished a batch or went away.
+    /// Told when the deliverer finished a batch or went away: the persister's thread waits on
+    /// this one…
     room: Condvar,
+    /// …and a task on another runtime (a Redis node's subscription) on this one.
+    room_async: Notify,
     /// Wakes the deliverer.
     ready: Notify,
     max_bytes: usize,
@@ -148,6 +151,42 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Waiting> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes whoever waits for room, on either side.
+    fn tell_room(&self) {
+        self.room.notify_all();
+        self.room_async.notify_waiters();
+    }
+}
+
+/// Where a batch of `bytes` goes, asked under the queue's lock.
+enum Admission {
+    /// Into the queue.
+    Queued,
+    /// Nowhere yet: the deliverer is too far behind.
+    Wait,
+    /// Delivered by whoever hands it over: the deliverer is gone.
+    Deliver,
+}
+
+impl Waiting {
+    fn admit(&mut self, max_bytes: usize, bytes: usize, handoffs: &mut Vec<Handoff>) -> Admission {
+        if self.closed {
+            return if self.busy {
+                Admission::Wait
+            } else {
+                Admission::Deliver
+            };
+        }
+        let idle = self.batches.is_empty() && !self.busy;
+        let fits = self.batches.len() < MAX_BATCHES && self.bytes + bytes <= max_bytes;
+        if !(idle || fits) {
+            return Admission::Wait;
+        }
+        self.bytes += bytes;
+        self.batches.push_back((bytes, std::mem::take(handoffs)));
+        Admission::Queued
     }
 }
 
@@ -160,6 +199,7 @@ impl Deliverer {
         let shared = Arc::new(Shared {
             waiting: Mutex::new(Waiting::default()),
             room: Condvar::new(),
+            room_async: Notify::new(),
             ready: Notify::new(),
             max_bytes: max_bytes.max(1),
             turn,
@@ -175,33 +215,58 @@ impl Deliverer {
     /// Gives a commit's handoffs to the deliverer, waiting while it is too far behind (a
     /// batch is always taken when nothing else waits, however large). Delivers them here once
     /// the deliverer is gone.
-    pub(crate) fn hand_over(&self, handoffs: Vec<Handoff>) {
+    pub(crate) fn hand_over(&self, mut handoffs: Vec<Handoff>) {
         if handoffs.is_empty() {
             return;
         }
         let bytes = bytes_of(&handoffs);
         let mut waiting = self.shared.lock();
         loop {
-            if waiting.closed && !waiting.busy {
-                drop(waiting);
-                hand_off(&self.registry, handoffs, Writes::Queued);
-                return;
+            match waiting.admit(self.shared.max_bytes, bytes, &mut handoffs) {
+                Admission::Queued => break,
+                Admission::Deliver => {
+                    drop(waiting);
+                    hand_off(&self.registry, handoffs, Writes::Queued);
+                    return;
+                }
+                Admission::Wait => {
+                    waiting = self
+                        .shared
+                        .room
+                        .wait(waiting)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
             }
-            let idle = waiting.batches.is_empty() && !waiting.busy;
-            let fits = waiting.batches.len() < MAX_BATCHES
-                && waiting.bytes + bytes <= self.shared.max_bytes;
-            if !waiting.closed && (idle || fits) {
-                break;
-            }
-            waiting = self
-                .shared
-                .room
-                .wait(waiting)
-                .unwrap_or_else(|e| e.into_inner());
         }
-        waiting.bytes += bytes;
-        waiting.batches.push_back((bytes, handoffs));
         drop(waiting);
+        self.shared.ready.notify_one();
+    }
+
+    /// [`Deliverer::hand_over`] for a task: it waits for room without holding up its runtime's
+    /// other tasks.
+    pub(crate) async fn hand_over_async(&self, mut handoffs: Vec<Handoff>) {
+        if handoffs.is_empty() {
+            return;
+        }
+        let bytes = bytes_of(&handoffs);
+        loop {
+            // Listening before looking, so room made in between is not missed.
+            let room = self.shared.room_async.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            let admission = self
+                .shared
+                .lock()
+                .admit(self.shared.max_bytes, bytes, &mut handoffs);
+            match admission {
+                Admission::Queued => break,
+                Admission::Deliver => {
+                    hand_off(&self.registry, handoffs, Writes::Queued);
+                    return;
+                }
+                Admission::Wait => room.await,
+            }
+        }
         self.shared.ready.notify_one();
     }
 
@@ -295,7 +360,7 @@ impl Task {
                 waiting.bytes -= bytes;
                 !waiting.batches.is_empty()
             };
-            self.shared.room.notify_all();
+            self.shared.tell_room();
             if more {
                 // The sockets just woken write before the next batches are taken: a long
                 // backlog must not keep this worker from them, and what comes in meanwhile is
@@ -317,12 +382,12 @@ impl Drop for Task {
             waiting.bytes = 0;
             std::mem::take(&mut waiting.batches)
         };
-        self.shared.room.notify_all();
+        self.shared.tell_room();
         for (_, handoffs) in left {
             hand_off(&self.registry, handoffs, Writes::Queued);
         }
         self.shared.lock().busy = false;
-        self.shared.room.notify_all();
+        self.shared.tell_room();
     }
 }
 
@@ -710,6 +775,73 @@ mod tests {
         deliverer.hand_over(vec![second]);
         assert_eq!(second_rx.try_recv().unwrap().unwrap().seq, 2);
         deliverer.drain();
+    }
+
+    #[test]
+    fn a_task_waiting_for_room_leaves_its_runtime_free_and_gets_in_once_there_is_room() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let deliverer = Arc::new(
+            runtime
+                .block_on(async {
+                    Deliverer::start(Arc::new(Registry::default()), 1, DEFAULT_TURN)
+                })
+                .expect("started on a runtime"),
+        );
+        // The first batch is taken even over the budget; the second must wait for it.
+        let (first, mut first_rx) = answered(1);
+        deliverer.hand_over(vec![first]);
+        let (second, mut second_rx) = answered(2);
+        // Handed over from a task on a runtime of its own (as a Redis node's subscription
+        // does), whose other tasks go on meanwhile: here, a ticker.
+        let (ticks_tx, ticks) = std::sync::mpsc::channel();
+        let other = {
+            let deliverer = deliverer.clone();
+            std::thread::spawn(move || {
+                let other = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .unwrap();
+                other.block_on(async move {
+                    let handing =
+                        tokio::spawn(async move { deliverer.hand_over_async(vec![second]).await });
+                    for _ in 0..3 {
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        ticks_tx.send(handing.is_finished()).unwrap();
+                    }
+                    handing.await.unwrap();
+                })
+            })
+        };
+        for _ in 0..3 {
+            let tick = ticks.recv_timeout(std::time::Duration::from_secs(10));
+            assert_eq!(
+                tick,
+                Ok(false),
+                "the waiting task held up its runtime, or got in"
+            );
+        }
+        // The deliverer runs: once the first batch is out, the second gets in and goes out.
+        runtime.block_on(async {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+            while second_rx.is_empty() {
+                assert!(tokio::time::Instant::now() < deadline, "never let in");
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        });
+        other.join().unwrap();
+        assert_eq!(first_rx.try_recv().unwrap().unwrap().seq, 1);
+        assert_eq!(second_rx.try_recv().unwrap().unwrap().seq, 2);
+        // Once the deliverer is gone, a task's batch is delivered by the task itself.
+        drop(runtime);
+        let (third, mut third_rx) = answered(3);
+        let other = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        other.block_on(deliverer.hand_over_async(vec![third]));
+        assert_eq!(third_rx.try_recv().unwrap().unwrap().seq, 3);
     }
 
     #[test]

@@ -85,6 +85,9 @@ pub(crate) enum Answer {
     },
     /// A server-side caller waiting for the outcome.
     Caller(oneshot::Sender<Result<Accepted, Refusal>>),
+    /// No one here: a message another node accepted (and answered), which this node's
+    /// subscription received for its own members.
+    Elsewhere,
 }
 
 impl Answer {
@@ -96,6 +99,7 @@ impl Answer {
             Answer::Caller(tx) => {
                 let _ = tx.send(outcome);
             }
+            Answer::Elsewhere => {}
             Answer::Socket { outbox, reference } => match (reference, outcome) {
                 (Some(reference), Ok(accepted)) => {
                     outbox.push_queued(encode::reply_stored(channel, &reference, accepted.seq));

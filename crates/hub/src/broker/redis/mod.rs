@@ -32,12 +32,14 @@ use std::time::Duration;
 use switchboard_protocol::ErrorCode;
 use tokio::sync::{mpsc, oneshot};
 
+use super::deliverer::{Deliverer, Turn};
 use super::queue::{job_queue, JobQueue};
 use super::{Broker, LiveChannel, MemberView, PresenceMember, StoredMessage, Transient, Unhealthy};
 use crate::access::Refusal;
 use crate::config::HubConfig;
 use crate::history::{ChannelHistory, HistoryReader, RedisHistory, StoreError};
 use crate::hooks::{HookRoutes, LeaveReason};
+use crate::outbox::Budget;
 use crate::registry::Order;
 use crate::registry::Registry;
 use subscriber::SubscriptionCommand;
@@ -51,6 +53,9 @@ pub(crate) struct Link {
     pub(crate) node_ttl: Duration,
     /// Where received frames are delivered.
     pub(crate) registry: Arc<Registry>,
+    /// Delivers received stored messages on the node's runtime, in turns (none outside a
+    /// runtime: the subscription then delivers them itself).
+    pub(crate) deliverer: Option<Deliverer>,
     pub(crate) subscriptions: mpsc::UnboundedSender<SubscriptionCommand>,
     pub(crate) commands: CommandQueue,
     /// Set when queued commands were lost (Redis unreachable); the next heartbeat reconciles
@@ -131,11 +136,18 @@ impl RedisBroker {
             hub.store_queue_bytes,
             lost_commands.clone(),
         );
+        // Started here, on the node's runtime, where the sockets' tasks run.
+        let turn = Turn::within(Budget {
+            frames: hub.outbox_capacity,
+            bytes: hub.outbox_bytes,
+        });
+        let deliverer = Deliverer::start(registry.clone(), hub.store_queue_bytes, turn);
         let link = Arc::new(Link {
             store: store.clone(),
             node: uuid::Uuid::new_v4().simple().to_string(),
             node_ttl: config.node_ttl.max(Duration::from_millis(300)),
             registry,
+            deliverer,
             subscriptions,
             commands,
             lost_commands,

@@ -4,6 +4,7 @@
 //! connection drops it reconnects, resubscribes every active channel and catches each up from
 //! its stream.
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 use std::sync::{Arc, Weak};
@@ -13,6 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::topic::TopicMessage;
 use super::Link;
+use crate::broker::deliverer::{hand_off, Handoff};
+use crate::broker::{Accepted, Answer};
 use crate::channel::{Channel, Writes};
 use crate::history::HistoryStore;
 
@@ -74,7 +77,7 @@ pub(crate) async fn receive(link: Weak<Link>, mut stream: PubSubStream) {
             };
             let payload = bytes::Bytes::from(message.get_payload_bytes().to_vec());
             match TopicMessage::decode(payload) {
-                Some(decoded) => dispatch(&live, channel, decoded),
+                Some(decoded) => dispatch(&live, channel, decoded).await,
                 None => tracing::debug!("ignored a malformed frame on {channel:?}"),
             }
         }
@@ -122,7 +125,8 @@ pub(crate) async fn receive(link: Weak<Link>, mut stream: PubSubStream) {
 }
 
 /// Delivers from the stream whatever this node missed of `channel`, up to `before`
-/// (excluded); takes a new epoch if Redis lost the channel's history.
+/// (excluded); takes a new epoch if Redis lost the channel's history. Blocking: it reads from
+/// Redis, and waits while the deliverer is too far behind.
 pub(crate) fn catch_up(link: &Link, channel: &Channel, before: u64) {
     let now = match link.store.open_channel(&channel.name, 0) {
         Ok(now) => now,
@@ -131,26 +135,25 @@ pub(crate) fn catch_up(link: &Link, channel: &Channel, before: u64) {
             return;
         }
     };
-    let (epoch, from) = {
-        let locked = channel.lock();
-        (locked.epoch.clone(), locked.delivered_seq)
-    };
     let Some(current) = now.epoch else {
         return;
     };
-    let from = if epoch.as_deref() == Some(current.as_str()) {
-        from
-    } else {
-        tracing::warn!(
-            "channel {:?} has a new history epoch in Redis (its data was lost or cleared)",
-            channel.name
-        );
+    let current: Arc<str> = Arc::from(current);
+    let reached = channel.lock().reached(&current);
+    let from = reached.unwrap_or_else(|| {
+        if channel.lock().epoch.is_some() {
+            tracing::warn!(
+                "channel {:?} has a new history epoch in Redis (its data was lost or cleared)",
+                channel.name
+            );
+        }
         0
-    };
+    });
     // Up to where the stream stood now at most: the subscription is back, so anything newer
     // arrives live (and a channel busier than a page per round trip cannot keep this going).
     let before = before.min(now.last_seq.saturating_add(1));
-    // A page at a time, so a long gap is never read into memory whole.
+    // A page at a time, so a long gap is never read into memory whole, and each page is
+    // delivered in turns like any other messages.
     let mut after = from;
     while before > after.saturating_add(1) {
         let page = link.store.range(
@@ -173,17 +176,25 @@ pub(crate) fn catch_up(link: &Link, channel: &Channel, before: u64) {
         else {
             return;
         };
+        // Read after the page: if the history was reset before the page was read, the epoch
+        // is no longer this one, and what the page holds belongs to the new epoch (which the
+        // next live message catches up on).
+        match link.store.open_channel(&channel.name, 0) {
+            Ok(still) if still.epoch.as_deref() == Some(&*current) => {}
+            Ok(_) => return,
+            Err(err) => {
+                tracing::warn!("catching up {:?} from Redis: {err}", channel.name);
+                return;
+            }
+        }
         let full = missed.len() == CATCH_UP_PAGE_MESSAGES;
-        let mut locked = channel.lock();
-        if after != from && locked.epoch.as_deref() != Some(current.as_str()) {
-            // The history was reset between pages: what follows belongs to the new epoch,
-            // which the next live message catches up on.
-            return;
+        channel.lock().handed(&current, last);
+        let frames = missed.into_iter().map(|frame| (frame.seq, frame.frame));
+        let handoffs = handoffs(&channel.name, &current, frames);
+        match &link.deliverer {
+            Some(deliverer) => deliverer.hand_over(handoffs),
+            None => hand_off(&link.registry, handoffs, Writes::Queued),
         }
-        for frame in missed {
-            locked.deliver_stored(frame.seq, &current, &frame.frame, Writes::Queued);
-        }
-        drop(locked);
         if !full {
             return;
         }
@@ -194,7 +205,36 @@ pub(crate) fn catch_up(link: &Link, channel: &Channel, before: u64) {
 /// Messages read from a channel's stream per page of a catch-up.
 const CATCH_UP_PAGE_MESSAGES: usize = 256;
 
-fn dispatch(link: &Arc<Link>, name: &str, message: TopicMessage) {
+/// Stored messages of `channel` received from Redis, ready for the deliverer: accepted (and
+/// answered) by whichever node took them.
+fn handoffs(
+    channel: &Arc<str>,
+    epoch: &Arc<str>,
+    frames: impl IntoIterator<Item = (u64, Bytes)>,
+) -> Vec<Handoff> {
+    frames
+        .into_iter()
+        .map(|(seq, frame)| Handoff {
+            channel: channel.clone(),
+            stored: Some((seq, epoch.clone(), frame)),
+            answer: Answer::Elsewhere,
+            outcome: Ok(Accepted { seq, resend: false }),
+        })
+        .collect()
+}
+
+/// Hands a stored message on to be delivered to this node's members: to the deliverer on the
+/// node's runtime, which delivers in turns (waiting, without holding up this thread's other
+/// tasks, while it is too far behind), or straight when there is none.
+async fn hand_on(link: &Link, channel: Arc<str>, epoch: &Arc<str>, seq: u64, frame: Bytes) {
+    let handoffs = handoffs(&channel, epoch, [(seq, frame)]);
+    match &link.deliverer {
+        Some(deliverer) => deliverer.hand_over_async(handoffs).await,
+        None => hand_off(&link.registry, handoffs, Writes::Queued),
+    }
+}
+
+async fn dispatch(link: &Arc<Link>, name: &str, message: TopicMessage) {
     // Audience, volatile and presence frames name their origin, which delivered them to its
     // own members already.
     if message.origin() == Some(link.node.as_str()) {
@@ -203,32 +243,23 @@ fn dispatch(link: &Arc<Link>, name: &str, message: TopicMessage) {
     let Some(channel) = link.registry.get(name) else {
         if let TopicMessage::Stored { seq, epoch, frame } = message {
             // Kept for the members of a channel being activated, if it is.
-            link.registry
-                .deliver_stored(name, seq, &epoch, &frame, Writes::Queued);
+            hand_on(link, Arc::from(name), &Arc::from(epoch), seq, frame).await;
         }
         return;
     };
     match message {
         TopicMessage::Stored { seq, epoch, frame } => {
-            let behind = {
-                let locked = channel.lock();
-                locked.epoch.as_deref() == Some(epoch.as_str())
-                    && seq > locked.delivered_seq.saturating_add(1)
-            };
-            if behind {
-                // A dropped subscription lost some: read them before this one (on the Redis
-                // thread, which keeps the order of what follows).
-                catch_up(link, &channel, seq);
+            let epoch: Arc<str> = Arc::from(epoch);
+            let reached = channel.lock().reached(&epoch);
+            if reached.is_some_and(|reached| seq > reached.saturating_add(1)) {
+                // A dropped subscription lost some: read them before this one. Nothing else
+                // is received meanwhile, which keeps the order of what follows; the reads
+                // block, so they run off this thread, whose other tasks go on.
+                let (link, channel) = (link.clone(), channel.clone());
+                let _ = tokio::task::spawn_blocking(move || catch_up(&link, &channel, seq)).await;
             }
-            let started = std::time::Instant::now();
-            let queued = channel
-                .lock()
-                .deliver_stored(seq, &epoch, &frame, Writes::Queued);
-            let metrics = &link.registry.metrics;
-            metrics
-                .fanout_seconds
-                .observe(started.elapsed().as_secs_f64());
-            metrics.deliveries.inc_by(queued as u64);
+            channel.lock().handed(&epoch, seq);
+            hand_on(link, channel.name.clone(), &epoch, seq, frame).await;
         }
         TopicMessage::Audience { frame, .. } => {
             let queued = channel.lock().deliver(Target::Authenticated, &frame);
