@@ -249,8 +249,10 @@ async fn a_catch_up_larger_than_a_small_outbox_reaches_every_member_that_reads()
     .await;
 }
 
-/// Two nodes on `env` miss a burst of 600 messages while their subscriptions are down, then
-/// catch up from the channel's stream: a member on each gets all of them, once and in order.
+/// Two nodes on `env` take a burst of 300 messages through their subscriptions, then miss one
+/// of 600 while their subscriptions are down and catch up from the channel's stream: a member
+/// on each gets all of them, once and in order, and each node reads back from Redis exactly
+/// what it missed (none of the first burst is taken for a gap while it is on its way).
 async fn missed_burst_is_caught_up(env: &[(&str, &str)]) {
     let redis = RedisServer::start();
     let cluster = nodes(&redis, 2, env);
@@ -258,38 +260,24 @@ async fn missed_burst_is_caught_up(env: &[(&str, &str)]) {
     sender.join("burst", false, false).await.unwrap();
     let mut reader = cluster[1].client().await;
     reader.join("burst", false, false).await.unwrap();
-    sender.publish("burst", json!({"n": 0})).await.unwrap();
-    assert_eq!(next_message(&mut reader).await.payload["n"], 0);
+    support::send_numbered(&mut sender, "burst", 1..300).await;
+    // Its ok comes once it is stored, and so are the 299 before it.
+    sender.publish("burst", json!({"n": 300})).await.unwrap();
+    let (sender, reader) = both_read(sender, reader, 1..=300).await;
+    for node in &cluster {
+        assert_eq!(caught_up(node).await, 0, "read back what was never missed");
+    }
     // Every node's subscription connection is cut, and may not subscribe again until the
     // burst is stored: 600 messages (the writer's connection is no subscription), all of them
     // missed by both nodes. Once allowed, each node resubscribes (its backoff is at most 2 s)
     // and reads what it missed from the channel's stream, a page at a time.
+    let mut sender = sender;
     redis_cli(&redis, &["ACL", "SETUSER", "default", "-subscribe"]);
     redis_cli(&redis, &["CLIENT", "KILL", "TYPE", "pubsub"]);
-    support::send_numbered(&mut sender, "burst", 1..600).await;
-    // Its ok comes once it is stored, and so are the 599 before it.
-    sender.publish("burst", json!({"n": 600})).await.unwrap();
+    support::send_numbered(&mut sender, "burst", 301..900).await;
+    sender.publish("burst", json!({"n": 900})).await.unwrap();
     redis_cli(&redis, &["ACL", "SETUSER", "default", "+subscribe"]);
-    // Both read as they are sent, as members do.
-    let reading = tokio::spawn(async move {
-        for n in 1..=600 {
-            assert_eq!(
-                next_message(&mut reader).await.payload["n"],
-                n,
-                "in order, once"
-            );
-        }
-        reader
-    });
-    // The sender's own node delivers them to it too.
-    for n in 0..=600 {
-        assert_eq!(
-            next_message(&mut sender).await.payload["n"],
-            n,
-            "in order, once"
-        );
-    }
-    let mut reader = reading.await.unwrap();
+    let (_, mut reader) = both_read(sender, reader, 301..=900).await;
     while let Some(frame) = reader
         .next_frame_within(Duration::from_millis(300))
         .await
@@ -297,6 +285,40 @@ async fn missed_burst_is_caught_up(env: &[(&str, &str)]) {
     {
         assert_ne!(frame.action, Action::Message, "delivered twice: {frame:?}");
     }
+    for node in &cluster {
+        assert_eq!(caught_up(node).await, 600, "read back just what was missed");
+    }
+}
+
+/// The sender and the reader each read `numbers`, once and in order, at the same time (as
+/// members do).
+async fn both_read(
+    mut sender: Client,
+    mut reader: Client,
+    numbers: std::ops::RangeInclusive<u64>,
+) -> (Client, Client) {
+    let expected = numbers.clone();
+    let reading = tokio::spawn(async move {
+        for n in expected {
+            let got = next_message(&mut reader).await.payload["n"].clone();
+            assert_eq!(got, n, "in order, once (reader)");
+        }
+        reader
+    });
+    for n in numbers {
+        let got = next_message(&mut sender).await.payload["n"].clone();
+        assert_eq!(got, n, "in order, once (sender)");
+    }
+    (sender, reading.await.unwrap())
+}
+
+/// How many stored messages `node` read back from Redis because its subscription missed them.
+async fn caught_up(node: &TestServer) -> u64 {
+    let text = support::http_get(&node.addr, "/metrics").await;
+    text.lines()
+        .find_map(|l| l.strip_prefix("switchboard_redis_caught_up_messages_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no catch-up count in {text}"))
 }
 
 /// Runs `redis-cli` against `redis`; panics with its output when it fails.

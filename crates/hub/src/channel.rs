@@ -35,9 +35,32 @@ pub(crate) struct ChannelState {
     pub(crate) delivered_seq: u64,
     /// Set when the channel left the registry: whoever still holds it must look it up again.
     pub(crate) retired: bool,
-    /// On a Redis node, the furthest stored message its subscription handed on to be
-    /// delivered here (epoch and seq), which may still be on its way.
-    handed: Option<(Arc<str>, u64)>,
+    /// On a Redis node, how far its subscription handed the channel's stored messages on to be
+    /// delivered here; they may still be on their way.
+    handed: Handed,
+}
+
+/// The furthest stored message handed on to be delivered: its epoch and seq.
+#[derive(Debug, Default)]
+pub(crate) struct Handed(Option<(Arc<str>, u64)>);
+
+impl Handed {
+    /// Notes that the messages of `epoch` up to `seq` were handed on.
+    pub(crate) fn note(&mut self, epoch: &Arc<str>, seq: u64) {
+        let further = match &self.0 {
+            Some((of, up_to)) => of != epoch || seq > *up_to,
+            None => true,
+        };
+        if further {
+            self.0 = Some((epoch.clone(), seq));
+        }
+    }
+
+    /// How far `epoch` was handed on; none if the last hand-off was of another epoch.
+    fn of(&self, epoch: &str) -> Option<u64> {
+        let handed = self.0.as_ref();
+        handed.filter(|(of, _)| &**of == epoch).map(|&(_, seq)| seq)
+    }
 }
 
 impl ChannelState {
@@ -45,19 +68,18 @@ impl ChannelState {
     /// on to be delivered; none if neither is of that epoch.
     pub(crate) fn reached(&self, epoch: &str) -> Option<u64> {
         let delivered = (self.epoch.as_deref() == Some(epoch)).then_some(self.delivered_seq);
-        let handed = self.handed.as_ref();
-        let handed = handed.filter(|(of, _)| &**of == epoch).map(|&(_, seq)| seq);
-        delivered.max(handed)
+        delivered.max(self.handed.of(epoch))
     }
 
     /// Notes that the messages of `epoch` up to `seq` were handed on to be delivered.
     pub(crate) fn handed(&mut self, epoch: &Arc<str>, seq: u64) {
-        let further = match &self.handed {
-            Some((of, up_to)) => of != epoch || seq > *up_to,
-            None => true,
-        };
-        if further {
-            self.handed = Some((epoch.clone(), seq));
+        self.handed.note(epoch, seq);
+    }
+
+    /// Takes over what was handed on for the channel while it was being activated.
+    pub(crate) fn take_handed(&mut self, handed: Handed) {
+        if let Some((epoch, seq)) = handed.0 {
+            self.handed.note(&epoch, seq);
         }
     }
 }
@@ -105,7 +127,7 @@ impl Channel {
                 epoch: epoch.map(Arc::from),
                 delivered_seq: last_seq,
                 retired: false,
-                handed: None,
+                handed: Handed::default(),
             }),
         }
     }

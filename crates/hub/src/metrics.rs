@@ -47,6 +47,8 @@ pub struct EngineMetrics {
     pub redis_round_trip_seconds: Histogram,
     /// On a cluster: reconnections to Redis.
     pub redis_reconnects: Counter,
+    /// On a cluster: stored messages read back from Redis because the subscription missed them.
+    pub redis_caught_up: Counter,
 }
 
 impl Default for EngineMetrics {
@@ -67,6 +69,7 @@ impl Default for EngineMetrics {
             volatile_dropped: Counter::default(),
             redis_round_trip_seconds: seconds(),
             redis_reconnects: Counter::default(),
+            redis_caught_up: Counter::default(),
         }
     }
 }
@@ -167,6 +170,11 @@ impl EngineMetrics {
             "redis_reconnects",
             "Reconnections to Redis",
             self.redis_reconnects.clone(),
+        );
+        registry.register(
+            "redis_caught_up_messages",
+            "Stored messages read back from Redis because the subscription missed them",
+            self.redis_caught_up.clone(),
         );
     }
 }

@@ -17,7 +17,7 @@ use switchboard_protocol::CloseCode;
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
-use crate::channel::{Channel, Writes};
+use crate::channel::{Channel, Handed, Writes};
 use crate::metrics::EngineMetrics;
 use crate::outbox::Outbox;
 
@@ -113,6 +113,8 @@ enum Slot {
 struct Activation {
     done: OnceCell<Arc<Channel>>,
     buffered: Mutex<Vec<Stored>>,
+    /// How far stored messages were handed on for it meanwhile (a Redis node's subscription).
+    handed: Mutex<Handed>,
 }
 
 /// A stored message to deliver: seq, epoch, frame.
@@ -277,6 +279,12 @@ impl Registry {
                         let (seq, epoch) = (stored.seq, &stored.epoch);
                         locked.deliver_stored(seq, epoch, &stored.frame, Writes::Queued);
                     }
+                    let handed = activation
+                        .handed
+                        .lock()
+                        .map(|mut h| std::mem::take(&mut *h))
+                        .unwrap_or_default();
+                    locked.take_handed(handed);
                 }
                 slots.insert(channel.name.clone(), Slot::Active(channel.clone()));
                 Ok(channel)
@@ -325,6 +333,21 @@ impl Registry {
             .fanout_seconds
             .observe(started.elapsed().as_secs_f64());
         self.metrics.deliveries.inc_by(queued as u64);
+    }
+
+    /// Notes that stored messages of `name` up to `seq` (of `epoch`) were handed on to be
+    /// delivered here: for the channel if it is active, for the one being activated if it is.
+    pub(crate) fn handed(&self, name: &str, epoch: &Arc<str>, seq: u64) {
+        let slots = self.slots();
+        match slots.get(name) {
+            Some(Slot::Active(channel)) => channel.lock().handed(epoch, seq),
+            Some(Slot::Activating(activation)) => activation
+                .handed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .note(epoch, seq),
+            None => {}
+        }
     }
 
     /// Takes the channel out of the registry if it has no members; `removed` runs (under the

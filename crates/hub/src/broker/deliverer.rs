@@ -1,6 +1,8 @@
 //! The deliverer: a task on the runtime that carries out what each commit of the persister
 //! leaves to do — deliver every new message to its channel's members, then answer its sender —
-//! in commit order.
+//! in commit order. A Redis node has one too, fed by its subscription (from the Redis
+//! runtime's thread) with each stored message it receives and each page of a catch-up, with
+//! no one to answer: the same turns and the same writes on either engine.
 //!
 //! Why a task and not the persister thread itself: a message to a thousand members is written
 //! to their sockets, or wakes their tasks, and either is done best on a tokio worker: a
@@ -21,9 +23,10 @@
 //!
 //! The queue between them is bounded in batches and in bytes of frames: a node that stores
 //! faster than it delivers makes the persister wait (its own queue then fills and new messages
-//! are refused as `overloaded`) rather than hold ever more frames. When the runtime goes away
-//! (the process is ending) whatever waits is delivered by whoever drops the task, and the
-//! persister delivers by itself from then on.
+//! are refused as `overloaded`) rather than hold ever more frames; a Redis node's subscription
+//! waits too, as a task ([`Deliverer::hand_over_async`]). When the runtime goes away (the
+//! process is ending) whatever waits is delivered by whoever drops the task, and whoever hands
+//! over delivers by itself from then on.
 
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -36,7 +39,7 @@ use crate::channel::Writes;
 use crate::outbox::Budget;
 use crate::registry::Registry;
 
-/// Most batches waiting for the deliverer.
+/// Most batches waiting for the deliverer, by default: commits of the persister.
 const MAX_BATCHES: usize = 64;
 
 /// Most messages the deliverer takes in one turn: the sockets' tasks write between turns, so
@@ -129,7 +132,7 @@ struct Waiting {
     stopped: bool,
 }
 
-/// The persister's side of the queue.
+/// The handing side of the queue: the persister's, or a Redis node's subscription's.
 pub(crate) struct Deliverer {
     registry: Arc<Registry>,
     shared: Arc<Shared>,
@@ -144,8 +147,15 @@ struct Shared {
     room_async: Notify,
     /// Wakes the deliverer.
     ready: Notify,
-    max_bytes: usize,
+    room_for: Room,
     turn: Turn,
+}
+
+/// How much may wait for the deliverer: batches, and bytes of frames.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Room {
+    pub(crate) batches: usize,
+    pub(crate) bytes: usize,
 }
 
 impl Shared {
@@ -171,7 +181,7 @@ enum Admission {
 }
 
 impl Waiting {
-    fn admit(&mut self, max_bytes: usize, bytes: usize, handoffs: &mut Vec<Handoff>) -> Admission {
+    fn admit(&mut self, room: Room, bytes: usize, handoffs: &mut Vec<Handoff>) -> Admission {
         if self.closed {
             return if self.busy {
                 Admission::Wait
@@ -180,7 +190,7 @@ impl Waiting {
             };
         }
         let idle = self.batches.is_empty() && !self.busy;
-        let fits = self.batches.len() < MAX_BATCHES && self.bytes + bytes <= max_bytes;
+        let fits = self.batches.len() < room.batches && self.bytes + bytes <= room.bytes;
         if !(idle || fits) {
             return Admission::Wait;
         }
@@ -192,16 +202,28 @@ impl Waiting {
 
 impl Deliverer {
     /// Starts the deliverer task on the current runtime, with at most `max_bytes` of frames
-    /// waiting for it, taking them in turns of `turn`; `None` outside a runtime (the persister
-    /// then delivers by itself).
+    /// (and 64 batches) waiting for it, taking them in turns of `turn`; `None` outside a
+    /// runtime (whoever hands over then delivers by itself).
     pub(crate) fn start(registry: Arc<Registry>, max_bytes: usize, turn: Turn) -> Option<Self> {
+        let room = Room {
+            batches: MAX_BATCHES,
+            bytes: max_bytes,
+        };
+        Self::start_with(registry, room, turn)
+    }
+
+    /// [`Deliverer::start`] with room for other than 64 batches.
+    pub(crate) fn start_with(registry: Arc<Registry>, room: Room, turn: Turn) -> Option<Self> {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         let shared = Arc::new(Shared {
             waiting: Mutex::new(Waiting::default()),
             room: Condvar::new(),
             room_async: Notify::new(),
             ready: Notify::new(),
-            max_bytes: max_bytes.max(1),
+            room_for: Room {
+                batches: room.batches.max(1),
+                bytes: room.bytes.max(1),
+            },
             turn,
         });
         let task = Task {
@@ -222,7 +244,7 @@ impl Deliverer {
         let bytes = bytes_of(&handoffs);
         let mut waiting = self.shared.lock();
         loop {
-            match waiting.admit(self.shared.max_bytes, bytes, &mut handoffs) {
+            match waiting.admit(self.shared.room_for, bytes, &mut handoffs) {
                 Admission::Queued => break,
                 Admission::Deliver => {
                     drop(waiting);
@@ -257,7 +279,7 @@ impl Deliverer {
             let admission = self
                 .shared
                 .lock()
-                .admit(self.shared.max_bytes, bytes, &mut handoffs);
+                .admit(self.shared.room_for, bytes, &mut handoffs);
             match admission {
                 Admission::Queued => break,
                 Admission::Deliver => {
@@ -842,6 +864,57 @@ mod tests {
             .unwrap();
         other.block_on(deliverer.hand_over_async(vec![third]));
         assert_eq!(third_rx.try_recv().unwrap().unwrap().seq, 3);
+    }
+
+    #[test]
+    fn a_hand_over_given_up_while_waiting_leaves_nothing_behind() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let deliverer = runtime
+            .block_on(async { Deliverer::start(Arc::new(Registry::default()), 1, DEFAULT_TURN) })
+            .expect("started on a runtime");
+        let (first, mut first_rx) = answered(1);
+        deliverer.hand_over(vec![first]);
+        // A Redis node's subscription gives up waiting for room (it then drops its connection
+        // and catches up from the streams): the batch is not queued, nor counted.
+        let (second, mut second_rx) = answered(2);
+        let other = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let handing = deliverer.hand_over_async(vec![second]);
+        let waiting_for = std::time::Duration::from_millis(20);
+        let waited = other.block_on(async { tokio::time::timeout(waiting_for, handing).await });
+        assert!(waited.is_err(), "let in over the room");
+        {
+            let waiting = deliverer.shared.lock();
+            assert_eq!(waiting.batches.len(), 1, "only the first waits");
+            assert_eq!(waiting.bytes, HANDOFF_OVERHEAD);
+        }
+        runtime.block_on(async {
+            while first_rx.is_empty() {
+                tokio::task::yield_now().await;
+            }
+        });
+        assert_eq!(first_rx.try_recv().unwrap().unwrap().seq, 1);
+        assert!(
+            matches!(
+                second_rx.try_recv(),
+                Err(oneshot::error::TryRecvError::Closed)
+            ),
+            "what was given up is not carried out"
+        );
+        // The next one is let in and carried out.
+        let (third, mut third_rx) = answered(3);
+        other.block_on(deliverer.hand_over_async(vec![third]));
+        runtime.block_on(async {
+            while third_rx.is_empty() {
+                tokio::task::yield_now().await;
+            }
+        });
+        assert_eq!(third_rx.try_recv().unwrap().unwrap().seq, 3);
+        assert_eq!(deliverer.shared.lock().bytes, 0);
     }
 
     #[test]

@@ -32,7 +32,7 @@ use std::time::Duration;
 use switchboard_protocol::ErrorCode;
 use tokio::sync::{mpsc, oneshot};
 
-use super::deliverer::{Deliverer, Turn};
+use super::deliverer::{Deliverer, Room, Turn};
 use super::queue::{job_queue, JobQueue};
 use super::{Broker, LiveChannel, MemberView, PresenceMember, StoredMessage, Transient, Unhealthy};
 use crate::access::Refusal;
@@ -74,6 +74,10 @@ impl std::fmt::Debug for Link {
         write!(f, "Link(node {}, {:?})", self.node, self.store)
     }
 }
+
+/// Most stored messages received from Redis that wait for the node's deliverer (each is a
+/// batch of its own), so that its turns can be as long as the embedded engine's.
+const RECEIVED_WAITING: usize = 1024;
 
 /// The error for Redis being out of reach.
 pub(crate) fn unreachable(store: &RedisHistory, what: &str) -> StoreError {
@@ -141,7 +145,11 @@ impl RedisBroker {
             frames: hub.outbox_capacity,
             bytes: hub.outbox_bytes,
         });
-        let deliverer = Deliverer::start(registry.clone(), hub.store_queue_bytes, turn);
+        let room = Room {
+            batches: RECEIVED_WAITING,
+            bytes: hub.store_queue_bytes,
+        };
+        let deliverer = Deliverer::start_with(registry.clone(), room, turn);
         let link = Arc::new(Link {
             store: store.clone(),
             node: uuid::Uuid::new_v4().simple().to_string(),

@@ -61,6 +61,7 @@ pub(crate) async fn run_subscriptions(
 /// connection drops.
 pub(crate) async fn receive(link: Weak<Link>, mut stream: PubSubStream) {
     loop {
+        let mut fell_behind = false;
         while let Some(message) = stream.next().await {
             let Some(live) = link.upgrade() else {
                 return;
@@ -77,16 +78,31 @@ pub(crate) async fn receive(link: Weak<Link>, mut stream: PubSubStream) {
             };
             let payload = bytes::Bytes::from(message.get_payload_bytes().to_vec());
             match TopicMessage::decode(payload) {
-                Some(decoded) => dispatch(&live, channel, decoded).await,
+                Some(decoded) => {
+                    if !dispatch(&live, channel, decoded).await {
+                        fell_behind = true;
+                        break;
+                    }
+                }
                 None => tracing::debug!("ignored a malformed frame on {channel:?}"),
             }
         }
+        // What the connection still holds goes with it; the streams have all of it.
+        drop(stream);
         let Some(live) = link.upgrade() else {
             return;
         };
         let _ = live.subscriptions.send(SubscriptionCommand::Lost);
         live.registry.metrics.redis_reconnects.inc();
-        tracing::warn!("lost the Redis subscription connection; reconnecting");
+        if fell_behind {
+            tracing::warn!(
+                "this node delivers slower than Redis sends (its deliverer was {} s behind); \
+                 dropping the subscription connection to catch up from the channels' streams",
+                HAND_OVER_LIMIT.as_secs()
+            );
+        } else {
+            tracing::warn!("lost the Redis subscription connection; reconnecting");
+        }
         let client = live.store.client().clone();
         drop(live);
         let mut backoff = Duration::from_millis(100);
@@ -188,13 +204,15 @@ pub(crate) fn catch_up(link: &Link, channel: &Channel, before: u64) {
             }
         }
         let full = missed.len() == CATCH_UP_PAGE_MESSAGES;
-        channel.lock().handed(&current, last);
+        let metrics = &link.registry.metrics;
+        metrics.redis_caught_up.inc_by(missed.len() as u64);
         let frames = missed.into_iter().map(|frame| (frame.seq, frame.frame));
         let handoffs = handoffs(&channel.name, &current, frames);
         match &link.deliverer {
             Some(deliverer) => deliverer.hand_over(handoffs),
             None => hand_off(&link.registry, handoffs, Writes::Queued),
         }
+        channel.lock().handed(&current, last);
         if !full {
             return;
         }
@@ -223,29 +241,47 @@ fn handoffs(
         .collect()
 }
 
+/// Longest a received message waits for room in the deliverer. Meanwhile the subscription's
+/// connection keeps reading what Redis sends into memory; past this the node lets the
+/// connection go instead, and catches up from the streams a page at a time.
+const HAND_OVER_LIMIT: Duration = Duration::from_secs(2);
+
 /// Hands a stored message on to be delivered to this node's members: to the deliverer on the
 /// node's runtime, which delivers in turns (waiting, without holding up this thread's other
-/// tasks, while it is too far behind), or straight when there is none.
-async fn hand_on(link: &Link, channel: Arc<str>, epoch: &Arc<str>, seq: u64, frame: Bytes) {
-    let handoffs = handoffs(&channel, epoch, [(seq, frame)]);
+/// tasks, while it is too far behind), or straight when there is none; then notes it handed.
+/// False when the deliverer had no room for it within [`HAND_OVER_LIMIT`]: it was not handed.
+async fn hand_on(link: &Link, name: &str, epoch: &Arc<str>, seq: u64, frame: Bytes) -> bool {
+    let handoffs = handoffs(&Arc::from(name), epoch, [(seq, frame)]);
     match &link.deliverer {
-        Some(deliverer) => deliverer.hand_over_async(handoffs).await,
+        Some(deliverer) => {
+            let handing = deliverer.hand_over_async(handoffs);
+            if tokio::time::timeout(HAND_OVER_LIMIT, handing)
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
         None => hand_off(&link.registry, handoffs, Writes::Queued),
     }
+    link.registry.handed(name, epoch, seq);
+    true
 }
 
-async fn dispatch(link: &Arc<Link>, name: &str, message: TopicMessage) {
+/// Delivers what the subscription received; false when this node fell too far behind to take
+/// it (see [`hand_on`]).
+async fn dispatch(link: &Arc<Link>, name: &str, message: TopicMessage) -> bool {
     // Audience, volatile and presence frames name their origin, which delivered them to its
     // own members already.
     if message.origin() == Some(link.node.as_str()) {
-        return;
+        return true;
     }
     let Some(channel) = link.registry.get(name) else {
         if let TopicMessage::Stored { seq, epoch, frame } = message {
             // Kept for the members of a channel being activated, if it is.
-            hand_on(link, Arc::from(name), &Arc::from(epoch), seq, frame).await;
+            return hand_on(link, name, &Arc::from(epoch), seq, frame).await;
         }
-        return;
+        return true;
     };
     match message {
         TopicMessage::Stored { seq, epoch, frame } => {
@@ -258,8 +294,7 @@ async fn dispatch(link: &Arc<Link>, name: &str, message: TopicMessage) {
                 let (link, channel) = (link.clone(), channel.clone());
                 let _ = tokio::task::spawn_blocking(move || catch_up(&link, &channel, seq)).await;
             }
-            channel.lock().handed(&epoch, seq);
-            hand_on(link, channel.name.clone(), &epoch, seq, frame).await;
+            return hand_on(link, name, &epoch, seq, frame).await;
         }
         TopicMessage::Audience { frame, .. } => {
             let queued = channel.lock().deliver(Target::Authenticated, &frame);
@@ -278,4 +313,5 @@ async fn dispatch(link: &Arc<Link>, name: &str, message: TopicMessage) {
             channel.lock().announce_frame(&socket, &frame);
         }
     }
+    true
 }
