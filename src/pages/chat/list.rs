@@ -170,12 +170,19 @@ pub fn MessageList() -> impl IntoView {
         });
     };
 
+    // Where the list stood at its last scroll event. A reader leaves the bottom by scrolling
+    // up: rows added below between a scroll to the bottom and its event only look like it (the
+    // event then measures the list with them), and must not stop the list following.
+    let last_top = StoredValue::new(0);
     let on_scroll = move |_| {
         let Some(element) = list.get_untracked() else {
             return;
         };
-        let from_bottom = element.scroll_height() - element.scroll_top() - element.client_height();
-        let bottom = from_bottom <= NEAR_BOTTOM_PX;
+        let top = element.scroll_top();
+        let went_up = top < last_top.get_value();
+        last_top.set_value(top);
+        let from_bottom = element.scroll_height() - top - element.client_height();
+        let bottom = from_bottom <= NEAR_BOTTOM_PX || (room.at_bottom.get_untracked() && !went_up);
         if room.at_bottom.get_untracked() != bottom {
             room.at_bottom.set(bottom);
         }

@@ -799,19 +799,22 @@ mod tests {
         deliverer.drain();
     }
 
-    #[test]
-    fn a_task_waiting_for_room_leaves_its_runtime_free_and_gets_in_once_there_is_room() {
+    /// A deliverer with room for one batch (the first is always taken; the next waits for it),
+    /// on a runtime that has not run it yet.
+    fn with_room_for_one() -> (tokio::runtime::Runtime, Arc<Deliverer>) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
             .unwrap();
-        let deliverer = Arc::new(
-            runtime
-                .block_on(async {
-                    Deliverer::start(Arc::new(Registry::default()), 1, DEFAULT_TURN)
-                })
-                .expect("started on a runtime"),
-        );
+        let deliverer = runtime
+            .block_on(async { Deliverer::start(Arc::new(Registry::default()), 1, DEFAULT_TURN) })
+            .expect("started on a runtime");
+        (runtime, Arc::new(deliverer))
+    }
+
+    #[test]
+    fn a_task_waiting_for_room_leaves_its_runtime_free_and_gets_in_once_there_is_room() {
+        let (runtime, deliverer) = with_room_for_one();
         // The first batch is taken even over the budget; the second must wait for it.
         let (first, mut first_rx) = answered(1);
         deliverer.hand_over(vec![first]);
@@ -868,12 +871,7 @@ mod tests {
 
     #[test]
     fn a_hand_over_given_up_while_waiting_leaves_nothing_behind() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let deliverer = runtime
-            .block_on(async { Deliverer::start(Arc::new(Registry::default()), 1, DEFAULT_TURN) })
-            .expect("started on a runtime");
+        let (runtime, deliverer) = with_room_for_one();
         let (first, mut first_rx) = answered(1);
         deliverer.hand_over(vec![first]);
         // A Redis node's subscription gives up waiting for room (it then drops its connection
@@ -919,17 +917,7 @@ mod tests {
 
     #[test]
     fn the_persister_waits_while_the_deliverer_is_too_far_behind() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
-        let deliverer = Arc::new(
-            runtime
-                .block_on(async {
-                    Deliverer::start(Arc::new(Registry::default()), 1, DEFAULT_TURN)
-                })
-                .expect("started on a runtime"),
-        );
+        let (runtime, deliverer) = with_room_for_one();
         // The first batch is taken even over the budget; the second must wait for it.
         let (first, _first_rx) = answered(1);
         deliverer.hand_over(vec![first]);
