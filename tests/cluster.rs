@@ -263,7 +263,7 @@ async fn missed_burst_is_caught_up(env: &[(&str, &str)]) {
     support::send_numbered(&mut sender, "burst", 1..300).await;
     // Its ok comes once it is stored, and so are the 299 before it.
     sender.publish("burst", json!({"n": 300})).await.unwrap();
-    let (sender, reader) = both_read(sender, reader, 1..=300).await;
+    let (mut sender, reader) = both_read(sender, reader, 1..=300).await;
     for node in &cluster {
         assert_eq!(caught_up(node).await, 0, "read back what was never missed");
     }
@@ -271,7 +271,6 @@ async fn missed_burst_is_caught_up(env: &[(&str, &str)]) {
     // burst is stored: 600 messages (the writer's connection is no subscription), all of them
     // missed by both nodes. Once allowed, each node resubscribes (its backoff is at most 2 s)
     // and reads what it missed from the channel's stream, a page at a time.
-    let mut sender = sender;
     redis_cli(&redis, &["ACL", "SETUSER", "default", "-subscribe"]);
     redis_cli(&redis, &["CLIENT", "KILL", "TYPE", "pubsub"]);
     support::send_numbered(&mut sender, "burst", 301..900).await;
@@ -314,7 +313,7 @@ async fn both_read(
 
 /// How many stored messages `node` read back from Redis because its subscription missed them.
 async fn caught_up(node: &TestServer) -> u64 {
-    let text = support::http_get(&node.addr, "/metrics").await;
+    let text = http_get(&node.addr, "/metrics").await;
     text.lines()
         .find_map(|l| l.strip_prefix("switchboard_redis_caught_up_messages_total "))
         .and_then(|v| v.trim().parse().ok())

@@ -799,9 +799,14 @@ mod tests {
         deliverer.drain();
     }
 
-    /// A deliverer with room for one batch (the first is always taken; the next waits for it),
-    /// on a runtime that has not run it yet.
-    fn with_room_for_one() -> (tokio::runtime::Runtime, Arc<Deliverer>) {
+    /// A deliverer with room for one batch, on a runtime that has not run it yet, holding the
+    /// answer of message 1 (the first batch is always taken, however large; the next one waits
+    /// for it): the runtime, the deliverer, and that answer's receiver.
+    fn holding_one() -> (
+        tokio::runtime::Runtime,
+        Arc<Deliverer>,
+        oneshot::Receiver<Result<Accepted, Refusal>>,
+    ) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -809,15 +814,14 @@ mod tests {
         let deliverer = runtime
             .block_on(async { Deliverer::start(Arc::new(Registry::default()), 1, DEFAULT_TURN) })
             .expect("started on a runtime");
-        (runtime, Arc::new(deliverer))
+        let (first, first_rx) = answered(1);
+        deliverer.hand_over(vec![first]);
+        (runtime, Arc::new(deliverer), first_rx)
     }
 
     #[test]
     fn a_task_waiting_for_room_leaves_its_runtime_free_and_gets_in_once_there_is_room() {
-        let (runtime, deliverer) = with_room_for_one();
-        // The first batch is taken even over the budget; the second must wait for it.
-        let (first, mut first_rx) = answered(1);
-        deliverer.hand_over(vec![first]);
+        let (runtime, deliverer, mut first_rx) = holding_one();
         let (second, mut second_rx) = answered(2);
         // Handed over from a task on a runtime of its own (as a Redis node's subscription
         // does), whose other tasks go on meanwhile: here, a ticker.
@@ -871,9 +875,7 @@ mod tests {
 
     #[test]
     fn a_hand_over_given_up_while_waiting_leaves_nothing_behind() {
-        let (runtime, deliverer) = with_room_for_one();
-        let (first, mut first_rx) = answered(1);
-        deliverer.hand_over(vec![first]);
+        let (runtime, deliverer, mut first_rx) = holding_one();
         // A Redis node's subscription gives up waiting for room (it then drops its connection
         // and catches up from the streams): the batch is not queued, nor counted.
         let (second, mut second_rx) = answered(2);
@@ -917,10 +919,7 @@ mod tests {
 
     #[test]
     fn the_persister_waits_while_the_deliverer_is_too_far_behind() {
-        let (runtime, deliverer) = with_room_for_one();
-        // The first batch is taken even over the budget; the second must wait for it.
-        let (first, _first_rx) = answered(1);
-        deliverer.hand_over(vec![first]);
+        let (runtime, deliverer, _first_rx) = holding_one();
         let (second, mut second_rx) = answered(2);
         let handing = {
             let deliverer = deliverer.clone();

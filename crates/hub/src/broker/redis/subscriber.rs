@@ -248,10 +248,19 @@ const HAND_OVER_LIMIT: Duration = Duration::from_secs(2);
 
 /// Hands a stored message on to be delivered to this node's members: to the deliverer on the
 /// node's runtime, which delivers in turns (waiting, without holding up this thread's other
-/// tasks, while it is too far behind), or straight when there is none; then notes it handed.
+/// tasks, while it is too far behind), or straight when there is none; then notes it handed,
+/// on `channel` when it is active here, else in the registry (for a channel being activated).
 /// False when the deliverer had no room for it within [`HAND_OVER_LIMIT`]: it was not handed.
-async fn hand_on(link: &Link, name: &str, epoch: &Arc<str>, seq: u64, frame: Bytes) -> bool {
-    let handoffs = handoffs(&Arc::from(name), epoch, [(seq, frame)]);
+async fn hand_on(
+    link: &Link,
+    name: &str,
+    channel: Option<&Channel>,
+    epoch: &Arc<str>,
+    seq: u64,
+    frame: Bytes,
+) -> bool {
+    let channel_name = channel.map_or_else(|| Arc::from(name), |active| active.name.clone());
+    let handoffs = handoffs(&channel_name, epoch, [(seq, frame)]);
     match &link.deliverer {
         Some(deliverer) => {
             let handing = deliverer.hand_over_async(handoffs);
@@ -264,7 +273,10 @@ async fn hand_on(link: &Link, name: &str, epoch: &Arc<str>, seq: u64, frame: Byt
         }
         None => hand_off(&link.registry, handoffs, Writes::Queued),
     }
-    link.registry.handed(name, epoch, seq);
+    match channel {
+        Some(active) => active.lock().handed(epoch, seq),
+        None => link.registry.handed(name, epoch, seq),
+    }
     true
 }
 
@@ -279,7 +291,7 @@ async fn dispatch(link: &Arc<Link>, name: &str, message: TopicMessage) -> bool {
     let Some(channel) = link.registry.get(name) else {
         if let TopicMessage::Stored { seq, epoch, frame } = message {
             // Kept for the members of a channel being activated, if it is.
-            return hand_on(link, name, &Arc::from(epoch), seq, frame).await;
+            return hand_on(link, name, None, &Arc::from(epoch), seq, frame).await;
         }
         return true;
     };
@@ -294,7 +306,7 @@ async fn dispatch(link: &Arc<Link>, name: &str, message: TopicMessage) -> bool {
                 let (link, channel) = (link.clone(), channel.clone());
                 let _ = tokio::task::spawn_blocking(move || catch_up(&link, &channel, seq)).await;
             }
-            return hand_on(link, name, &epoch, seq, frame).await;
+            return hand_on(link, name, Some(&channel), &epoch, seq, frame).await;
         }
         TopicMessage::Audience { frame, .. } => {
             let queued = channel.lock().deliver(Target::Authenticated, &frame);
