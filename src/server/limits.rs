@@ -11,7 +11,7 @@ use axum::Json;
 use serde_json::json;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -104,7 +104,7 @@ pub fn too_many(what: &str) -> Response {
 /// forwarded client).
 pub async fn per_ip(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<super::tls::Peer>,
     request: Request,
     next: Next,
 ) -> Response {

@@ -10,6 +10,7 @@ mod leptos_settings;
 pub mod limits;
 pub mod metrics;
 pub mod pages;
+pub mod plain;
 mod publish_api;
 mod routes;
 mod secrets;

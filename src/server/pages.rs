@@ -7,7 +7,7 @@ use axum::extract::ConnectInfo;
 use axum::http::HeaderMap;
 use leptos::prelude::{expect_context, ServerFnError};
 use serde_json::{Map, Value};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use switchboard_hub::Identity;
 use switchboard_protocol::is_valid_colour;
 
@@ -39,7 +39,7 @@ impl PageCaller {
         let headers: HeaderMap = leptos_axum::extract()
             .await
             .map_err(|_| refused("the request could not be read"))?;
-        let ConnectInfo(peer) = leptos_axum::extract::<ConnectInfo<SocketAddr>>()
+        let ConnectInfo(peer) = leptos_axum::extract::<ConnectInfo<super::tls::Peer>>()
             .await
             .map_err(|_| refused("the request could not be read"))?;
         let ip = super::transport::client_ip(peer.ip(), &headers, &state.config.trusted_proxies);

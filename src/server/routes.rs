@@ -82,7 +82,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 /// against its client address's rate limit.
 async fn api_limit(
     state: State<AppState>,
-    peer: axum::extract::ConnectInfo<std::net::SocketAddr>,
+    peer: axum::extract::ConnectInfo<super::tls::Peer>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {

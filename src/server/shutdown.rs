@@ -2,7 +2,6 @@
 //! SIGINT/SIGTERM (or [`Server::shutdown_handle`]) stops accepting, closes every socket with
 //! 1012 so clients reconnect elsewhere, and waits a bounded time for them to go.
 
-use axum::serve::ListenerExt;
 use leptos::config::LeptosOptions;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -117,13 +116,11 @@ impl Server {
             stop,
         } = self;
         let app = routes::router(state.clone());
-        let listener = tls::Listener::new(listener, tls)
-            .map_err(std::io::Error::other)?
-            .tap_io(|stream| stream.set_nodelay());
+        let listener = tls::Listener::new(listener, tls).map_err(std::io::Error::other)?;
         let stopping = stop.clone();
         let hub = state.hub.clone();
         let connections = state.connections.clone();
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
+        let app = app.into_make_service_with_connect_info::<tls::Peer>();
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             stopping.cancelled().await;
             connections.close();

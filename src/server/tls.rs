@@ -9,6 +9,7 @@
 //! get the new one, open connections keep theirs, and a file that cannot be used leaves the
 //! old certificate in place and says why in the log.
 
+use super::plain::{PlainSocket, PlainStream};
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -179,19 +180,19 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 /// One accepted connection.
 pub enum Stream {
     /// Plain TCP.
-    Plain(TcpStream),
+    Plain(PlainStream),
     /// TCP after a finished TLS handshake.
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
 impl Stream {
-    /// Small realtime frames must not wait for Nagle's algorithm.
-    pub fn set_nodelay(&self) {
-        let tcp = match self {
-            Stream::Plain(tcp) => tcp,
-            Stream::Tls(tls) => tls.get_ref().0,
-        };
-        let _ = tcp.set_nodelay(true);
+    /// The way for fan-outs to write frames straight to this connection once it is a
+    /// WebSocket: plain TCP only.
+    pub fn plain_socket(&self) -> Option<PlainSocket> {
+        match self {
+            Stream::Plain(plain) => plain.socket(),
+            Stream::Tls(_) => None,
+        }
     }
 }
 
@@ -249,6 +250,30 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
             Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Who a request came in from, as every handler sees it (`ConnectInfo<Peer>`).
+#[derive(Clone)]
+pub struct Peer {
+    /// The connection's remote address.
+    pub addr: SocketAddr,
+    /// The way for fan-outs to write to the connection once it is a WebSocket: plain TCP only.
+    pub plain: Option<PlainSocket>,
+}
+
+impl Peer {
+    pub fn ip(&self) -> std::net::IpAddr {
+        self.addr.ip()
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Listener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Listener>) -> Self {
+        Peer {
+            addr: *stream.remote_addr(),
+            plain: stream.io().plain_socket(),
         }
     }
 }
@@ -314,7 +339,11 @@ impl axum::serve::Listener for Listener {
         match &mut self.accepted {
             Accepted::Plain(tcp) => loop {
                 match TcpListener::accept(tcp).await {
-                    Ok((stream, peer)) => return (Stream::Plain(stream), peer),
+                    Ok((stream, peer)) => {
+                        // Small realtime frames must not wait for Nagle's algorithm.
+                        let _ = stream.set_nodelay(true);
+                        return (Stream::Plain(PlainStream::new(stream)), peer);
+                    }
                     Err(err) => accept_failed(err).await,
                 }
             },

@@ -16,7 +16,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,6 +28,7 @@ use switchboard_protocol::CloseCode;
 use tokio::time::MissedTickBehavior;
 use tracing::Instrument;
 
+use super::plain::PlainSocket;
 use super::AppState;
 
 /// Frames written before one flush, so a burst costs one syscall rather than one per frame.
@@ -129,7 +129,7 @@ pub async fn upgrade(
     State(state): State<AppState>,
     Path(_connection): Path<String>,
     Query(query): Query<TokenQuery>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<super::tls::Peer>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -244,7 +244,7 @@ pub async fn upgrade(
                     _slots: (ip_slot, user_slot),
                 };
                 let (sink, stream) = socket.split();
-                Either::Left(connection.run(sink, stream).instrument(span))
+                Either::Left(connection.run(sink, stream, peer.plain).instrument(span))
             }
             Err(_) => Either::Right(refuse_during_shutdown(socket)),
         };
@@ -288,7 +288,12 @@ struct Connection {
 impl Connection {
     /// Serves the socket, given as its two halves (split before the task starts, so the
     /// task never holds the whole socket as well).
-    async fn run(mut self, sink: SplitSink<WebSocket, Message>, stream: SplitStream<WebSocket>) {
+    async fn run(
+        mut self,
+        sink: SplitSink<WebSocket, Message>,
+        stream: SplitStream<WebSocket>,
+        mut plain: Option<PlainSocket>,
+    ) {
         tracing::debug!("socket opened");
         let Connection {
             session,
@@ -299,6 +304,7 @@ impl Connection {
         } = &mut self;
         let wire = Arc::new(SinkWire {
             sink: AsyncMutex::new(sink),
+            plain: plain.take(),
         });
         outbox.attach_wire(wire.clone());
         // One write loop for the whole life of the socket: when the reading half ends with a
@@ -330,6 +336,9 @@ impl Connection {
 /// waits included; a fan-out only ever tries it and writes without waiting.
 struct SinkWire {
     sink: AsyncMutex<SplitSink<WebSocket, Message>>,
+    /// On plain TCP, the way to write a frame's header and the message's shared bytes to the
+    /// socket itself, below the WebSocket layers (`plain.rs`).
+    plain: Option<PlainSocket>,
 }
 
 impl Wire for SinkWire {
@@ -337,6 +346,9 @@ impl Wire for SinkWire {
         let Some(mut sink) = self.sink.try_lock() else {
             return WireSend::Refused;
         };
+        if let Some(plain) = &self.plain {
+            return plain.try_send_text(frame);
+        }
         // Nothing here waits: a part that cannot go out now is the writer's to flush, and the
         // writer polls the socket with its own waker then. Outside tokio's budget of I/O per
         // task poll: a fan-out writes to a whole room in one poll, and a write refused for
