@@ -11,14 +11,14 @@
 //! [`PlainStream`], which records when a write of its did not go out whole (`held`: its buffer
 //! still holds part of a frame) until its next flush, which it only reaches once its buffer is
 //! empty. A direct write that does not go out whole leaves the rest with the stream, which
-//! writes it before anything else and on its next flush. Both sides decide under one lock. The
-//! way closes for good when the WebSocket layer writes a close frame (its answer to a client's
-//! close, or the server's own), since nothing may follow one, and when the stream is dropped,
-//! so no direct write can reach a closed socket.
+//! writes it before anything else and on its next flush. Both sides decide under one lock.
 //!
-//! A frame that starts a write of the WebSocket layer's begins its buffer: when direct writes
-//! are possible, the socket's writer is idle, so that buffer holds only the control frames its
-//! reading half answers with (pongs, the close), and an answer to a close comes first.
+//! The way closes for good once the socket is closing, since no data frame may follow a close
+//! frame: the transport closes it ([`PlainSocket::close`]) before it writes the server's close
+//! frame and as soon as it has read the client's; the stream closes it when the WebSocket
+//! layer begins a write with a close frame (the answer its reading half writes to a client's
+//! close, first in its buffer unless a pong before it did not go out whole, when `held` keeps
+//! the way shut) and when it is dropped, so no direct write can reach a closed socket.
 
 use bytes::{Buf, Bytes};
 use std::io::{IoSlice, Write};
@@ -118,7 +118,14 @@ impl PlainStream {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let mut writes = lock(&this.writes);
-        ready!(Self::finish_rest(&mut this.tcp, &mut writes, cx))?;
+        match Self::finish_rest(&mut this.tcp, &mut writes, cx) {
+            Poll::Ready(Ok(())) => {}
+            waiting => {
+                // The layer keeps what it meant to write.
+                writes.held = true;
+                return waiting.map(|finished| finished.map(|()| 0));
+            }
+        }
         if first == Some(CLOSE_FRAME) {
             // Nothing may follow a close frame. (The rest of a write that did not go out whole
             // may begin with this byte by chance, which only closes the way early.)
@@ -213,10 +220,16 @@ fn text_header(len: usize) -> ([u8; 10], usize) {
 }
 
 impl PlainSocket {
+    /// Closes the way for good: the socket is closing, and nothing may follow its close frame.
+    pub fn close(&self) {
+        lock(&self.writes).open = false;
+    }
+
     /// Writes `text` (UTF-8 JSON, as every frame the hub makes) as one text frame, without
     /// waiting. The caller holds the socket's writing half, so the WebSocket layer is not
     /// writing frames of its own meanwhile.
     pub fn try_send_text(&self, text: &Bytes) -> WireSend {
+        // Every frame the hub makes is JSON it wrote itself, from text it read as UTF-8.
         debug_assert!(std::str::from_utf8(text).is_ok());
         let mut writes = lock(&self.writes);
         if !writes.open || writes.held || !writes.rest.is_empty() {
@@ -373,7 +386,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn nothing_goes_out_directly_after_a_close_frame_or_once_the_stream_is_gone() {
+    async fn nothing_goes_out_directly_after_a_close_frame_once_closed_or_once_the_stream_is_gone()
+    {
         let (mut stream, mut client) = connection().await;
         let socket = stream.socket().unwrap();
         assert_eq!(socket.try_send_text(&text(3, 'a')), WireSend::Sent);
@@ -386,6 +400,11 @@ mod tests {
             Ok(Some(Ok(Message::Close(Some(close))))) => assert_eq!(u16::from(close.code), 1000),
             other => panic!("expected the close frame, got {other:?}"),
         }
+
+        let (open_stream, _client) = connection().await;
+        let socket = open_stream.socket().unwrap();
+        socket.close();
+        assert_eq!(socket.try_send_text(&text(3, 'a')), WireSend::Refused);
 
         let (stream, _client) = connection().await;
         let socket = stream.socket().unwrap();

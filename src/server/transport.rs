@@ -322,6 +322,7 @@ impl Connection {
             ended
         };
         if let Some(ReadEnd::ClosedByClient) = ended {
+            wire.stop_direct();
             // The close frame that answers the client's was queued when its close was read;
             // closing the sink sends it.
             let close = async { wire.sink.lock().await.close().await };
@@ -339,6 +340,15 @@ struct SinkWire {
     /// On plain TCP, the way to write a frame's header and the message's shared bytes to the
     /// socket itself, below the WebSocket layers (`plain.rs`).
     plain: Option<PlainSocket>,
+}
+
+impl SinkWire {
+    /// No frame goes to the socket below the WebSocket layer any more: it is closing.
+    fn stop_direct(&self) {
+        if let Some(plain) = &self.plain {
+            plain.close();
+        }
+    }
 }
 
 impl Wire for SinkWire {
@@ -643,7 +653,11 @@ fn closing(metrics: &EngineMetrics, code: CloseCode) {
 /// Sends a close frame, giving up after a while (the client may have stopped reading).
 async fn send_close(wire: &SinkWire, code: CloseCode, write_timeout: Duration) {
     let frame = close_frame(code);
-    let send = async { wire.sink.lock().await.send(frame).await };
+    let send = async {
+        let mut sink = wire.sink.lock().await;
+        wire.stop_direct();
+        sink.send(frame).await
+    };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT.min(write_timeout), send).await;
 }
 
