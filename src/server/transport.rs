@@ -131,6 +131,7 @@ pub async fn upgrade(
     Query(query): Query<TokenQuery>,
     ConnectInfo(peer): ConnectInfo<super::tls::Peer>,
     headers: HeaderMap,
+    version: axum::http::Version,
     ws: WebSocketUpgrade,
 ) -> Response {
     let client_ip = client_ip(peer.ip(), &headers, &state.config.trusted_proxies);
@@ -212,6 +213,12 @@ pub async fn upgrade(
         .max_message_size(config.max_frame_bytes)
         .max_frame_size(config.max_frame_bytes)
         .protocols(offered);
+    // Frames go below the WebSocket layer only when the socket is the whole connection: an
+    // HTTP/1.1 upgrade (a WebSocket over HTTP/2 would be one stream of several; the server
+    // speaks HTTP/1 only today).
+    let plain = peer
+        .plain
+        .filter(|_| version == axum::http::Version::HTTP_11);
     let tracker = state.connections.clone();
     let user = user_slot.as_ref().map(|slot| slot.key.clone());
     // Only what the socket needs is moved into its task: it lives as long as the socket, and
@@ -244,7 +251,7 @@ pub async fn upgrade(
                     _slots: (ip_slot, user_slot),
                 };
                 let (sink, stream) = socket.split();
-                Either::Left(connection.run(sink, stream, peer.plain).instrument(span))
+                Either::Left(connection.run(sink, stream, plain).instrument(span))
             }
             Err(_) => Either::Right(refuse_during_shutdown(socket)),
         };
