@@ -58,7 +58,6 @@ pub struct PlainStream {
 /// The way for a fan-out to write frames to an upgraded plain connection.
 #[derive(Clone)]
 pub struct PlainSocket {
-    #[cfg(unix)]
     fd: std::os::fd::RawFd,
     writes: Arc<Mutex<Writes>>,
 }
@@ -78,19 +77,13 @@ impl PlainStream {
         Self { tcp, writes }
     }
 
-    /// The way for fan-outs to write to this connection once it is a WebSocket (not on
-    /// systems without file descriptors).
-    pub fn socket(&self) -> Option<PlainSocket> {
-        #[cfg(unix)]
-        {
-            use std::os::fd::AsRawFd;
-            Some(PlainSocket {
-                fd: self.tcp.as_raw_fd(),
-                writes: self.writes.clone(),
-            })
+    /// The way for fan-outs to write to this connection once it is a WebSocket.
+    pub fn socket(&self) -> PlainSocket {
+        use std::os::fd::AsRawFd;
+        PlainSocket {
+            fd: self.tcp.as_raw_fd(),
+            writes: self.writes.clone(),
         }
-        #[cfg(not(unix))]
-        None
     }
 
     /// Writes what is left of a direct write.
@@ -250,14 +243,11 @@ impl PlainSocket {
         match written {
             Ok(n) if n == total => WireSend::Sent,
             Ok(n) if n > 0 => {
-                let mut rest = Vec::with_capacity(total - n);
-                if n < header_len {
-                    rest.extend_from_slice(&header[n..header_len]);
-                    rest.extend_from_slice(text);
-                } else {
-                    rest.extend_from_slice(&text[n - header_len..]);
-                }
-                writes.rest = Bytes::from(rest);
+                writes.rest = match n.checked_sub(header_len) {
+                    // The message's own bytes, shared: nothing is copied.
+                    Some(sent) => text.slice(sent..),
+                    None => [&header[n..header_len], text].concat().into(),
+                };
                 WireSend::Unflushed
             }
             // Nothing went out (the socket is full, or failed): the frame goes through the
@@ -267,7 +257,6 @@ impl PlainSocket {
     }
 
     /// Writes the parts of a frame with one system call.
-    #[cfg(unix)]
     fn write(&self, frame: &[IoSlice<'_>]) -> std::io::Result<usize> {
         use std::os::fd::FromRawFd;
         // SAFETY: the descriptor is the stream's, which is open: `try_send_text` holds the
@@ -280,14 +269,9 @@ impl PlainSocket {
             parts => (&*tcp).write_vectored(parts),
         }
     }
-
-    #[cfg(not(unix))]
-    fn write(&self, _frame: &[IoSlice<'_>]) -> std::io::Result<usize> {
-        Err(std::io::ErrorKind::Unsupported.into())
-    }
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use futures_util::StreamExt;
@@ -337,7 +321,7 @@ mod tests {
     #[tokio::test]
     async fn a_direct_write_the_socket_cannot_take_whole_is_finished_before_anything_else() {
         let (mut stream, mut client) = connection().await;
-        let socket = stream.socket().unwrap();
+        let socket = stream.socket();
         let big = text(1 << 20, 'a');
         assert_eq!(socket.try_send_text(&big), WireSend::Unflushed);
         // Its rest waits: nothing else may go out directly meanwhile.
@@ -365,7 +349,7 @@ mod tests {
     async fn a_write_of_the_websocket_layer_that_did_not_go_out_whole_holds_direct_writes_until_its_flush(
     ) {
         let (mut stream, mut client) = connection().await;
-        let socket = stream.socket().unwrap();
+        let socket = stream.socket();
         let big = framed(&text(1 << 20, 'a'));
         let taken = stream.write(&big).await.unwrap();
         assert!(taken < big.len(), "the socket took all {taken} bytes");
@@ -389,7 +373,7 @@ mod tests {
     async fn nothing_goes_out_directly_after_a_close_frame_once_closed_or_once_the_stream_is_gone()
     {
         let (mut stream, mut client) = connection().await;
-        let socket = stream.socket().unwrap();
+        let socket = stream.socket();
         assert_eq!(socket.try_send_text(&text(3, 'a')), WireSend::Sent);
         // A close frame, code 1000.
         stream.write_all(&[0x88, 0x02, 0x03, 0xe8]).await.unwrap();
@@ -402,12 +386,12 @@ mod tests {
         }
 
         let (open_stream, _client) = connection().await;
-        let socket = open_stream.socket().unwrap();
+        let socket = open_stream.socket();
         socket.close();
         assert_eq!(socket.try_send_text(&text(3, 'a')), WireSend::Refused);
 
         let (stream, _client) = connection().await;
-        let socket = stream.socket().unwrap();
+        let socket = stream.socket();
         drop(stream);
         // The descriptor's number is free again, and the next one opened takes it (unless
         // another test's was quicker): a direct write must not reach that one either.

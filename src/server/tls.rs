@@ -190,7 +190,7 @@ impl Stream {
     /// WebSocket: plain TCP only.
     pub fn plain_socket(&self) -> Option<PlainSocket> {
         match self {
-            Stream::Plain(plain) => plain.socket(),
+            Stream::Plain(plain) => Some(plain.socket()),
             Stream::Tls(_) => None,
         }
     }

@@ -299,7 +299,7 @@ impl Connection {
         mut self,
         sink: SplitSink<WebSocket, Message>,
         stream: SplitStream<WebSocket>,
-        mut plain: Option<PlainSocket>,
+        plain: Option<PlainSocket>,
     ) {
         tracing::debug!("socket opened");
         let Connection {
@@ -311,7 +311,7 @@ impl Connection {
         } = &mut self;
         let wire = Arc::new(SinkWire {
             sink: AsyncMutex::new(sink),
-            plain: plain.take(),
+            plain,
         });
         outbox.attach_wire(wire.clone());
         // One write loop for the whole life of the socket: when the reading half ends with a

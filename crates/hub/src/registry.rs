@@ -279,12 +279,8 @@ impl Registry {
                         let (seq, epoch) = (stored.seq, &stored.epoch);
                         locked.deliver_stored(seq, epoch, &stored.frame, Writes::Queued);
                     }
-                    let handed = activation
-                        .handed
-                        .lock()
-                        .map(|mut h| std::mem::take(&mut *h))
-                        .unwrap_or_default();
-                    locked.take_handed(handed);
+                    let mut handed = activation.handed.lock().unwrap_or_else(|e| e.into_inner());
+                    locked.take_handed(std::mem::take(&mut *handed));
                 }
                 slots.insert(channel.name.clone(), Slot::Active(channel.clone()));
                 Ok(channel)
