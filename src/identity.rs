@@ -43,7 +43,16 @@ pub async fn demo_sign_in(name: String, colour: String) -> Result<DemoSession, S
     let caller = PageCaller::of_request().await?;
     caller.take_send()?;
     let (token, user) = crate::server::auth::demo_token(&caller.state.config, &name, &colour)
-        .map_err(ServerFnError::new)?;
+        .map_err(|err| {
+            use crate::server::auth::DemoError;
+            use axum::http::StatusCode;
+            let status = match err {
+                DemoError::Off => StatusCode::FORBIDDEN,
+                DemoError::NoName | DemoError::BadColour => StatusCode::BAD_REQUEST,
+                DemoError::Signing(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            crate::server::pages::refused_with(status, err.to_string())
+        })?;
     caller.set_token_cookie(Some(&token), crate::server::auth::DEMO_TOKEN_SECONDS);
     Ok(DemoSession { token, user })
 }

@@ -17,6 +17,10 @@ join = "authenticated"
 [[channels]]
 pattern = "news"
 send = "nobody"
+
+[[channels]]
+pattern = "slow-*"
+messages_per_second = 1
 "#;
 
 fn server(extra: &[(&str, &str)]) -> TestServer {
@@ -129,7 +133,7 @@ async fn a_members_only_room_shows_nothing_to_an_anonymous_visitor() {
     )
     .await;
     assert_eq!(
-        status, 500,
+        status, 401,
         "a bad token is refused, not taken for anonymous"
     );
 }
@@ -190,7 +194,7 @@ async fn a_colour_that_is_not_a_colour_never_reaches_the_served_html() {
     let evil = "red;position:fixed;inset:0";
     let form = message_form("paint", "c1", "look at me", "Mal", evil);
     let (status, _) = post_form(&server, "/api/chat/send_message", &form, None).await;
-    assert_eq!(status, 500, "refused as a person's mistake, not stored");
+    assert_eq!(status, 400, "refused as a person's mistake, not stored");
     let mut socket = server.client().await;
     let refused = socket
         .request(
@@ -222,6 +226,125 @@ async fn a_colour_that_is_not_a_colour_never_reaches_the_served_html() {
     let (_, page) = get_page(&server, "/chat/paint", None).await;
     assert!(page.contains("styled?"), "the message is rendered");
     assert!(!page.contains("position:fixed"), "the colour is not");
+}
+
+#[tokio::test]
+async fn a_page_is_held_to_a_channels_messages_per_second_as_a_socket_is() {
+    let server = server(&[]);
+    let send = |n: u32, room: &'static str| {
+        let form = message_form(room, &format!("m{n}"), "hello", "Sam", "#30a46c");
+        let server = &server;
+        async move { post_form(server, "/api/chat/send_message", &form, None).await }
+    };
+    assert_eq!(send(1, "slow-room").await.0, 200);
+    let (status, body) = send(2, "slow-room").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("messages per second"), "{body}");
+    assert_eq!(
+        send(3, "room1").await.0,
+        200,
+        "a channel without the rule is not slowed"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(send(4, "slow-room").await.0, 200, "a second later it may");
+}
+
+/// A back end whose connect gate refuses the user `banned`, whose join gate closes `closed`
+/// and names everyone in `vip`, and whose publish gate refuses spam.
+async fn deciding_gate() -> (String, support::Asked) {
+    support::gate(|question| {
+        let data = &question["data"];
+        match question["type"].as_str() {
+            Some("gate.connect") if data["extras"]["id"] == "banned" => {
+                json!({"allow": false, "reason": "banned from here"})
+            }
+            Some("gate.join") if data["channel"] == "closed" => {
+                json!({"allow": false, "reason": "closed for the night"})
+            }
+            Some("gate.join") if data["channel"] == "vip" => {
+                json!({"allow": true, "extras": {"name": "Guest of honour"}})
+            }
+            Some("gate.publish") if data["payload"].to_string().contains("spam") => {
+                json!({"allow": false, "reason": "no spam, thank you"})
+            }
+            _ => json!({"allow": true}),
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_back_ends_gates_decide_for_pages_as_they_do_for_sockets() {
+    let (gate, asked) = deciding_gate().await;
+    let server = server(&[
+        ("SWITCHBOARD_GATE_CONNECT_URL", &gate),
+        ("SWITCHBOARD_GATE_JOIN_URL", &gate),
+        ("SWITCHBOARD_GATE_PUBLISH_URL", &gate),
+    ]);
+    let mut member = server.client().await;
+    member
+        .request(
+            Action::Join,
+            switchboard_client::channel_options("vip"),
+            json!({}),
+        )
+        .await
+        .unwrap();
+
+    // The join gate: a closed room shows and takes nothing from a page either.
+    let (status, body) = post_form(&server, "/api/chat/recent_messages", "room=closed", None).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("closed for the night"), "{body}");
+    let form = message_form("closed", "c1", "let me in", "Gil", "#30a46c");
+    let (status, body) = post_form(&server, "/api/chat/send_message", &form, None).await;
+    assert_eq!(status, 403, "{body}");
+
+    // The publish gate, and the join gate's name for the person.
+    let form = message_form("vip", "v1", "buy spam", "Gil", "#30a46c");
+    let (status, body) = post_form(&server, "/api/chat/send_message", &form, None).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("no spam, thank you"), "{body}");
+    let form = message_form("vip", "v2", "good evening", "Gil", "#30a46c");
+    assert_eq!(
+        post_form(&server, "/api/chat/send_message", &form, None)
+            .await
+            .0,
+        200
+    );
+    let frame = member.expect(Action::Message, WAIT).await.unwrap();
+    assert_eq!(frame.payload["text"], "good evening");
+    let author = frame.client.expect("a person's message names its author");
+    assert_eq!(author.extras["name"], "Guest of honour");
+
+    // The connect gate: a user it refuses gets nothing through a page or a socket.
+    let banned = support::token("banned", "Bo", 600);
+    let (status, body) = post_form(
+        &server,
+        "/api/chat/recent_messages",
+        "room=vip",
+        Some(&banned),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("banned from here"), "{body}");
+    let upgrade =
+        tokio_tungstenite::connect_async(format!("{}?token={banned}", server.url())).await;
+    match upgrade {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("a socket of a refused user was not refused: {other:?}"),
+    }
+    let kinds: Vec<String> = asked
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|q| q["type"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        kinds.iter().filter(|k| *k == "gate.connect").count() >= 4,
+        "{kinds:?}"
+    );
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use switchboard_hub::{Caller, Order, Refusal};
+use switchboard_hub::{Actor, Order, Refusal};
 use switchboard_protocol::ErrorCode;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -187,7 +187,7 @@ async fn channel(
     let limit = query.limit.unwrap_or(50).clamp(1, 100);
     let history = match state
         .hub
-        .history(Caller::Server, &channel, query.before, limit)
+        .history(Actor::Server, &channel, query.before, limit)
         .await
     {
         Ok(history) => history,

@@ -31,6 +31,19 @@ fn refused(message: impl Into<String>) -> ServerFnError {
     ServerFnError::ServerError(message.into())
 }
 
+/// A refusal answered with `status` (a server function's errors are 500 otherwise).
+pub fn refused_with(status: axum::http::StatusCode, message: impl Into<String>) -> ServerFnError {
+    if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(status);
+    }
+    refused(message)
+}
+
+/// Input the page should not have sent (a name too long, a colour that is not one): 400.
+pub fn bad_input(message: impl Into<String>) -> ServerFnError {
+    refused_with(axum::http::StatusCode::BAD_REQUEST, message)
+}
+
 impl PageCaller {
     /// The caller of the current request. A token that fails its check is refused outright
     /// (the page should sign in again), never treated as anonymous.
@@ -50,7 +63,10 @@ impl PageCaller {
             .await
             .map_err(|err| {
                 tracing::info!(%ip, code = err.code(), reason = %err, "refused a page request");
-                refused("your sign-in is no longer valid: sign in again")
+                refused_with(
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    "your sign-in is no longer valid: sign in again",
+                )
             })?;
         Ok(Self {
             state,
@@ -58,6 +74,22 @@ impl PageCaller {
             ip,
             headers,
         })
+    }
+
+    /// The back end's connect gate, asked as it is before a socket's upgrade: a page that
+    /// reads or sends in a channel is a way in like a socket. A refusal is a 403 with the back
+    /// end's reason.
+    pub async fn admit(&self) -> Result<(), ServerFnError> {
+        let Some(gates) = &self.state.gates else {
+            return Ok(());
+        };
+        match gates.connect(&self.identity, self.ip).await {
+            Some(switchboard_hub::GateDecision::Refuse(reason)) => {
+                tracing::info!(ip = %self.ip, %reason, "refused a page request: connect gate");
+                Err(refused_with(axum::http::StatusCode::FORBIDDEN, reason))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A refusal of the hub as the page's answer: its status (401 for a members-only channel,
@@ -73,8 +105,7 @@ impl PageCaller {
             }
             _ => axum::http::StatusCode::SERVICE_UNAVAILABLE,
         };
-        expect_context::<leptos_axum::ResponseOptions>().set_status(status);
-        refused(refusal.message)
+        refused_with(status, refusal.message)
     }
 
     /// Counts one action that sends something against the caller's address; refused when it
@@ -84,9 +115,8 @@ impl PageCaller {
             Ok(())
         } else {
             tracing::info!(ip = %self.ip, "refused: page rate limit");
-            expect_context::<leptos_axum::ResponseOptions>()
-                .set_status(axum::http::StatusCode::TOO_MANY_REQUESTS);
-            Err(refused(
+            Err(refused_with(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
                 "you are sending too fast: wait a moment and try again",
             ))
         }
@@ -100,13 +130,13 @@ impl PageCaller {
         }
         let name = guest.name.trim();
         if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-            return Err(refused("your name must have 1 to 40 characters"));
+            return Err(bad_input("your name must have 1 to 40 characters"));
         }
         if !is_valid_colour(&guest.colour) {
-            return Err(refused("choose a colour such as #3d6cf2"));
+            return Err(bad_input("choose a colour such as #3d6cf2"));
         }
         if guest.id.is_empty() || guest.id.len() > 64 {
-            return Err(refused("this browser's id is not valid: reload the page"));
+            return Err(bad_input("this browser's id is not valid: reload the page"));
         }
         let mut extras = Map::new();
         extras.insert("id".into(), Value::from(guest.id.as_str()));

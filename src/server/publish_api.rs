@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 use serde_json::value::RawValue;
-use switchboard_hub::{Publisher, Refusal};
+use switchboard_hub::{Actor, Refusal};
 use switchboard_protocol::ErrorCode;
 
 use super::limits::too_many;
@@ -117,7 +117,7 @@ pub async fn publish_payload(
         serde_json::from_str(text.trim()).map_err(|err| ApiError::BadJson(err.to_string()))?;
     let accepted = state
         .hub
-        .publish(Publisher::Server, channel, payload)
+        .publish(Actor::Server, channel, payload)
         .await
         .map_err(ApiError::Refused)?;
     let body = json!({ "status": "accepted", "seq": accepted.seq });

@@ -442,3 +442,33 @@ pub async fn close_code(client: &mut Client) -> Option<u16> {
         }
     }
 }
+
+/// Every question a [`gate`] was asked (`{"type": "gate.…", "data": {…}}`), in order.
+pub type Asked = std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
+
+/// A back end's gate on a free loopback port: answers each question with what `answer`
+/// returns for it, and keeps every question. Returns its URL and the questions.
+pub async fn gate<F>(answer: F) -> (String, Asked)
+where
+    F: Fn(&serde_json::Value) -> serde_json::Value + Send + Sync + 'static,
+{
+    use axum::{routing::post, Json, Router};
+    let asked = Asked::default();
+    let answer = std::sync::Arc::new(answer);
+    let kept = asked.clone();
+    let app = Router::new().route(
+        "/gate",
+        post(move |Json(question): Json<serde_json::Value>| {
+            let (answer, kept) = (answer.clone(), kept.clone());
+            async move {
+                let reply = answer(&question);
+                kept.lock().unwrap().push(question);
+                Json(reply)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/gate", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, asked)
+}

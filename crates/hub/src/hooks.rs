@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::fmt;
 use std::sync::Arc;
+use switchboard_protocol::Target;
 
 use crate::encode::{push_json_str, StoredTemplate};
 use crate::history::StoreError;
@@ -401,6 +402,10 @@ pub struct PublishAsk<'a> {
     pub client: &'a str,
     /// What it sends.
     pub payload: &'a RawValue,
+    /// Sent as a volatile update (never stored; cursor positions and the like).
+    pub volatile: bool,
+    /// Who it is for: everyone in the channel, only its signed-in members, or one socket.
+    pub target: Target<'a>,
 }
 
 /// Synchronous decisions of a back end, before a join or a send is carried out. A gate that

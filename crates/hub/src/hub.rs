@@ -5,8 +5,9 @@
 use bytes::Bytes;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use switchboard_protocol::{validate_channel_name, CloseCode, ErrorCode};
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -20,10 +21,11 @@ use crate::config::HubConfig;
 use crate::encode::{self, Stamp, StoredTemplate};
 use crate::history::ChannelStats;
 use crate::history::{HistoryStore, StoreError, StoredFrame};
-use crate::hooks::{message_template, EventType, GateDecision, PublishAsk};
+use crate::hooks::{message_template, EventType, GateDecision, JoinAsk, PublishAsk};
 use crate::metrics::EngineMetrics;
 use crate::outbox::OutboxReceiver;
 use crate::outbox::{outbox, Budget, MAX_HISTORY_FRAME_BYTES};
+use crate::rate::TokenBucket;
 use crate::registry::Order;
 use crate::registry::{OrderQueue, Orders, Registry, SocketEntry};
 use crate::rules::ChannelRule;
@@ -40,7 +42,15 @@ struct Inner {
     config: HubConfig,
     broker: Box<dyn Broker>,
     registry: Arc<Registry>,
+    /// A channel's `messages_per_second` for people sending without a socket (pages), per
+    /// channel and person: what a socket gets for each channel it joined.
+    page_rates: Mutex<HashMap<(String, String), TokenBucket>>,
 }
+
+/// Most (channel, person) rate buckets kept for page sends. Past it, the buckets that have
+/// refilled (as good as new) are dropped; if every one is still in use, all are, so memory stays
+/// bounded and the per-address limit of the pages still holds.
+const MAX_PAGE_RATES: usize = 65_536;
 
 /// A snapshot of the hub's totals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,14 +86,25 @@ impl Identity {
     }
 }
 
-/// Who publishes from the server side.
+/// Who publishes or reads through the hub without a socket.
 #[derive(Debug, Clone, Copy)]
-pub enum Publisher<'a> {
-    /// The back end (an API key): an `event` frame, allowed in every channel.
+pub enum Actor<'a> {
+    /// The back end (an API key, an admin key): publishes an `event` frame, allowed in every
+    /// channel.
     Server,
-    /// A person through a page (a server function): a `message` frame with their identity,
-    /// held to the channel's rules like a socket.
+    /// A person through a page (a server function): publishes a `message` frame with their
+    /// identity, and is held to the channel's rules and the back end's join and publish gates
+    /// like a socket.
     Person(&'a Identity),
+}
+
+impl Actor<'_> {
+    fn caller(self) -> Caller {
+        match self {
+            Actor::Server => Caller::Server,
+            Actor::Person(identity) => identity.caller(),
+        }
+    }
 }
 
 /// The hub is shutting down and accepts no new sockets.
@@ -120,6 +141,7 @@ impl Hub {
                 config,
                 broker,
                 registry,
+                page_rates: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -241,23 +263,99 @@ impl Hub {
         &self.inner.registry.metrics
     }
 
+    /// A person's client object as members see it (a caller over HTTP has no socket: it gets
+    /// an id of its own), after the back end's join gate, which may refuse the person or set
+    /// their public extras, as it does for a socket's join.
+    async fn admit_person(&self, identity: &Identity, channel: &str) -> Result<String, Refusal> {
+        let extras = Value::Object(identity.extras.clone()).to_string();
+        let socket = Uuid::new_v4().to_string();
+        let client = encode::client(&socket, &extras, identity.authenticated);
+        let Some(gates) = &self.inner.config.gates.0 else {
+            return Ok(client);
+        };
+        let ask = JoinAsk {
+            channel,
+            client: &client,
+            presence: false,
+        };
+        match gates.join(ask).await {
+            GateDecision::Refuse(reason) => Err(Refusal::new(ErrorCode::Forbidden, reason)),
+            GateDecision::Allow {
+                extras: Some(extras),
+                ..
+            } => {
+                let extras = Value::Object(extras).to_string();
+                Ok(encode::client(&socket, &extras, identity.authenticated))
+            }
+            GateDecision::Allow { .. } => Ok(client),
+        }
+    }
+
+    /// Counts a page's send against the channel's `messages_per_second`, per person (the
+    /// signed-in user, or the id a guest's browser chose).
+    fn take_page_send(
+        &self,
+        channel: &str,
+        identity: &Identity,
+        per_second: u32,
+    ) -> Result<(), Refusal> {
+        let person = identity
+            .extras
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let who = format!(
+            "{}:{person}",
+            if identity.authenticated {
+                "user"
+            } else {
+                "guest"
+            }
+        );
+        let mut rates = self
+            .inner
+            .page_rates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let key = (channel.to_string(), who);
+        if !rates.contains_key(&key) && rates.len() >= MAX_PAGE_RATES {
+            rates.retain(|_, bucket| !bucket.is_full());
+            if rates.len() >= MAX_PAGE_RATES {
+                rates.clear();
+            }
+        }
+        let bucket = rates.entry(key).or_insert_with(|| {
+            TokenBucket::new(f64::from(per_second), f64::from(per_second.max(1)))
+        });
+        if bucket.take() {
+            Ok(())
+        } else {
+            Err(Refusal::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "more than {per_second} messages per second to channel {channel:?}: slow down"
+                ),
+            ))
+        }
+    }
+
     /// Publishes from the server side, stored like any message, and waits until it is stored
-    /// (and delivered to this node's members). The back end ([`Publisher::Server`]) may
-    /// publish anywhere; a person is held to the channel's rules.
+    /// (and delivered to this node's members). The back end ([`Actor::Server`]) may publish
+    /// anywhere; a person is held to the channel's rules and to the back end's join and
+    /// publish gates.
     pub async fn publish(
         &self,
-        publisher: Publisher<'_>,
+        publisher: Actor<'_>,
         channel: &str,
         payload: &RawValue,
     ) -> Result<Accepted, Refusal> {
         validate_channel_name(channel).map_err(|(code, why)| Refusal::new(code, why))?;
         let config = &self.inner.config;
         let rule = self.rule(channel);
-        let caller = match publisher {
-            Publisher::Server => Caller::Server,
-            Publisher::Person(identity) => identity.caller(),
-        };
-        authorize(rule, caller, Access::Send, channel)?;
+        authorize(rule, publisher.caller(), Access::Send, channel)?;
+        if let (Actor::Person(identity), Some(per_second)) = (publisher, rule.messages_per_second) {
+            self.take_page_send(channel, identity, per_second)?;
+        }
         let limit = rule
             .max_payload_bytes
             .map_or(config.max_payload_bytes, |max| {
@@ -278,13 +376,8 @@ impl Hub {
             relation: None,
         };
         let client = match publisher {
-            Publisher::Server => None,
-            Publisher::Person(identity) => {
-                let extras = Value::Object(identity.extras.clone()).to_string();
-                // A caller over HTTP has no socket; it gets an id of its own for this message.
-                let socket = Uuid::new_v4().to_string();
-                Some(encode::client(&socket, &extras, identity.authenticated))
-            }
+            Actor::Server => None,
+            Actor::Person(identity) => Some(self.admit_person(identity, channel).await?),
         };
         // A person's send passes the back end's publish gate, as a socket's does.
         let mut replaced = None;
@@ -293,6 +386,8 @@ impl Hub {
                 channel,
                 client,
                 payload,
+                volatile: false,
+                target: switchboard_protocol::Target::Everyone,
             };
             match gates.publish(ask).await {
                 GateDecision::Refuse(reason) => {
@@ -329,16 +424,26 @@ impl Hub {
     }
 
     /// The latest `limit` stored frames of `channel` before seq `before` (all when none),
-    /// oldest first, if `caller` may read them; at most [`MAX_HISTORY_FRAME_BYTES`] in all.
+    /// oldest first, if `reader` may read them (a person: the channel's rules and the back
+    /// end's join gate, as a socket must join first); at most [`MAX_HISTORY_FRAME_BYTES`] in
+    /// all.
     pub async fn history(
         &self,
-        caller: Caller,
+        reader: Actor<'_>,
         channel: &str,
         before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<Bytes>, Refusal> {
         validate_channel_name(channel).map_err(|(code, why)| Refusal::new(code, why))?;
-        authorize(self.rule(channel), caller, Access::ReadHistory, channel)?;
+        authorize(
+            self.rule(channel),
+            reader.caller(),
+            Access::ReadHistory,
+            channel,
+        )?;
+        if let Actor::Person(identity) = reader {
+            self.admit_person(identity, channel).await?;
+        }
         let limit = limit.min(switchboard_protocol::MAX_HISTORY_LIMIT);
         let frames = self
             .inner

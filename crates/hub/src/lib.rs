@@ -41,7 +41,7 @@ pub use hooks::{
     EventType, GateDecision, GateHandle, Gates, HookEndpoint, HookOutbox, HookRoutes, JoinAsk,
     LeaveReason, OutboxEvent, OutboxStats, PendingEvent, PublishAsk,
 };
-pub use hub::{Hub, HubClosed, HubStats, Identity, Publisher};
+pub use hub::{Actor, Hub, HubClosed, HubStats, Identity};
 pub use metrics::{CodeLabel, EngineMetrics};
 pub use outbox::{CloseSignal, Outbound, OutboxReceiver, Wire, WireSend, MAX_HISTORY_FRAME_BYTES};
 pub use registry::{Order, Orders};

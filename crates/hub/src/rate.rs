@@ -21,6 +21,12 @@ impl TokenBucket {
         }
     }
 
+    /// Whether it has refilled to its burst: as good as a new one.
+    pub(crate) fn is_full(&self) -> bool {
+        let elapsed = self.updated.elapsed().as_secs_f64();
+        self.tokens + elapsed * self.rate >= self.burst
+    }
+
     /// Takes one token if there is one.
     pub(crate) fn take(&mut self) -> bool {
         let now = Instant::now();
@@ -45,6 +51,7 @@ mod tests {
         let mut bucket = TokenBucket::new(1.0, 3.0);
         assert!(bucket.take() && bucket.take() && bucket.take());
         assert!(!bucket.take());
+        assert!(!bucket.is_full());
     }
 
     #[test]
@@ -53,6 +60,7 @@ mod tests {
         assert!(bucket.take());
         assert!(!bucket.take());
         std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(bucket.is_full());
         assert!(bucket.take());
     }
 }

@@ -489,8 +489,16 @@ impl Session {
             return Err(not_subscribed(request.channel));
         };
         let broker = self.hub.broker();
-        if request.volatile || request.target != Target::Everyone {
-            let frame = encode::relayed(request.channel, request.payload, &joined.client);
+        let relayed = request.volatile || request.target != Target::Everyone;
+        if let (false, Some(relation)) = (relayed, request.relation) {
+            self.check_relation(request.channel, relation).await?;
+        }
+        // Every send passes the back end's publish gate: stored, volatile or for some members.
+        let client = joined.client.clone();
+        let replaced = self.gate_publish(&request, &client).await?;
+        let payload = replaced.as_deref().unwrap_or(request.payload);
+        if relayed {
+            let frame = encode::relayed(request.channel, payload, &joined.client);
             self.relay(request.channel, joined, request.target, &frame)
                 .await?;
             return Ok(Answered::Now);
@@ -500,14 +508,6 @@ impl Session {
             // Time-ordered, so the index of ids grows at its end rather than in random pages.
             None => (Uuid::now_v7().simple().to_string(), false),
         };
-        if let Some(relation) = request.relation {
-            self.check_relation(request.channel, relation).await?;
-        }
-        let client = joined.client.clone();
-        let replaced = self
-            .gate_publish(request.channel, &client, request.payload)
-            .await?;
-        let payload = replaced.as_deref().unwrap_or(request.payload);
         let at_ms = now_ms();
         let stamp = Stamp {
             id: &id,
@@ -589,17 +589,18 @@ impl Session {
     /// if it replaced it.
     async fn gate_publish(
         &self,
-        channel: &str,
+        request: &MessageRequest<'_>,
         client: &str,
-        payload: &RawValue,
     ) -> Result<Option<Box<RawValue>>, Refusal> {
         let Some(gates) = &self.hub.config().gates.0 else {
             return Ok(None);
         };
         let ask = PublishAsk {
-            channel,
+            channel: request.channel,
             client,
-            payload,
+            payload: request.payload,
+            volatile: request.volatile,
+            target: request.target,
         };
         match gates.publish(ask).await {
             GateDecision::Refuse(reason) => Err(Refusal::new(ErrorCode::Forbidden, reason)),

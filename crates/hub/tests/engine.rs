@@ -7,10 +7,10 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_hub::{
-    Caller, ChannelRule, ChannelRules, EventType, GateDecision, GateHandle, Gates, HistoryStore,
+    Actor, ChannelRule, ChannelRules, EventType, GateDecision, GateHandle, Gates, HistoryStore,
     HookEndpoint, HookRoutes, HookWrites, Hub, HubConfig, Identity, JoinAsk, JoinPolicy,
-    MemoryHistory, NewEntry, Outbound, OutboxReceiver, PublishAsk, Publisher, RedisConfig,
-    SendPolicy, Session, SqliteHistory,
+    MemoryHistory, NewEntry, Outbound, OutboxReceiver, PublishAsk, RedisConfig, SendPolicy,
+    Session, SqliteHistory,
 };
 use switchboard_protocol::{Action, ErrorCode, Frame};
 use switchboard_testkit::{temp_folder, unique, RedisServer};
@@ -134,6 +134,13 @@ impl Peer {
             json!({"action": "message", "options": {"channel": channel}, "payload": payload}),
         )
         .await
+    }
+
+    /// Sends with more `options` (volatile, an audience) and returns the reply.
+    async fn say_with(&mut self, channel: &str, payload: Value, mut options: Value) -> Frame {
+        options["channel"] = json!(channel);
+        self.request(json!({"action": "message", "options": options, "payload": payload}))
+            .await
     }
 
     async fn quiet(&mut self) -> bool {
@@ -271,19 +278,21 @@ async fn rules_hold_for_sockets_and_for_the_server_side(make: Make) {
     let mut staff = Peer::signed_in(&hub, "u1");
     assert!(ok(&staff.join("staff/room", json!({})).await));
     staff.say("staff/room", json!("secret")).await;
-    let guest = Caller::Person {
+    let guest = Identity {
         authenticated: false,
+        extras: Default::default(),
     };
     let read = hub
-        .history(guest, "staff/room", None, 10)
+        .history(Actor::Person(&guest), "staff/room", None, 10)
         .await
         .unwrap_err();
     assert_eq!(read.code, ErrorCode::AuthRequired);
-    let member = Caller::Person {
+    let member = Identity {
         authenticated: true,
+        extras: Default::default(),
     };
     assert_eq!(
-        hub.history(member, "staff/room", None, 10)
+        hub.history(Actor::Person(&member), "staff/room", None, 10)
             .await
             .unwrap()
             .len(),
@@ -301,14 +310,11 @@ async fn rules_hold_for_sockets_and_for_the_server_side(make: Make) {
         extras: Default::default(),
     };
     let page = hub
-        .publish(Publisher::Person(&signed_in), "news", &payload)
+        .publish(Actor::Person(&signed_in), "news", &payload)
         .await
         .unwrap_err();
     assert_eq!(page.code, ErrorCode::Forbidden);
-    let accepted = hub
-        .publish(Publisher::Server, "news", &payload)
-        .await
-        .unwrap();
+    let accepted = hub.publish(Actor::Server, "news", &payload).await.unwrap();
     assert_eq!(accepted.seq, 1);
     let event = staff.expect(Action::Event).await;
     assert_eq!(event.client, None);
@@ -317,10 +323,8 @@ async fn rules_hold_for_sockets_and_for_the_server_side(make: Make) {
 async fn a_server_event_to_an_empty_channel_is_stored_and_opens_nothing(make: Make) {
     let hub = make(config());
     let payload = RawValue::from_string(r#"{"text":"from the server"}"#.into()).unwrap();
-    hub.publish(Publisher::Server, "quiet", &payload)
-        .await
-        .unwrap();
-    let everyone = Caller::Server;
+    hub.publish(Actor::Server, "quiet", &payload).await.unwrap();
+    let everyone = Actor::Server;
     assert_eq!(
         hub.history(everyone, "quiet", None, 10)
             .await
@@ -329,10 +333,10 @@ async fn a_server_event_to_an_empty_channel_is_stored_and_opens_nothing(make: Ma
         1
     );
     assert_eq!(hub.channel_count(), 0);
-    let bad = hub.publish(Publisher::Server, "no spaces", &payload).await;
+    let bad = hub.publish(Actor::Server, "no spaces", &payload).await;
     assert_eq!(bad.unwrap_err().code, ErrorCode::InvalidChannel);
     let big = RawValue::from_string(format!("\"{}\"", "x".repeat(70_000))).unwrap();
-    let big = hub.publish(Publisher::Server, "quiet", &big).await;
+    let big = hub.publish(Actor::Server, "quiet", &big).await;
     assert_eq!(big.unwrap_err().code, ErrorCode::PayloadTooLarge);
 }
 
@@ -564,7 +568,7 @@ async fn back_ends_hear_of_messages_and_membership_in_order(make: Make) {
     assert_eq!(events[3].1["data"]["reason"], "left");
     assert!(hub.outbox().pending("news", 10).unwrap().is_empty());
     let payload = RawValue::from_string(r#"{"headline":"x"}"#.into()).unwrap();
-    hub.publish(Publisher::Server, "news-1", &payload)
+    hub.publish(Actor::Server, "news-1", &payload)
         .await
         .unwrap();
     let news = outbox_of(&hub, "news", 1).await;
@@ -637,6 +641,59 @@ async fn gates_refuse_and_rewrite_joins_and_sends(make: Make) {
     );
     assert!(ok(&a.say("vip", json!("hello")).await));
     assert_eq!(a.expect(Action::Message).await.payload, "HELLO");
+
+    // Volatile and targeted sends pass the publish gate too, and carry what it rewrote.
+    let mut b = Peer::signed_in(&hub, "u2");
+    assert!(ok(&b.join("vip", json!({})).await));
+    for options in [
+        json!({"volatile": true}),
+        json!({"authenticated": true}),
+        json!({"socketId": b.session.id().to_string()}),
+    ] {
+        let refused = a
+            .say_with("vip", json!("spam again"), options.clone())
+            .await;
+        assert_eq!(code(&refused), Some(ErrorCode::Forbidden), "{options}");
+        assert!(ok(&a.say_with("vip", json!("psst"), options.clone()).await));
+        let relayed = b.expect(Action::Message).await;
+        assert_eq!(relayed.payload, "PSST", "{options}");
+    }
+
+    // A page reads and sends as the person it is: the join gate decides for it as it does
+    // for a socket's join, and names it.
+    let reader = Identity {
+        authenticated: false,
+        extras: Default::default(),
+    };
+    let read = hub
+        .history(Actor::Person(&reader), "closed", None, 10)
+        .await
+        .unwrap_err();
+    assert_eq!(read.code, ErrorCode::Forbidden);
+    assert_eq!(read.message, "this room is closed today");
+    let payload = RawValue::from_string(r#""hi""#.into()).unwrap();
+    let sent = hub
+        .publish(Actor::Person(&reader), "closed", &payload)
+        .await
+        .unwrap_err();
+    assert_eq!(sent.code, ErrorCode::Forbidden);
+    assert_eq!(hub.channel_count(), 1, "refused page calls open nothing");
+    assert_eq!(
+        hub.history(Actor::Person(&reader), "vip", None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    hub.publish(Actor::Person(&reader), "vip", &payload)
+        .await
+        .unwrap();
+    let from_page = b.expect(Action::Message).await;
+    assert_eq!(from_page.payload, "HI");
+    let author = from_page
+        .client
+        .expect("a person's message names its author");
+    assert_eq!(author.extras["name"], "Guest of honour");
 }
 
 macro_rules! engine_suite {
@@ -782,7 +839,7 @@ async fn a_history_page_never_runs_ahead_of_live_delivery(store: Arc<dyn History
         );
     }
     // The store has it: a reader that is not a member (the server side) sees it.
-    let everything = hub.history(Caller::Server, "room", None, 10).await.unwrap();
+    let everything = hub.history(Actor::Server, "room", None, 10).await.unwrap();
     assert_eq!(everything.len(), 2);
 }
 

@@ -24,12 +24,14 @@ pub struct Recent {
 pub async fn recent_messages(room: String) -> Result<Recent, ServerFnError> {
     use super::timeline::without_withdrawn_text;
     use crate::server::pages::PageCaller;
+    use switchboard_hub::Actor;
     use switchboard_protocol::Frame;
     let caller = PageCaller::of_request().await?;
+    caller.admit().await?;
     let hub = &caller.state.hub;
     let limit = hub.config().history_on_join;
     let frames = hub
-        .history(caller.identity.caller(), &room, None, limit)
+        .history(Actor::Person(&caller.identity), &room, None, limit)
         .await
         .map_err(|refusal| caller.refused(refusal))?;
     let now = std::time::SystemTime::now()
@@ -50,18 +52,19 @@ pub async fn recent_messages(room: String) -> Result<Recent, ServerFnError> {
 #[server(endpoint = "chat/send_message")]
 pub async fn send_message(room: String, message: ChatMessage) -> Result<(), ServerFnError> {
     use crate::server::pages::PageCaller;
-    use switchboard_hub::Publisher;
+    use switchboard_hub::Actor;
     let caller = PageCaller::of_request().await?;
     caller.take_send()?;
     if let Some(problem) = message.problem() {
-        return Err(ServerFnError::new(problem));
+        return Err(crate::server::pages::bad_input(problem));
     }
+    caller.admit().await?;
     let sender = caller.sender(&message.user)?;
     let payload = serde_json::value::to_raw_value(&message).map_err(ServerFnError::new)?;
     caller
         .state
         .hub
-        .publish(Publisher::Person(&sender), &room, &payload)
+        .publish(Actor::Person(&sender), &room, &payload)
         .await
         .map(drop)
         .map_err(|refusal| caller.refused(refusal))

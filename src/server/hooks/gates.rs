@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use switchboard_hub::{GateDecision, Gates, Identity, JoinAsk, PublishAsk};
+use switchboard_protocol::Target;
 
 use super::{iso8601, GateSettings, OnFailure};
 
@@ -228,13 +229,33 @@ impl Gates for HttpGates {
             };
             let client: Value = serde_json::from_str(ask.client).unwrap_or(Value::Null);
             let payload: Value = serde_json::from_str(ask.payload.get()).unwrap_or(Value::Null);
+            // How it is sent, in the sender's own words (`options`), when not to everyone.
+            let mut options = Map::new();
+            if ask.volatile {
+                options.insert("volatile".into(), Value::Bool(true));
+            }
+            match ask.target {
+                Target::Everyone => {}
+                Target::Authenticated => {
+                    options.insert("authenticated".into(), Value::Bool(true));
+                }
+                Target::Socket(socket) => {
+                    options.insert("socketId".into(), Value::String(socket.into()));
+                }
+            }
+            let options = Value::Object(options);
             let key = format!(
-                "publish\t{}\t{}\t{}",
+                "publish\t{}\t{}\t{options}\t{}",
                 ask.channel,
                 member_key(&client),
                 ask.payload.get()
             );
-            let data = json!({ "channel": ask.channel, "client": client, "payload": payload });
+            let data = json!({
+                "channel": ask.channel,
+                "client": client,
+                "payload": payload,
+                "options": options,
+            });
             self.ask(url, "gate.publish", data, key).await
         })
     }
