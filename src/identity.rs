@@ -46,12 +46,12 @@ pub async fn demo_sign_in(name: String, colour: String) -> Result<DemoSession, S
         .map_err(|err| {
             use crate::server::auth::DemoError;
             use axum::http::StatusCode;
-            let status = match err {
-                DemoError::Off => StatusCode::FORBIDDEN,
-                DemoError::NoName | DemoError::BadColour => StatusCode::BAD_REQUEST,
-                DemoError::Signing(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            let (status, code) = match err {
+                DemoError::Off => (StatusCode::FORBIDDEN, "forbidden"),
+                DemoError::NoName | DemoError::BadColour => (StatusCode::BAD_REQUEST, "bad_input"),
+                DemoError::Signing(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             };
-            crate::server::pages::refused_with(status, err.to_string())
+            crate::server::pages::refused_with(status, code, err.to_string())
         })?;
     caller.set_token_cookie(Some(&token), crate::server::auth::DEMO_TOKEN_SECONDS);
     Ok(DemoSession { token, user })

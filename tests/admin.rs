@@ -293,8 +293,8 @@ async fn the_openapi_document_names_every_route_and_every_route_answers() {
         }
     }
     documented.sort();
-    let mut routes: Vec<(String, String)> = switchboard::server::admin::API_ROUTES
-        .iter()
+    let mut routes: Vec<(String, String)> = switchboard::server::admin::api_routes()
+        .into_iter()
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
     routes.sort();
@@ -374,6 +374,65 @@ async fn metrics_count_what_happened() {
     assert!(value("process_resident_memory_bytes") > 0.0);
     assert!(text.contains("switchboard_build_info{"), "{text}");
     assert!(text.contains("# TYPE switchboard_fanout_seconds histogram"));
+}
+
+/// Every way in counts what it received and what it refused, by code: the publish API, the
+/// admin API, socket upgrades and the pages' server functions, not only socket frames.
+#[tokio::test]
+async fn refusals_and_messages_are_counted_on_every_path() {
+    let server = server(&[]);
+    let publish = |key: &'static str, body: &'static str| {
+        let addr = server.addr.clone();
+        async move {
+            let header = format!("X-Api-Key: {key}\r\n");
+            let response =
+                support::http_post(&addr, "/api/channels/room/messages", &header, body).await;
+            support::status_and_body(&response).0
+        }
+    };
+    assert_eq!(publish("publish-key", r#"{"n": 1}"#).await, 202);
+    assert_eq!(publish("wrong-key", r#"{"n": 2}"#).await, 401);
+    assert_eq!(publish("publish-key", "{not json").await, 400);
+    assert_eq!(publish("publish-key", "1").await, 202);
+    let (status, _) = call(&server, "GET", "/api/admin/channels", None, "").await;
+    assert_eq!(status, 401);
+    let (status, body) = admin(&server, "GET", "/api/admin/channels?limit=abc", "").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "bad_query", "{body}");
+    let (status, body) = admin(&server, "PUT", "/api/admin/channels", "").await;
+    assert_eq!(status, 405, "{body}");
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+    let upgrade =
+        tokio_tungstenite::connect_async(format!("{}?token=not.a.token", server.url())).await;
+    assert!(upgrade.is_err(), "a bad token was let in");
+    let form = "room=room&message[id]=m1&message[text]=hi&message[user][id]=g1&message[user][name]=Gil&message[user][colour]=red%3Bposition%3Afixed&message[sent_at]=2026-12-01T10:00:00Z";
+    let request = format!(
+        "POST /api/chat/send_message HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {len}\r\n\r\n{form}",
+        addr = server.addr,
+        len = form.len()
+    );
+    let response = support::http(&server.addr, request).await;
+    assert_eq!(support::status_and_body(&response).0, 400, "{response}");
+
+    let text = support::http_get(&server.addr, "/metrics").await;
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in {text}"))
+    };
+    let refused = |code: &str| value(&format!("switchboard_refusals_total{{code=\"{code}\"}}"));
+    assert_eq!(value("switchboard_messages_received_total"), 2.0);
+    assert_eq!(value("switchboard_messages_stored_total"), 2.0);
+    assert_eq!(
+        refused("unauthorized"),
+        2.0,
+        "a wrong API key and no admin key"
+    );
+    assert_eq!(refused("bad_json"), 1.0);
+    assert_eq!(refused("bad_query"), 1.0);
+    assert_eq!(refused("invalid_token"), 1.0);
+    assert_eq!(refused("bad_input"), 1.0);
 }
 
 /// With `SWITCHBOARD_LOG_FORMAT=json` every log line is a JSON object with fields: refused
@@ -524,4 +583,45 @@ async fn the_grafana_dashboard_charts_only_metrics_the_server_exports() {
         missing.is_empty(),
         "charted but not exported: {missing:?}\n{text}"
     );
+}
+
+/// An admin key over its rate is refused with 429 and `Retry-After` even when its requests come
+/// from many addresses (through a trusted proxy), and another key is not slowed by it.
+#[tokio::test]
+async fn an_admin_key_over_its_rate_is_refused_from_any_address() {
+    let keys = format!("{ADMIN},second-admin-key-0123456789");
+    let server = TestServer::start_with(&[
+        ("SWITCHBOARD_ADMIN_KEYS", &keys),
+        ("SWITCHBOARD_API_REQUESTS_PER_SECOND", "3"),
+        ("SWITCHBOARD_TRUSTED_PROXIES", "127.0.0.1"),
+    ]);
+    let get = |n: u32, key: &'static str| {
+        let addr = server.addr.clone();
+        async move {
+            let request = format!(
+                "GET /api/admin/channels HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {key}\r\nX-Forwarded-For: 10.0.0.{n}\r\n\r\n"
+            );
+            support::http(&addr, request).await
+        }
+    };
+    let mut statuses = Vec::new();
+    let mut refusal = String::new();
+    for n in 0..12 {
+        let response = get(n, ADMIN).await;
+        let (status, body) = support::status_and_body(&response);
+        if status == 429 {
+            refusal = response.to_ascii_lowercase();
+            assert!(body.contains("rate_limited"), "{body}");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(
+        &statuses[..6],
+        [200; 6],
+        "a burst of twice the rate: {statuses:?}"
+    );
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(refusal.contains("retry-after: 1"), "{refusal}");
+    let other = get(99, "second-admin-key-0123456789").await;
+    assert_eq!(support::status_and_body(&other).0, 200, "{other}");
 }

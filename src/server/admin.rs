@@ -5,11 +5,12 @@
 //! in constant time; off when none is configured. Every action is logged, never with the key.
 
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -21,43 +22,65 @@ use uuid::Uuid;
 use super::publish_api::{publish_payload, same_key, ApiError};
 use super::AppState;
 
-/// Every route of the HTTP API, as documented in `/api/openapi.json` (checked by a test).
-pub const API_ROUTES: &[(&str, &str)] = &[
-    ("post", "/api/channels/{channel}/messages"),
-    ("get", "/api/admin/channels"),
-    ("get", "/api/admin/channels/{channel}"),
-    ("post", "/api/admin/channels/{channel}/messages"),
-    ("delete", "/api/admin/channels/{channel}/history"),
-    ("delete", "/api/admin/channels/{channel}/members/{socketId}"),
-    ("delete", "/api/admin/sockets/{socketId}"),
-    ("get", "/api/admin/webhooks"),
-    ("post", "/api/admin/webhooks/replay"),
-];
+/// The publish API's route (served by `routes.rs` outside the admin-key check).
+pub const PUBLISH_ROUTE: &str = "/api/channels/{channel}/messages";
+
+/// The admin API: method, path and handler of each route. [`router`] serves exactly these,
+/// and [`api_routes`] lists them for the test that holds `/api/openapi.json` to them.
+fn admin_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
+    vec![
+        ("get", "/api/admin/channels", get(channels)),
+        ("get", "/api/admin/channels/{channel}", get(channel)),
+        (
+            "post",
+            "/api/admin/channels/{channel}/messages",
+            post(publish),
+        ),
+        (
+            "delete",
+            "/api/admin/channels/{channel}/history",
+            delete(clear_history),
+        ),
+        (
+            "delete",
+            "/api/admin/channels/{channel}/members/{socketId}",
+            delete(remove_member),
+        ),
+        (
+            "delete",
+            "/api/admin/sockets/{socketId}",
+            delete(disconnect),
+        ),
+        ("get", "/api/admin/webhooks", get(webhooks)),
+        ("post", "/api/admin/webhooks/replay", post(replay)),
+    ]
+}
+
+/// Every route of the HTTP API as (method, path): the publish route and the admin router's.
+pub fn api_routes() -> Vec<(&'static str, &'static str)> {
+    let admin = admin_routes()
+        .into_iter()
+        .map(|(method, path, _)| (method, path));
+    std::iter::once(("post", PUBLISH_ROUTE))
+        .chain(admin)
+        .collect()
+}
 
 /// The OpenAPI document of the HTTP API.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// The admin routes, behind the admin-key check.
 pub fn router(state: &AppState) -> Router<AppState> {
-    Router::new()
-        .route("/api/admin/channels", get(channels))
-        .route("/api/admin/channels/{channel}", get(channel))
-        .route("/api/admin/channels/{channel}/messages", post(publish))
-        .route(
-            "/api/admin/channels/{channel}/history",
-            delete(clear_history),
-        )
-        .route(
-            "/api/admin/channels/{channel}/members/{socket}",
-            delete(remove_member),
-        )
-        .route("/api/admin/sockets/{socket}", delete(disconnect))
-        .route("/api/admin/webhooks", get(webhooks))
-        .route("/api/admin/webhooks/replay", post(replay))
+    admin_routes()
+        .into_iter()
+        .fold(Router::new(), |router, (_, path, handler)| {
+            router.route(path, handler)
+        })
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_admin,
         ))
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
 /// `GET /api/openapi.json`.
@@ -69,6 +92,21 @@ pub async fn openapi() -> impl IntoResponse {
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     let body = json!({ "error": { "code": code, "message": message.into() } });
     (status, Json(body)).into_response()
+}
+
+/// A query string the admin API cannot read (`?limit=abc`): 400 with what was wrong.
+fn bad_query(state: &AppState, rejection: &QueryRejection) -> Response {
+    state.hub.metrics().refused_as("bad_query");
+    error(StatusCode::BAD_REQUEST, "bad_query", rejection.body_text())
+}
+
+/// A method the route does not take: 405, as JSON like every other answer of the API.
+async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this path does not take that method: see /api/openapi.json",
+    )
 }
 
 fn refused(refusal: Refusal) -> Response {
@@ -88,6 +126,7 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
 async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let keys = &state.config.admin_keys;
     if keys.is_empty() {
+        state.hub.metrics().refused_as("unauthorized");
         return error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -105,12 +144,21 @@ async fn require_admin(State(state): State<AppState>, request: Request, next: Ne
     });
     let Some(index) = valid else {
         tracing::info!(path = %request.uri().path(), "refused: admin request without a valid key");
+        state.hub.metrics().refused_as("unauthorized");
         return error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "send an admin key as `Authorization: Bearer KEY` or `X-Admin-Key: KEY`",
         );
     };
+    if !state.limits.per_admin_key.allow(&index) {
+        tracing::info!(
+            key = index + 1,
+            "refused: admin API rate limit for this key"
+        );
+        state.hub.metrics().refused_as("rate_limited");
+        return super::limits::too_many("with this admin key");
+    }
     // Which key acted, by its place in admin_keys: never the key itself.
     next.run(request)
         .instrument(tracing::info_span!("admin", key = index + 1))
@@ -129,7 +177,14 @@ struct ListQuery {
 }
 
 /// `GET /api/admin/channels`: live channels, by name, a page at a time.
-async fn channels(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Response {
+async fn channels(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Response {
+    let query = match query {
+        Ok(Query(query)) => query,
+        Err(rejection) => return bad_query(&state, &rejection),
+    };
     let limit = query.limit.unwrap_or(100).clamp(1, 500);
     let mut live = match state.hub.live_channels().await {
         Ok(live) => live,
@@ -178,8 +233,12 @@ struct HistoryQuery {
 async fn channel(
     State(state): State<AppState>,
     Path(channel): Path<String>,
-    Query(query): Query<HistoryQuery>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Response {
+    let query = match query {
+        Ok(Query(query)) => query,
+        Err(rejection) => return bad_query(&state, &rejection),
+    };
     let (members, stats) = match state.hub.channel_state(&channel).await {
         Ok(state) => state,
         Err(refusal) => return refused(refusal),
@@ -240,7 +299,7 @@ async fn publish(
     tracing::info!(%channel, "admin: publish");
     match publish_payload(&state, &channel, &body).await {
         Ok(accepted) => accepted.into_response(),
-        Err(err) => err.into_response(),
+        Err(err) => err.counted(&state).into_response(),
     }
 }
 
@@ -370,7 +429,11 @@ async fn replay(State(state): State<AppState>, body: Bytes) -> Response {
     } else {
         match serde_json::from_slice(&body) {
             Ok(body) => body,
-            Err(err) => return ApiError::BadJson(err.to_string()).into_response(),
+            Err(err) => {
+                return ApiError::BadJson(err.to_string())
+                    .counted(&state)
+                    .into_response()
+            }
         }
     };
     if let Some(name) = &body.endpoint {

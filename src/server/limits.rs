@@ -72,6 +72,8 @@ pub struct RequestLimits {
     pub per_ip: KeyedLimit<IpAddr>,
     /// Publish requests, per API key.
     pub per_key: KeyedLimit<String>,
+    /// Admin API requests, per admin key (by its place in `admin_keys`).
+    pub per_admin_key: KeyedLimit<usize>,
     /// What pages send through server functions, per client address.
     pub pages: KeyedLimit<IpAddr>,
 }
@@ -82,6 +84,7 @@ impl RequestLimits {
         Self {
             per_ip: KeyedLimit::new(api_per_second),
             per_key: KeyedLimit::new(api_per_second),
+            per_admin_key: KeyedLimit::new(api_per_second),
             pages: KeyedLimit::new(pages_per_second),
         }
     }
@@ -112,6 +115,7 @@ pub async fn per_ip(
         super::transport::client_ip(peer.ip(), request.headers(), &state.config.trusted_proxies);
     if !state.limits.per_ip.allow(&ip) {
         tracing::info!(%ip, path = %request.uri().path(), "refused: API rate limit");
+        state.hub.metrics().refused_as("rate_limited");
         return too_many("from this address");
     }
     next.run(request).await

@@ -31,8 +31,21 @@ fn refused(message: impl Into<String>) -> ServerFnError {
     ServerFnError::ServerError(message.into())
 }
 
-/// A refusal answered with `status` (a server function's errors are 500 otherwise).
-pub fn refused_with(status: axum::http::StatusCode, message: impl Into<String>) -> ServerFnError {
+/// A refusal of the page's side answered with `status` (a server function's errors are 500
+/// otherwise), counted in `/metrics` under `code`.
+pub fn refused_with(
+    status: axum::http::StatusCode,
+    code: &str,
+    message: impl Into<String>,
+) -> ServerFnError {
+    if let Some(state) = leptos::prelude::use_context::<AppState>() {
+        state.hub.metrics().refused_as(code);
+    }
+    answered_with(status, message)
+}
+
+/// An error answered with `status`, not counted (the hub counted it).
+fn answered_with(status: axum::http::StatusCode, message: impl Into<String>) -> ServerFnError {
     if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
         response.set_status(status);
     }
@@ -41,7 +54,7 @@ pub fn refused_with(status: axum::http::StatusCode, message: impl Into<String>) 
 
 /// Input the page should not have sent (a name too long, a colour that is not one): 400.
 pub fn bad_input(message: impl Into<String>) -> ServerFnError {
-    refused_with(axum::http::StatusCode::BAD_REQUEST, message)
+    refused_with(axum::http::StatusCode::BAD_REQUEST, "bad_input", message)
 }
 
 impl PageCaller {
@@ -65,6 +78,7 @@ impl PageCaller {
                 tracing::info!(%ip, code = err.code(), reason = %err, "refused a page request");
                 refused_with(
                     axum::http::StatusCode::UNAUTHORIZED,
+                    err.code(),
                     "your sign-in is no longer valid: sign in again",
                 )
             })?;
@@ -86,7 +100,11 @@ impl PageCaller {
         match gates.connect(&self.identity, self.ip).await {
             Some(switchboard_hub::GateDecision::Refuse(reason)) => {
                 tracing::info!(ip = %self.ip, %reason, "refused a page request: connect gate");
-                Err(refused_with(axum::http::StatusCode::FORBIDDEN, reason))
+                Err(refused_with(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "forbidden",
+                    reason,
+                ))
             }
             _ => Ok(()),
         }
@@ -105,7 +123,7 @@ impl PageCaller {
             }
             _ => axum::http::StatusCode::SERVICE_UNAVAILABLE,
         };
-        refused_with(status, refusal.message)
+        answered_with(status, refusal.message)
     }
 
     /// Counts one action that sends something against the caller's address; refused when it
@@ -117,6 +135,7 @@ impl PageCaller {
             tracing::info!(ip = %self.ip, "refused: page rate limit");
             Err(refused_with(
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
                 "you are sending too fast: wait a moment and try again",
             ))
         }

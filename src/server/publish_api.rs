@@ -81,19 +81,44 @@ pub fn same_key(presented: &str, configured: &str) -> bool {
             == 0
 }
 
+impl ApiError {
+    /// Counts this refusal in `/metrics` (a refusal of the hub is counted there already).
+    pub fn counted(self, state: &AppState) -> Self {
+        let code = match &self {
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::BadJson(_) => "bad_json",
+            ApiError::RateLimited => "rate_limited",
+            ApiError::Refused(_) => return self,
+        };
+        state.hub.metrics().refused_as(code);
+        self
+    }
+}
+
 /// Publishes the body to the channel.
 pub async fn publish(
     State(state): State<AppState>,
     Path(channel): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
+    publish_with_key(&state, &channel, &headers, &body)
+        .await
+        .map_err(|err| err.counted(&state))
+}
+
+async fn publish_with_key(
+    state: &AppState,
+    channel: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
     if state.config.api_keys.is_empty() {
         return Err(ApiError::Unauthorized(
             "publishing over HTTP is off: configure api_keys (SWITCHBOARD_API_KEYS)",
         ));
     }
-    let key = presented_key(&headers).ok_or(ApiError::Unauthorized(
+    let key = presented_key(headers).ok_or(ApiError::Unauthorized(
         "send the API key as `Authorization: Bearer KEY` or `X-Api-Key: KEY`",
     ))?;
     let Some(known) = state.config.api_keys.iter().find(|k| same_key(key, k)) else {
@@ -103,7 +128,9 @@ pub async fn publish(
     if !state.limits.per_key.allow(known) {
         return Err(ApiError::RateLimited);
     }
-    publish_payload(&state, &channel, &body).await
+    publish_payload(state, channel, body)
+        .await
+        .map(IntoResponse::into_response)
 }
 
 /// Publishes a JSON body as the server and answers 202 with its seq once it is stored.

@@ -22,10 +22,7 @@ pub fn router(state: AppState) -> Router {
         .route("/rt/{connection}", get(transport::upgrade))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route(
-            "/api/channels/{channel}/messages",
-            post(publish_api::publish),
-        )
+        .route(admin::PUBLISH_ROUTE, post(publish_api::publish))
         .route("/api/openapi.json", get(admin::openapi))
         .merge(admin::router(&state))
         // Pages and server functions reach the hub, the settings and the token checks through

@@ -47,7 +47,14 @@ pub struct TokenQuery {
 
 /// Why an upgrade was refused before it began; logged (never with the token) and answered
 /// with a JSON body.
-fn refuse(ip: IpAddr, status: StatusCode, code: &str, message: String) -> Response {
+fn refuse(
+    state: &AppState,
+    ip: IpAddr,
+    status: StatusCode,
+    code: &str,
+    message: String,
+) -> Response {
+    state.hub.metrics().refused_as(code);
     tracing::info!(%ip, code, reason = %message, "refused a socket");
     let body = serde_json::json!({ "error": { "code": code, "message": message } });
     (status, axum::Json(body)).into_response()
@@ -141,6 +148,7 @@ pub async fn upgrade(
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         return refuse(
+            &state,
             client_ip,
             StatusCode::FORBIDDEN,
             "origin_not_allowed",
@@ -150,6 +158,7 @@ pub async fn upgrade(
     let Some(ip_slot) = Slot::take(&state.per_ip, client_ip, state.config.connections_per_ip)
     else {
         return refuse(
+            &state,
             client_ip,
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_connections",
@@ -173,12 +182,19 @@ pub async fn upgrade(
         Ok(identity) => identity,
         Err(err) => {
             tracing::info!(ip = %client_ip, code = err.code(), reason = %err, "refused a socket");
+            state.hub.metrics().refused_as(err.code());
             return err.into_response();
         }
     };
     if let Some(gates) = &state.gates {
         if let Some(GateDecision::Refuse(reason)) = gates.connect(&identity, client_ip).await {
-            return refuse(client_ip, StatusCode::FORBIDDEN, "forbidden", reason);
+            return refuse(
+                &state,
+                client_ip,
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                reason,
+            );
         }
     }
     let user = identity
@@ -192,6 +208,7 @@ pub async fn upgrade(
             Some(slot) => Some(slot),
             None => {
                 return refuse(
+                    &state,
                     client_ip,
                     StatusCode::TOO_MANY_REQUESTS,
                     "too_many_sockets",

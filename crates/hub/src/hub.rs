@@ -349,6 +349,20 @@ impl Hub {
         channel: &str,
         payload: &RawValue,
     ) -> Result<Accepted, Refusal> {
+        self.metrics().messages_received.inc();
+        let outcome = self.publish_message(publisher, channel, payload).await;
+        if let Err(refusal) = &outcome {
+            self.metrics().refused(refusal.code);
+        }
+        outcome
+    }
+
+    async fn publish_message(
+        &self,
+        publisher: Actor<'_>,
+        channel: &str,
+        payload: &RawValue,
+    ) -> Result<Accepted, Refusal> {
         validate_channel_name(channel).map_err(|(code, why)| Refusal::new(code, why))?;
         let config = &self.inner.config;
         let rule = self.rule(channel);
@@ -428,6 +442,20 @@ impl Hub {
     /// end's join gate, as a socket must join first); at most [`MAX_HISTORY_FRAME_BYTES`] in
     /// all.
     pub async fn history(
+        &self,
+        reader: Actor<'_>,
+        channel: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Bytes>, Refusal> {
+        let outcome = self.read_history(reader, channel, before, limit).await;
+        if let Err(refusal) = &outcome {
+            self.metrics().refused(refusal.code);
+        }
+        outcome
+    }
+
+    async fn read_history(
         &self,
         reader: Actor<'_>,
         channel: &str,

@@ -21,7 +21,7 @@ pub struct CodeLabel {
 /// The engine's metrics; cheap to share (every metric is a handle).
 #[derive(Debug, Clone)]
 pub struct EngineMetrics {
-    /// `message` frames accepted from sockets and pages (every audience).
+    /// Messages received from sockets, pages and the HTTP API (every audience).
     pub messages_received: Counter,
     /// Messages (and server events) stored.
     pub messages_stored: Counter,
@@ -77,9 +77,15 @@ impl Default for EngineMetrics {
 impl EngineMetrics {
     /// Counts a refusal.
     pub fn refused(&self, code: ErrorCode) {
+        self.refused_as(code.as_str());
+    }
+
+    /// Counts a refusal of the HTTP side under its code (`unauthorized`, `rate_limited`, a
+    /// token's `token_expired`, …).
+    pub fn refused_as(&self, code: &str) {
         self.refusals
             .get_or_create(&CodeLabel {
-                code: code.as_str().to_string(),
+                code: code.to_string(),
             })
             .inc();
     }
@@ -104,7 +110,7 @@ impl EngineMetrics {
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "messages_received",
-            "Message frames accepted from sockets and pages",
+            "Messages received from sockets, pages and the HTTP API (every audience)",
             self.messages_received.clone(),
         );
         registry.register(
@@ -119,7 +125,7 @@ impl EngineMetrics {
         );
         registry.register(
             "refusals",
-            "Requests refused, by error code",
+            "Requests refused, by error code: socket frames, upgrades, pages and the HTTP and admin APIs",
             self.refusals.clone(),
         );
         registry.register(

@@ -285,6 +285,7 @@ impl Broker for RedisBroker {
         let (socket, presence, was_listed) = (member.socket, member.presence, member.was_listed);
         let is_new = member.is_new;
         let client = member.client.to_string();
+        let registry = self.link.registry.clone();
         async move {
             tokio::task::spawn_blocking(move || {
                 let member = PresenceMember {
@@ -294,7 +295,13 @@ impl Broker for RedisBroker {
                     is_new,
                     client: &client,
                 };
-                presence::join(&link, &channel, member)
+                let started = std::time::Instant::now();
+                let joined = presence::join(&link, &channel, member);
+                registry
+                    .metrics
+                    .redis_round_trip_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                joined
             })
             .await
             .unwrap_or_else(|err| Err(StoreError(err.to_string())))
