@@ -56,7 +56,7 @@ test('people edit and delete their own messages, and everyone sees it, now and l
   await oops.locator('button.delete').click();
   await a.locator('.confirm button.confirm-delete').click();
   for (const page of [a, b]) {
-    await expect(page.locator(`.message[data-id="${id}"] .deleted`)).toHaveText('This message was deleted.');
+    await expect(page.locator(`.message[data-id="${id}"] .deleted`)).toHaveText('message deleted');
     expect(await texts(page, 'oops')).toEqual([]);
   }
 
@@ -67,13 +67,13 @@ test('people edit and delete their own messages, and everyone sees it, now and l
   for (const page of [c, b]) {
     await expect.poll(() => texts(page, 'the plan')).toEqual(['the plan is ready']);
     await expect(messageWith(page, 'the plan').locator('.edited')).toHaveText('(edited)');
-    await expect(page.locator(`.message[data-id="${id}"] .deleted`)).toHaveText('This message was deleted.');
+    await expect(page.locator(`.message[data-id="${id}"] .deleted`)).toHaveText('message deleted');
   }
   const html = await (await request.get(`${baseURL}/chat/${room}`)).text();
   expect(html).toContain('the plan is ready');
   expect(html).not.toContain('teh plan');
   expect(html).not.toContain('oops, wrong room');
-  expect(html).toContain('This message was deleted.');
+  expect(html).toContain('message deleted');
   await Promise.all([ada.close(), ben.close(), cy.close()]);
 });
 

@@ -1,5 +1,5 @@
-// One's own messages: shown at once as "Sending…", as normal messages once the server says ok,
-// as "Not sent" with the reason and a retry when it says no; and a message written while the
+// One's own messages: shown at once as "sending…", as normal messages once the server says ok,
+// as "not sent — retry" with the reason and a retry when it says no; and a message written while the
 // server cannot be reached survives a reload and is still sent, once.
 const { test, expect } = require('@playwright/test');
 const { DRAFT, personContext, openRoom, say, texts, messageWith } = require('./support/chat');
@@ -45,7 +45,7 @@ test('a message shows as sending at once, as sent on the ok, and with a retry wh
   await say(a, 'hold on');
   const mine = messageWith(a, 'hold on');
   await expect(mine).toHaveClass(/sending/);
-  await expect(mine.locator('.delivery')).toHaveText('Sending…');
+  await expect(mine.locator('.delivery')).toHaveText('sending…');
   await expect(a.locator(DRAFT)).toHaveValue('');
   await b.waitForTimeout(300);
   expect(await texts(b, 'hold on')).toEqual([]);
@@ -57,7 +57,8 @@ test('a message shows as sending at once, as sent on the ok, and with a retry wh
   await say(a, 'refuse me');
   const failed = messageWith(a, 'refuse me');
   await expect(failed).toHaveClass(/refused/);
-  await expect(failed.locator('.delivery')).toContainText('Not sent — The server is busy right now. Try again in a moment.');
+  await expect(failed.locator('.delivery')).toContainText('not sent — retry');
+  await expect(failed.locator('.delivery .why')).toHaveText('The server is busy right now. Try again in a moment.');
   expect(await texts(b, 'refuse me')).toEqual([]);
   await failed.locator('button.retry').click();
   await expect(failed).not.toHaveClass(/refused/);

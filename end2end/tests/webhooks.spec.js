@@ -9,6 +9,7 @@ const os = require('node:os');
 const path = require('node:path');
 const WebSocket = require('ws');
 const { startServer, startRedis } = require('./support/server');
+const { personContext, openRoom, say, messageWith } = require('./support/chat');
 
 const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
 // Ports beside the main test server's, so runs with different SWITCHBOARD_E2E_PORT never meet.
@@ -260,6 +261,43 @@ test('gates refuse and rewrite joins and sends, and a silent gate follows its se
   } finally {
     await strict.stop();
     await lenient.stop();
+    await gate.close();
+  }
+});
+
+test("the chat page shows the back end's reason when a gate refuses a join or a send", async ({ browser }) => {
+  const gate = await receiver(async (event) => {
+    if (event.type === 'gate.join' && event.data.channel === 'closed') {
+      return { allow: false, reason: 'closed for the night' };
+    }
+    if (event.type === 'gate.publish' && String(event.data.payload.text || '').includes('spam')) {
+      return { allow: false, reason: 'no spam, thank you' };
+    }
+    return { allow: true };
+  });
+  const server = startServer(base + 17, path.join(tempDir('gate-page'), 'a.db'), {
+    SWITCHBOARD_GATE_JOIN_URL: gate.url,
+    SWITCHBOARD_GATE_PUBLISH_URL: gate.url,
+    SWITCHBOARD_GATE_SECRET: SECRET,
+  });
+  const ada = await personContext(browser, 'Ada', '#e5484d');
+  try {
+    await server.ready;
+    const page = await openRoom(ada, server.url, 'lobby');
+    await say(page, 'buy spam');
+    const refused = messageWith(page, 'buy spam');
+    await expect(refused.locator('.delivery')).toContainText('not sent — retry');
+    await expect(refused.locator('.delivery .why')).toHaveText('No spam, thank you.');
+    await say(page, 'hello');
+    await expect(messageWith(page, 'hello')).not.toHaveClass(/sending|refused/);
+
+    const closed = await ada.newPage();
+    await closed.goto(`${server.url}/chat/closed`);
+    await expect(closed.locator('.send-error')).toHaveText('Closed for the night.');
+    expect(gate.rejected).toEqual([]);
+  } finally {
+    await ada.close();
+    await server.stop();
     await gate.close();
   }
 });

@@ -33,7 +33,7 @@ pub fn JoinRefusal(channel: Channel) -> impl IntoView {
             .map(|error| {
                 view! {
                     <p class="send-error" role="alert" data-code=error.code.to_string()>
-                        {sentence(error.code, Attempt::Join)}
+                        {explain(error.code, &error.message, Attempt::Join)}
                     </p>
                 }
             })
@@ -68,6 +68,18 @@ pub fn sentence(code: ErrorCode, attempt: Attempt) -> &'static str {
         (BadJson | InvalidFrame | UnknownAction | MissingChannel | InvalidChannel, _) => {
             "The page sent something the server could not read. Reload the page and try again."
         }
+    }
+}
+
+/// A sentence for a person about a refusal, with the server's own words where they are meant
+/// for people: a `forbidden` join or send carries the channel rule's or the back end's reason
+/// ("closed for the night"), which says more than any fixed sentence could.
+pub fn explain(code: ErrorCode, message: &str, attempt: Attempt) -> String {
+    match (code, attempt) {
+        (ErrorCode::Forbidden, Attempt::Join | Attempt::Send) if !message.trim().is_empty() => {
+            as_sentence(message)
+        }
+        _ => sentence(code, attempt).to_string(),
     }
 }
 

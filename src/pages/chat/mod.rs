@@ -285,8 +285,8 @@ fn LiveRoom(me: ChatUser, user: RwSignal<Option<ChatUser>>) -> impl IntoView {
             }
             SendPath::Unjoined => channel.send_to(UNJOINED_ROOM, payload, move |outcome| {
                 if let Err(error) = outcome {
-                    let why = refusals::sentence(error.code, Attempt::Send);
-                    refused(error.code.to_string(), why.into());
+                    let why = refusals::explain(error.code, &error.message, Attempt::Send);
+                    refused(error.code.to_string(), why);
                 }
             }),
             SendPath::ServerFunction => spawn_local(async move {

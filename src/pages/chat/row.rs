@@ -28,8 +28,8 @@ enum Delivery {
     Stored,
     /// This page's, on its way.
     Sending,
-    /// This page's, refused by the server.
-    Refused(ErrorCode),
+    /// This page's, refused by the server: its code and its words.
+    Refused(ErrorCode, String),
 }
 
 /// A message as its row shows it.
@@ -82,7 +82,7 @@ fn shown(room: Room, id: &str) -> Option<Shown> {
             reactions: Vec::new(),
         },
         delivery: match unsent.refused {
-            Some(error) => Delivery::Refused(error.code),
+            Some(error) => Delivery::Refused(error.code, error.message),
             None => Delivery::Sending,
         },
         saving: None,
@@ -177,7 +177,7 @@ pub fn MessageRow(id: String) -> AnyView {
 
     let body = move || {
         if deleted.get() {
-            return view! { <p class="deleted">"This message was deleted."</p> }.into_any();
+            return view! { <p class="deleted">"message deleted"</p> }.into_any();
         }
         if editing.get() {
             let original = text.get_untracked();
@@ -193,21 +193,24 @@ pub fn MessageRow(id: String) -> AnyView {
 
     let delivery_view = move || match delivery.get()? {
         Delivery::Stored => None,
-        Delivery::Sending => Some(view! { <p class="delivery">"Sending…"</p> }.into_any()),
-        Delivery::Refused(code) => Some(
+        Delivery::Sending => Some(view! { <p class="delivery">"sending…"</p> }.into_any()),
+        Delivery::Refused(code, message) => Some(
             view! {
                 <p class="delivery refused" role="alert">
-                    "Not sent — " {refusals::sentence(code, Attempt::Send)} " "
+                    "not sent — "
                     <button type="button" class="retry" on:click=move |_| {
                         if let Some(channel) = room.channel.get_untracked() {
                             channel.retry(&id.read_value());
                         }
-                    }>"Retry"</button>
+                    }>"retry"</button>
+                    " "
+                    <span class="why">{refusals::explain(code, &message, Attempt::Send)}</span>
+                    " "
                     <button type="button" class="discard" on:click=move |_| {
                         if let Some(channel) = room.channel.get_untracked() {
                             channel.forget(&id.read_value());
                         }
-                    }>"Discard"</button>
+                    }>"discard"</button>
                 </p>
             }
             .into_any(),
@@ -369,7 +372,7 @@ pub fn MessageRow(id: String) -> AnyView {
             tabindex="-1"
             class:mine=move || mine.get()
             class:sending=move || delivery.get() == Some(Delivery::Sending)
-            class:refused=move || matches!(delivery.get(), Some(Delivery::Refused(_)))
+            class:refused=move || matches!(delivery.get(), Some(Delivery::Refused(..)))
             class:is-deleted=move || deleted.get()
             data-id=id.get_value()
             data-author=author_id
