@@ -310,7 +310,34 @@ async fn a_reader_that_never_reads_cannot_make_the_server_allocate_without_bound
         "the server grew by {} MiB",
         grown / (1024 * 1024)
     );
-    // The socket was closed (over its budget) or at least refused: its last answers say so.
+    // The socket was closed (over its budget) or at least refused: what it is finally read
+    // says so.
+    let (mut closed_with, mut refused) = (None, 0);
+    let reading = Instant::now();
+    while closed_with.is_none() && reading.elapsed() < Duration::from_secs(20) {
+        match tokio::time::timeout(Duration::from_secs(2), ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let frame: Value = serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
+                if frame["payload"]["status"] == "error" || frame["action"] == "error" {
+                    refused += 1;
+                }
+            }
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                closed_with = Some(frame.map_or(0, |f| u16::from(f.code)));
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(_)) | None) => {
+                closed_with.get_or_insert(0);
+            }
+            Err(_) if refused > 0 => break,
+            Err(_) => {}
+        }
+    }
+    assert!(
+        closed_with == Some(1013) || refused > 0,
+        "the socket was neither closed with 1013 nor refused (closed with {closed_with:?}, \
+         cut off while sending: {cut_off})"
+    );
     let health = server.health().await;
     assert_eq!(health["http"], 200);
     still_serving(&server).await;

@@ -116,7 +116,7 @@ test('webhooks arrive signed, in order per channel, and once each', async () => 
     const stored = events.filter((r) => r.event.type === 'message.stored');
     expect(stored.map((r) => r.event.data.seq)).toEqual([1, 2, 3, 4, 5]);
     expect(stored.map((r) => r.event.data.payload.n)).toEqual([1, 2, 3, 4, 5]);
-    expect(stored[0].id).toBe(`msg_${stored[0].event.data.epoch}_1`);
+    expect(stored[0].id).toBe(`msg_${stored[0].event.data.channel}_${stored[0].event.data.epoch}_1`);
     expect(stored[0].event.data.client.extras.name).toBe('Ann');
     const left = events.filter((r) => r.event.type === 'member.left');
     expect(left.map((r) => [r.event.data.client.extras.name, r.event.data.reason])).toEqual([

@@ -288,9 +288,11 @@ pub(crate) fn membership_event(
     }
 }
 
-/// The `webhook-id` of a stored message's event: the same for every delivery of it.
-pub(crate) fn message_event_id(epoch: &str, seq: u64) -> String {
-    format!("msg_{epoch}_{seq}")
+/// The `webhook-id` of a stored message's event, from its channel, epoch and seq: the same for
+/// every delivery of it, after any restart. (Channel names are letters, digits and `_-.:/`, so
+/// it is a valid header value.)
+pub(crate) fn message_event_id(channel: &str, epoch: &str, seq: u64) -> String {
+    format!("msg_{channel}_{epoch}_{seq}")
 }
 
 /// A stored message's event body before its seq and epoch are known (see [`StoredTemplate`]).

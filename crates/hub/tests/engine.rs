@@ -560,8 +560,8 @@ async fn back_ends_hear_of_messages_and_membership_in_order(make: Make) {
     let (id, stored) = &events[2];
     assert_eq!(
         id,
-        &format!("msg_{epoch}_1"),
-        "a stored message's id comes from its place"
+        &format!("msg_room_{epoch}_1"),
+        "a stored message's id comes from its channel, epoch and seq"
     );
     assert_eq!(stored["data"]["payload"]["text"], "hi");
     assert_eq!(stored["data"]["client"]["extras"]["name"], "Ann");

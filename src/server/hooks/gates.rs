@@ -66,6 +66,12 @@ impl HttpGates {
             .timeout(settings.timeout)
             .build()
             .map_err(|err| format!("cannot make the HTTP client for gates: {err}"))?;
+        if settings.key.is_none() {
+            tracing::warn!(
+                "the gates' questions go out unsigned: set gate_secret (SWITCHBOARD_GATE_SECRET) \
+                 so the back end can check that they come from this server"
+            );
+        }
         Ok(Self {
             settings,
             client,

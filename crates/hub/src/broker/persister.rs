@@ -350,7 +350,7 @@ impl Persister {
                     .map_or_else(Bytes::new, |body| body.fill(*seq, epoch));
                 for endpoint in &message.hooks {
                     hooks.events.push(OutboxEvent {
-                        id: message_event_id(epoch, *seq),
+                        id: message_event_id(&message.channel, epoch, *seq),
                         endpoint: endpoint.to_string(),
                         channel: message.channel.to_string(),
                         kind: EventType::MessageStored,

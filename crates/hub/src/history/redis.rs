@@ -86,7 +86,7 @@ redis.call('PUBLISH', ARGV[7], 'm ' .. seq .. ' ' .. epoch .. ' ' .. frame)
 if #KEYS > 4 then
   local body = ARGV[10] .. seq .. ARGV[11] .. epoch .. ARGV[12]
   for i = 5, #KEYS do
-    redis.call('XADD', KEYS[i], '*', 'id', 'msg_' .. epoch .. '_' .. seq, 'channel', ARGV[9],
+    redis.call('XADD', KEYS[i], '*', 'id', 'msg_' .. ARGV[9] .. '_' .. epoch .. '_' .. seq, 'channel', ARGV[9],
       'kind', 'message.stored', 'body', body, 'created', ARGV[2])
   end
 end

@@ -1106,7 +1106,7 @@ mod tests {
             frame,
         };
         let event = OutboxEvent {
-            id: crate::hooks::message_event_id("ep", seq),
+            id: crate::hooks::message_event_id("room", "ep", seq),
             endpoint: "hooks".into(),
             channel: "room".into(),
             kind: EventType::MessageStored,
