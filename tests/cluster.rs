@@ -338,7 +338,21 @@ fn redis_cli(redis: &RedisServer, args: &[&str]) {
 #[tokio::test]
 async fn a_killed_node_takes_its_sockets_out_of_presence_within_the_node_ttl() {
     let redis = RedisServer::start();
-    let mut cluster = nodes(&redis, 2, &[("SWITCHBOARD_NODE_TTL_MS", "1500")]);
+    // The back end hears of it too: a `member.left` webhook saying the node died.
+    let (hooks, heard) = support::gate(|_| json!({})).await;
+    let mut cluster = nodes(
+        &redis,
+        2,
+        &[
+            ("SWITCHBOARD_NODE_TTL_MS", "1500"),
+            ("SWITCHBOARD_WEBHOOK_URL", &hooks),
+            (
+                "SWITCHBOARD_WEBHOOK_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            ),
+            ("SWITCHBOARD_WEBHOOK_EVENTS", "member.left"),
+        ],
+    );
     let mut doomed = cluster[0].client().await;
     doomed.join("room1", true, false).await.unwrap();
     let mut survivor = cluster[1].client().await;
@@ -377,6 +391,24 @@ async fn a_killed_node_takes_its_sockets_out_of_presence_within_the_node_ttl() {
     let full = newcomer.expect(Action::PresenceFull, WAIT).await.unwrap();
     assert_eq!(socket_ids(&full).len(), 2, "survivor and newcomer only");
     assert!(!socket_ids(&full).contains(&doomed_id));
+
+    let left = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let found = heard.lock().unwrap().iter().find_map(|event| {
+                (event["type"] == "member.left"
+                    && event["data"]["client"]["socketId"] == json!(doomed_id))
+                .then(|| event.clone())
+            });
+            if let Some(event) = found {
+                return event;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("no member.left webhook for the killed node's socket");
+    assert_eq!(left["data"]["reason"], "node_died", "{left}");
+    assert_eq!(left["data"]["channel"], "room1", "{left}");
 }
 
 #[tokio::test]

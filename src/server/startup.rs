@@ -25,6 +25,12 @@ pub fn open_engine(config: &ServerConfig, gates: Option<&Arc<HttpGates>>) -> Res
             Hub::new(hub, Arc::new(store)).map_err(|err| err.to_string())
         }
         Engine::Memory => {
+            // Before [engine], SWITCHBOARD_ENGINE=memory meant one node with its history in
+            // SQLite: whoever still sets it that way must hear that nothing is kept now.
+            tracing::warn!(
+                "the engine is memory: stored messages, resume and webhook events are lost on \
+                 every restart; leave SWITCHBOARD_ENGINE unset (or set it to sqlite) to keep them"
+            );
             let store: Arc<dyn HistoryStore> = Arc::new(MemoryHistory::default());
             Hub::new(hub, store).map_err(|err| err.to_string())
         }

@@ -1,0 +1,151 @@
+//! Webhooks against a real server with two endpoints, one healthy and one that never answers:
+//! the dead one holds up nothing but its own events (not sockets, not the other endpoint), and
+//! `/metrics` counts what each endpoint got, retried and gave up on.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use support::TestServer;
+use switchboard_protocol::Action;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// An endpoint that takes connections and never answers them.
+async fn silent_endpoint() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    url
+}
+
+/// The value of the metric line that starts with `name` (labels included).
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn a_dead_endpoint_holds_up_only_its_own_events_and_metrics_say_so() {
+    let (good, heard) = support::gate(|_| json!({})).await;
+    let silent = silent_endpoint().await;
+    let path = support::temp_db().with_file_name("webhooks.toml");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "[[webhooks]]\nname = \"silent\"\nurl = \"{silent}\"\nsecret = \"{SECRET}\"\nevents = [\"message.stored\"]\ntimeout_ms = 200\n\n[[webhooks]]\nname = \"good\"\nurl = \"{good}\"\nsecret = \"{SECRET}\"\nevents = [\"message.stored\"]\n"
+        ),
+    )
+    .unwrap();
+    let server = TestServer::start_with(&[
+        ("SWITCHBOARD_CONFIG", path.to_str().unwrap()),
+        ("SWITCHBOARD_WEBHOOK_GIVE_UP_MS", "1500"),
+        ("SWITCHBOARD_FRAMES_PER_SECOND", "1000"),
+        ("SWITCHBOARD_FRAME_BURST", "1000"),
+    ]);
+    let mut sender = server.client().await;
+    let mut reader = server.client().await;
+    for channel in ["room", "other"] {
+        sender.join(channel, false, false).await.unwrap();
+        reader.join(channel, false, false).await.unwrap();
+    }
+    // Sockets are not slowed: every send is answered and delivered while the silent endpoint
+    // times out again and again (a send waiting on it would take 200 ms or more).
+    let mut slowest = Duration::ZERO;
+    let all = Instant::now();
+    for n in 0..30 {
+        let channel = if n % 2 == 0 { "room" } else { "other" };
+        let started = Instant::now();
+        sender.publish(channel, json!({"n": n})).await.unwrap();
+        let frame = reader.expect(Action::Message, support::WAIT).await.unwrap();
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(frame.payload["n"], n);
+    }
+    // Waiting on the silent endpoint once per send would take 30 × 200 ms = 6 s.
+    let took = all.elapsed();
+    assert!(
+        took < Duration::from_secs(3) && slowest < Duration::from_secs(1),
+        "30 sends took {took:?} (the slowest {slowest:?}) with a silent webhook endpoint"
+    );
+
+    // The other endpoint gets everything, in seq order per channel.
+    let waited = Instant::now();
+    let stored = loop {
+        let stored: Vec<Value> = heard
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "message.stored")
+            .cloned()
+            .collect();
+        if stored.len() >= 30 || waited.elapsed() > Duration::from_secs(10) {
+            break stored;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        stored.len(),
+        30,
+        "the healthy endpoint got {}",
+        stored.len()
+    );
+    for channel in ["room", "other"] {
+        let seqs: Vec<u64> = stored
+            .iter()
+            .filter(|e| e["data"]["channel"] == channel)
+            .map(|e| e["data"]["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, (1..=15).collect::<Vec<_>>(), "{channel}");
+    }
+
+    // Metrics per endpoint: delivered, retried, and given up on once they are too old.
+    let waited = Instant::now();
+    let text = loop {
+        let text = support::http_get(&server.addr, "/metrics").await;
+        let dead = metric(
+            &text,
+            "switchboard_webhook_events_dead{endpoint=\"silent\"}",
+        );
+        if dead == Some(30.0) || waited.elapsed() > Duration::from_secs(30) {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let value = |name: &str| metric(&text, name).unwrap_or_else(|| panic!("{name} in {text}"));
+    assert_eq!(
+        value("switchboard_webhook_delivered_total{endpoint=\"good\"}"),
+        30.0
+    );
+    assert_eq!(
+        value("switchboard_webhook_events_pending{endpoint=\"good\"}"),
+        0.0
+    );
+    assert_eq!(
+        value("switchboard_webhook_events_dead{endpoint=\"silent\"}"),
+        30.0
+    );
+    assert_eq!(
+        value("switchboard_webhook_dead_total{endpoint=\"silent\"}"),
+        30.0
+    );
+    assert_eq!(
+        value("switchboard_webhook_events_pending{endpoint=\"silent\"}"),
+        0.0
+    );
+    assert!(value("switchboard_webhook_retried_total{endpoint=\"silent\"}") >= 1.0);
+    assert_eq!(
+        metric(
+            &text,
+            "switchboard_webhook_delivered_total{endpoint=\"silent\"}"
+        )
+        .unwrap_or(0.0),
+        0.0
+    );
+}
