@@ -35,20 +35,46 @@ pub fn http_base(url: &str) -> Result<String, ClientError> {
     Ok(format!("{scheme}://{authority}"))
 }
 
+/// An HTTP client for `base` (`http://` or `https://`, trusting what the sockets trust).
+fn http_client(base: &str) -> Result<reqwest::Client, ClientError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .user_agent(concat!("switchboard-cli/", env!("CARGO_PKG_VERSION")));
+    if base.starts_with("https://") {
+        let config = tls::client_config()?;
+        builder = builder.use_preconfigured_tls((*config).clone());
+    }
+    builder
+        .build()
+        .map_err(|err| ClientError::Tls(err.to_string()))
+}
+
+/// The text of `GET /metrics` of the server behind `url` (`ws://`, `wss://`, `http://` or
+/// `https://`).
+pub async fn metrics_text(url: &str) -> Result<String, ClientError> {
+    let base = http_base(url)?;
+    let response = http_client(&base)?
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .map_err(|err| ClientError::Protocol(format!("{base}/metrics: {err}")))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(ClientError::Protocol(format!(
+            "{base}/metrics answered HTTP {status}"
+        )));
+    }
+    response
+        .text()
+        .await
+        .map_err(|err| ClientError::Protocol(err.to_string()))
+}
+
 impl Admin {
     /// An admin client for the server behind `url`, presenting `key`.
     pub fn new(url: &str, key: &str) -> Result<Self, ClientError> {
         let base = http_base(url)?;
-        let mut builder = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .user_agent(concat!("switchboard-cli/", env!("CARGO_PKG_VERSION")));
-        if base.starts_with("https://") {
-            let config = tls::client_config()?;
-            builder = builder.use_preconfigured_tls((*config).clone());
-        }
-        let http = builder
-            .build()
-            .map_err(|err| ClientError::Tls(err.to_string()))?;
+        let http = http_client(&base)?;
         Ok(Self {
             http,
             base,

@@ -8,7 +8,6 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::report::{histogram, latency, now_micros, round, Run};
@@ -40,14 +39,16 @@ fn stamp(text: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// `switchboard_volatile_coalesced_total` from the server's `/metrics`.
+/// `switchboard_volatile_coalesced_total` from the server's `/metrics` (over HTTPS for a
+/// `wss://` URL).
 async fn coalesced_total(ws_url: &str) -> Option<u64> {
-    let host = ws_url.strip_prefix("ws://")?.split('/').next()?.to_string();
-    let mut stream = tokio::net::TcpStream::connect(&host).await.ok()?;
-    let request = format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.ok()?;
+    let body = match switchboard_client::admin::metrics_text(ws_url).await {
+        Ok(body) => body,
+        Err(err) => {
+            eprintln!("could not read the server's coalescing total: {err}");
+            return None;
+        }
+    };
     body.lines()
         .find_map(|line| line.strip_prefix("switchboard_volatile_coalesced_total "))
         .and_then(|value| value.trim().parse().ok())
