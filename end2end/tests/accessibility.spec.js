@@ -2,17 +2,9 @@
 // cursors views, in light and dark mode; the chat works from the keyboard alone; the list is a
 // log and the connection state a status; and a reader who asked for less motion gets none.
 const { test, expect } = require('@playwright/test');
-const AxeBuilder = require('@axe-core/playwright').default;
 const { DRAFT, personContext, openRoom, say, messageWith } = require('./support/chat');
 const { joinAsPeer } = require('./support/peer');
-
-// Serious and critical violations on the page as it is, one line each.
-async function seriousViolations(page) {
-  const { violations } = await new AxeBuilder({ page }).analyze();
-  return violations
-    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-    .map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.slice(0, 4).map((n) => n.target.join(' ')).join(', ')}`);
-}
+const { seriousViolations } = require('./support/axe');
 
 for (const colorScheme of ['light', 'dark']) {
   test(`home, sign-in, chat and cursors have no serious or critical axe violations (${colorScheme})`, async ({ browser, baseURL }) => {

@@ -5,6 +5,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { personContext, say, texts } = require('./support/chat');
 const { startServer } = require('./support/server');
+const { seriousViolations } = require('./support/axe');
 
 test('sign-in is off by default, so only joining as a guest is offered', async ({ browser, baseURL }) => {
   const room = `guests-${Date.now()}`;
@@ -39,9 +40,15 @@ test('with the demo config, signed-in people may enter members rooms and guests 
     const page = await member.newPage();
     await page.goto(`${server.url}/chat/members-lounge`);
     await expect(page.locator('.name-form')).toHaveAttribute('data-sign-in', 'demo');
+    // The form offering the demo account passes axe too, in light and dark mode.
+    expect(await seriousViolations(page)).toEqual([]);
+    await page.emulateMedia({ colorScheme: 'dark' });
+    expect(await seriousViolations(page)).toEqual([]);
+    await page.emulateMedia({ colorScheme: 'light' });
     // An error reads as a sentence for a person, never a framework message.
     await page.click('button.sign-in');
     await expect(page.locator('.name-form .send-error')).toHaveText('Type your name first.');
+    expect(await seriousViolations(page)).toEqual([]);
     await page.fill('#chat-name', 'Zoe');
     await page.click('button.sign-in');
     await expect(page.locator('.connection')).toHaveAttribute('data-status', 'connected');
