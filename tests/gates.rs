@@ -127,7 +127,8 @@ async fn every_kind_of_send_passes_the_publish_gate_as_what_it_is() {
 #[tokio::test]
 async fn answers_are_reused_only_for_as_long_as_the_back_end_says() {
     let (gate, asked) = support::gate(|question| match question["data"]["channel"].as_str() {
-        Some("cached") => json!({"allow": true, "cache_seconds": 1}),
+        Some("cached") => json!({"allow": true, "cache_seconds": 60}),
+        Some("brief") => json!({"allow": true, "cache_seconds": 1}),
         _ => json!({"allow": true}),
     })
     .await;
@@ -140,23 +141,73 @@ async fn answers_are_reused_only_for_as_long_as_the_back_end_says() {
             .count()
     };
     for _ in 0..3 {
-        ada.join("plain", false, false).await.unwrap();
-        ada.leave("plain").await.unwrap();
-        ada.join("cached", false, false).await.unwrap();
-        ada.leave("cached").await.unwrap();
+        for channel in ["plain", "cached"] {
+            ada.join(channel, false, false).await.unwrap();
+            ada.leave(channel).await.unwrap();
+        }
     }
     assert_eq!(
         joins(&asked, "plain"),
         3,
         "not cached unless the back end says so"
     );
-    assert_eq!(joins(&asked, "cached"), 1, "cached for the second it said");
+    assert_eq!(joins(&asked, "cached"), 1, "cached for as long as it said");
+    // An answer kept for a second is asked for again once it is older.
+    ada.join("brief", false, false).await.unwrap();
+    ada.leave("brief").await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    ada.join("cached", false, false).await.unwrap();
+    ada.join("brief", false, false).await.unwrap();
     assert_eq!(
-        joins(&asked, "cached"),
+        joins(&asked, "brief"),
         2,
         "asked again once the answer is old"
+    );
+}
+
+#[tokio::test]
+async fn a_volatile_stream_is_asked_about_once_while_the_answer_is_kept() {
+    let (gate, asked) = support::gate(|question| {
+        let data = &question["data"];
+        match data["channel"].as_str() {
+            Some("board") => json!({"allow": true, "cache_seconds": 60}),
+            // An answer that rewrites is never kept for a stream of other payloads.
+            _ => json!({"allow": true, "cache_seconds": 60, "payload": {"x": 0}}),
+        }
+    })
+    .await;
+    let server = TestServer::start_with(&[("SWITCHBOARD_GATE_PUBLISH_URL", &gate)]);
+    let mut mover = server.client_as("mo", "Mo").await;
+    let mut watcher = server.client_as("wat", "Wat").await;
+    for channel in ["board", "pinned"] {
+        mover.join(channel, false, false).await.unwrap();
+        watcher.join(channel, false, false).await.unwrap();
+    }
+    for channel in ["board", "pinned"] {
+        for x in 1..=5 {
+            mover
+                .request(
+                    Action::Message,
+                    options(channel, json!({"volatile": true})),
+                    json!({"x": x}),
+                )
+                .await
+                .unwrap();
+            let seen = watcher.expect(Action::Message, WAIT).await.unwrap();
+            let expected = if channel == "board" { x } else { 0 };
+            assert_eq!(seen.payload, json!({"x": expected}), "{channel}");
+        }
+    }
+    let asked = kinds(&asked, "gate.publish");
+    let of = |channel: &str| asked.iter().filter(|d| d["channel"] == channel).count();
+    assert_eq!(
+        of("board"),
+        1,
+        "one question for the stream while its answer is kept"
+    );
+    assert_eq!(
+        of("pinned"),
+        5,
+        "a rewriting answer is asked again for each payload"
     );
 }
 

@@ -240,6 +240,11 @@ async fn a_page_is_held_to_a_channels_messages_per_second_as_a_socket_is() {
     let (status, body) = send(2, "slow-room").await;
     assert_eq!(status, 429, "{body}");
     assert!(body.contains("messages per second"), "{body}");
+    // Per person: another guest from the same address is not slowed by the first.
+    let other = message_form("slow-room", "o1", "me too", "Oli", "#30a46c")
+        .replace("message[user][id]=guest-1", "message[user][id]=guest-2");
+    let (status, body) = post_form(&server, "/api/chat/send_message", &other, None).await;
+    assert_eq!(status, 200, "{body}");
     assert_eq!(
         send(3, "room1").await.0,
         200,
@@ -327,6 +332,10 @@ async fn the_back_ends_gates_decide_for_pages_as_they_do_for_sockets() {
     .await;
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("banned from here"), "{body}");
+    let form = message_form("vip", "v3", "let me back", "Bo", "#30a46c");
+    let (status, body) = post_form(&server, "/api/chat/send_message", &form, Some(&banned)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("banned from here"), "{body}");
     let upgrade =
         tokio_tungstenite::connect_async(format!("{}?token={banned}", server.url())).await;
     match upgrade {
@@ -344,6 +353,36 @@ async fn the_back_ends_gates_decide_for_pages_as_they_do_for_sockets() {
     assert!(
         kinds.iter().filter(|k| *k == "gate.connect").count() >= 4,
         "{kinds:?}"
+    );
+}
+
+/// Rendering a room's page asks the back end as a server function does, within the API's
+/// rate for the address (a page load is no `/api/` request the limit would count otherwise);
+/// the page itself is still served.
+#[tokio::test]
+async fn page_loads_ask_the_gates_no_faster_than_the_api_rate() {
+    let (gate, asked) = deciding_gate().await;
+    let server = server(&[
+        ("SWITCHBOARD_GATE_CONNECT_URL", &gate),
+        ("SWITCHBOARD_GATE_JOIN_URL", &gate),
+        ("SWITCHBOARD_API_REQUESTS_PER_SECOND", "2"),
+    ]);
+    let (status, page) = get_page(&server, "/chat/closed", None).await;
+    assert_eq!(status, 200, "a refused history still serves the page");
+    assert!(page.contains("closed"), "{page}");
+    for _ in 0..12 {
+        let (status, _) = get_page(&server, "/chat/lobby", None).await;
+        assert_eq!(status, 200);
+    }
+    let connects = asked
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|q| q["type"] == "gate.connect")
+        .count();
+    assert!(
+        (2..=7).contains(&connects),
+        "13 page loads at 2 per second (bursts of 4) asked the connect gate {connects} times"
     );
 }
 

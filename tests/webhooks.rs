@@ -71,7 +71,7 @@ async fn a_dead_endpoint_holds_up_only_its_own_events_and_metrics_say_so() {
     // Waiting on the silent endpoint once per send would take 30 × 200 ms = 6 s.
     let took = all.elapsed();
     assert!(
-        took < Duration::from_secs(3) && slowest < Duration::from_secs(1),
+        took < Duration::from_millis(4500) && slowest < Duration::from_secs(1),
         "30 sends took {took:?} (the slowest {slowest:?}) with a silent webhook endpoint"
     );
 

@@ -109,7 +109,10 @@ async fn method_not_allowed() -> Response {
     )
 }
 
-fn refused(refusal: Refusal) -> Response {
+/// A refusal of the engine as the API's answer, counted in `/metrics` (the engine's `publish`
+/// and `history` count their own: their refusals are answered without this).
+fn refused(state: &AppState, refusal: Refusal) -> Response {
+    state.hub.metrics().refused(refusal.code);
     ApiError::Refused(refusal).into_response()
 }
 
@@ -188,7 +191,7 @@ async fn channels(
     let limit = query.limit.unwrap_or(100).clamp(1, 500);
     let mut live = match state.hub.live_channels().await {
         Ok(live) => live,
-        Err(refusal) => return refused(refusal),
+        Err(refusal) => return refused(&state, refusal),
     };
     live.sort_by(|a, b| a.0.name.cmp(&b.0.name));
     let matching = live.into_iter().filter(|(channel, _)| {
@@ -241,7 +244,7 @@ async fn channel(
     };
     let (members, stats) = match state.hub.channel_state(&channel).await {
         Ok(state) => state,
-        Err(refusal) => return refused(refusal),
+        Err(refusal) => return refused(&state, refusal),
     };
     let limit = query.limit.unwrap_or(50).clamp(1, 100);
     let history = match state
@@ -250,7 +253,7 @@ async fn channel(
         .await
     {
         Ok(history) => history,
-        Err(refusal) => return refused(refusal),
+        Err(refusal) => return ApiError::Refused(refusal).into_response(),
     };
     let history: Vec<Value> = history
         .iter()
@@ -308,7 +311,7 @@ async fn clear_history(State(state): State<AppState>, Path(channel): Path<String
     tracing::info!(%channel, "admin: clear history");
     match state.hub.clear_history(&channel).await {
         Ok(()) => Json(json!({ "status": "cleared" })).into_response(),
-        Err(refusal) => refused(refusal),
+        Err(refusal) => refused(&state, refusal),
     }
 }
 
@@ -337,7 +340,7 @@ async fn disconnect(State(state): State<AppState>, Path(socket): Path<String>) -
             ErrorCode::UnknownSocket.as_str(),
             format!("no socket {socket:?} is connected"),
         ),
-        Err(refusal) => refused(refusal),
+        Err(refusal) => refused(&state, refusal),
     }
 }
 
@@ -353,7 +356,7 @@ async fn remove_member(
     };
     let members = match state.hub.channel_state(&channel).await {
         Ok((members, _)) => members,
-        Err(refusal) => return refused(refusal),
+        Err(refusal) => return refused(&state, refusal),
     };
     if !members.iter().any(|m| m.socket == socket) {
         return error(
@@ -373,7 +376,7 @@ async fn remove_member(
             ErrorCode::UnknownSocket.as_str(),
             format!("no socket {socket:?} is connected"),
         ),
-        Err(refusal) => refused(refusal),
+        Err(refusal) => refused(&state, refusal),
     }
 }
 

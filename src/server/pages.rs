@@ -44,12 +44,22 @@ pub fn refused_with(
     answered_with(status, message)
 }
 
-/// An error answered with `status`, not counted (the hub counted it).
+/// An error answered with `status`, not counted (the hub counted it). Only a server
+/// function's answer takes the status: a page rendered on the server that could not show part
+/// of itself (a room's history) is still the page.
 fn answered_with(status: axum::http::StatusCode, message: impl Into<String>) -> ServerFnError {
-    if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
-        response.set_status(status);
+    if in_server_function() {
+        if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+            response.set_status(status);
+        }
     }
     refused(message)
+}
+
+/// Whether this is a call of a server function (under `/api/`), not a page being rendered.
+fn in_server_function() -> bool {
+    leptos::prelude::use_context::<axum::http::request::Parts>()
+        .is_none_or(|parts| parts.uri.path().starts_with("/api/"))
 }
 
 /// Input the page should not have sent (a name too long, a colour that is not one): 400.
@@ -97,6 +107,15 @@ impl PageCaller {
         let Some(gates) = &self.state.gates else {
             return Ok(());
         };
+        // A page load asks the back end too, and is not an `/api/` request the address's API
+        // limit already counted: it counts here, so no one makes the server ask without bound.
+        if !in_server_function() && !self.state.limits.per_ip.allow(&self.ip) {
+            return Err(refused_with(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many pages from this address: wait a moment and reload",
+            ));
+        }
         match gates.connect(&self.identity, self.ip).await {
             Some(switchboard_hub::GateDecision::Refuse(reason)) => {
                 tracing::info!(ip = %self.ip, %reason, "refused a page request: connect gate");

@@ -7,6 +7,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use switchboard_protocol::{validate_channel_name, CloseCode, ErrorCode};
 use tokio::sync::oneshot;
@@ -92,19 +93,38 @@ pub enum Actor<'a> {
     /// The back end (an API key, an admin key): publishes an `event` frame, allowed in every
     /// channel.
     Server,
-    /// A person through a page (a server function): publishes a `message` frame with their
-    /// identity, and is held to the channel's rules and the back end's join and publish gates
-    /// like a socket.
-    Person(&'a Identity),
+    /// A person through a page (a server function), calling from an address when it is
+    /// known: publishes a `message` frame with their identity, and is held to the channel's
+    /// rules and the back end's join and publish gates like a socket.
+    Person(&'a Identity, Option<IpAddr>),
 }
 
 impl Actor<'_> {
     fn caller(self) -> Caller {
         match self {
             Actor::Server => Caller::Server,
-            Actor::Person(identity) => identity.caller(),
+            Actor::Person(identity, _) => identity.caller(),
         }
     }
+}
+
+/// The socket id a person calling through a page goes by: the same for the same person (its
+/// user or guest id) from the same address, so the back end's cached answers (`cache_seconds`)
+/// serve its next call instead of piling up under ids nobody uses again; a fresh one when the
+/// address is not known.
+fn page_socket_id(identity: &Identity, address: Option<IpAddr>) -> Uuid {
+    use std::hash::{Hash, Hasher};
+    let Some(address) = address else {
+        return Uuid::new_v4();
+    };
+    let person = identity.extras.get("id").and_then(Value::as_str);
+    let mut bytes = [0u8; 16];
+    for (half, salt) in bytes.chunks_mut(8).zip([0u8, 1]) {
+        let mut hasher = std::hash::DefaultHasher::new();
+        (salt, address, identity.authenticated, person).hash(&mut hasher);
+        half.copy_from_slice(&hasher.finish().to_le_bytes());
+    }
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
 }
 
 /// The hub is shutting down and accepts no new sockets.
@@ -266,9 +286,14 @@ impl Hub {
     /// A person's client object as members see it (a caller over HTTP has no socket: it gets
     /// an id of its own), after the back end's join gate, which may refuse the person or set
     /// their public extras, as it does for a socket's join.
-    async fn admit_person(&self, identity: &Identity, channel: &str) -> Result<String, Refusal> {
+    async fn admit_person(
+        &self,
+        identity: &Identity,
+        address: Option<IpAddr>,
+        channel: &str,
+    ) -> Result<String, Refusal> {
         let extras = Value::Object(identity.extras.clone()).to_string();
-        let socket = Uuid::new_v4().to_string();
+        let socket = page_socket_id(identity, address).to_string();
         let client = encode::client(&socket, &extras, identity.authenticated);
         let Some(gates) = &self.inner.config.gates.0 else {
             return Ok(client);
@@ -291,12 +316,14 @@ impl Hub {
         }
     }
 
-    /// Counts a page's send against the channel's `messages_per_second`, per person (the
-    /// signed-in user, or the id a guest's browser chose).
+    /// Counts a page's send against the channel's `messages_per_second`, per person: the
+    /// signed-in user, or a guest by the id its browser chose and the address it calls from
+    /// (a guest's id is no secret: keyed by it alone, anyone could spend someone else's rate).
     fn take_page_send(
         &self,
         channel: &str,
         identity: &Identity,
+        address: Option<IpAddr>,
         per_second: u32,
     ) -> Result<(), Refusal> {
         let person = identity
@@ -304,14 +331,11 @@ impl Hub {
             .get("id")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let who = format!(
-            "{}:{person}",
-            if identity.authenticated {
-                "user"
-            } else {
-                "guest"
-            }
-        );
+        let who = match (identity.authenticated, address) {
+            (true, _) => format!("user:{person}"),
+            (false, Some(address)) => format!("guest:{address}:{person}"),
+            (false, None) => format!("guest:{person}"),
+        };
         let mut rates = self
             .inner
             .page_rates
@@ -367,9 +391,6 @@ impl Hub {
         let config = &self.inner.config;
         let rule = self.rule(channel);
         authorize(rule, publisher.caller(), Access::Send, channel)?;
-        if let (Actor::Person(identity), Some(per_second)) = (publisher, rule.messages_per_second) {
-            self.take_page_send(channel, identity, per_second)?;
-        }
         let limit = rule
             .max_payload_bytes
             .map_or(config.max_payload_bytes, |max| {
@@ -382,16 +403,16 @@ impl Hub {
                 format!("payload is {size} bytes; at most {limit} are allowed in this channel"),
             ));
         }
-        let id = Uuid::now_v7().simple().to_string();
-        let at_ms = now_ms();
-        let stamp = Stamp {
-            id: &id,
-            at_ms,
-            relation: None,
-        };
+        if let (Actor::Person(identity, address), Some(per_second)) =
+            (publisher, rule.messages_per_second)
+        {
+            self.take_page_send(channel, identity, address, per_second)?;
+        }
         let client = match publisher {
             Actor::Server => None,
-            Actor::Person(identity) => Some(self.admit_person(identity, channel).await?),
+            Actor::Person(identity, address) => {
+                Some(self.admit_person(identity, address, channel).await?)
+            }
         };
         // A person's send passes the back end's publish gate, as a socket's does.
         let mut replaced = None;
@@ -411,6 +432,14 @@ impl Hub {
             }
         }
         let payload = replaced.as_deref().unwrap_or(payload);
+        // Stamped once the gates have answered, so `at` follows the order of seqs.
+        let id = Uuid::now_v7().simple().to_string();
+        let at_ms = now_ms();
+        let stamp = Stamp {
+            id: &id,
+            at_ms,
+            relation: None,
+        };
         let template = match &client {
             None => encode::stored_event(channel, &stamp, payload),
             Some(client) => encode::stored_message(channel, &stamp, payload, client),
@@ -469,8 +498,8 @@ impl Hub {
             Access::ReadHistory,
             channel,
         )?;
-        if let Actor::Person(identity) = reader {
-            self.admit_person(identity, channel).await?;
+        if let Actor::Person(identity, address) = reader {
+            self.admit_person(identity, address, channel).await?;
         }
         let limit = limit.min(switchboard_protocol::MAX_HISTORY_LIMIT);
         let frames = self

@@ -73,6 +73,13 @@ fn internal(err: impl std::fmt::Display) -> Refusal {
     Refusal::new(ErrorCode::Internal, err.to_string())
 }
 
+fn unknown_socket(id: &str, channel: &str) -> Refusal {
+    Refusal::new(
+        ErrorCode::UnknownSocket,
+        format!("no socket {id:?} in channel {channel:?}"),
+    )
+}
+
 fn not_subscribed(channel: &str) -> Refusal {
     Refusal::new(
         ErrorCode::NotSubscribed,
@@ -493,6 +500,12 @@ impl Session {
         if let (false, Some(relation)) = (relayed, request.relation) {
             self.check_relation(request.channel, relation).await?;
         }
+        // A socket id that cannot be one is refused before the back end is asked about it.
+        if let Target::Socket(id) = request.target {
+            if Uuid::try_parse(id).is_err() {
+                return Err(unknown_socket(id, request.channel));
+            }
+        }
         // Every send passes the back end's publish gate: stored, volatile or for some members.
         let client = joined.client.clone();
         let replaced = self.gate_publish(&request, &client).await?;
@@ -569,12 +582,7 @@ impl Session {
                     .await
             }
             Target::Socket(id) => {
-                let socket = Uuid::try_parse(id).map_err(|_| {
-                    Refusal::new(
-                        ErrorCode::UnknownSocket,
-                        format!("no socket {id:?} in channel {channel:?}"),
-                    )
-                })?;
+                let socket = Uuid::try_parse(id).map_err(|_| unknown_socket(id, channel))?;
                 if joined.channel.lock().deliver(target, frame) > 0 {
                     self.hub.metrics().deliveries.inc();
                     return Ok(());

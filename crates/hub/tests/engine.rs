@@ -283,7 +283,7 @@ async fn rules_hold_for_sockets_and_for_the_server_side(make: Make) {
         extras: Default::default(),
     };
     let read = hub
-        .history(Actor::Person(&guest), "staff/room", None, 10)
+        .history(Actor::Person(&guest, None), "staff/room", None, 10)
         .await
         .unwrap_err();
     assert_eq!(read.code, ErrorCode::AuthRequired);
@@ -292,7 +292,7 @@ async fn rules_hold_for_sockets_and_for_the_server_side(make: Make) {
         extras: Default::default(),
     };
     assert_eq!(
-        hub.history(Actor::Person(&member), "staff/room", None, 10)
+        hub.history(Actor::Person(&member, None), "staff/room", None, 10)
             .await
             .unwrap()
             .len(),
@@ -310,7 +310,7 @@ async fn rules_hold_for_sockets_and_for_the_server_side(make: Make) {
         extras: Default::default(),
     };
     let page = hub
-        .publish(Actor::Person(&signed_in), "news", &payload)
+        .publish(Actor::Person(&signed_in, None), "news", &payload)
         .await
         .unwrap_err();
     assert_eq!(page.code, ErrorCode::Forbidden);
@@ -666,26 +666,26 @@ async fn gates_refuse_and_rewrite_joins_and_sends(make: Make) {
         extras: Default::default(),
     };
     let read = hub
-        .history(Actor::Person(&reader), "closed", None, 10)
+        .history(Actor::Person(&reader, None), "closed", None, 10)
         .await
         .unwrap_err();
     assert_eq!(read.code, ErrorCode::Forbidden);
     assert_eq!(read.message, "this room is closed today");
     let payload = RawValue::from_string(r#""hi""#.into()).unwrap();
     let sent = hub
-        .publish(Actor::Person(&reader), "closed", &payload)
+        .publish(Actor::Person(&reader, None), "closed", &payload)
         .await
         .unwrap_err();
     assert_eq!(sent.code, ErrorCode::Forbidden);
     assert_eq!(hub.channel_count(), 1, "refused page calls open nothing");
     assert_eq!(
-        hub.history(Actor::Person(&reader), "vip", None, 10)
+        hub.history(Actor::Person(&reader, None), "vip", None, 10)
             .await
             .unwrap()
             .len(),
         1
     );
-    hub.publish(Actor::Person(&reader), "vip", &payload)
+    hub.publish(Actor::Person(&reader, None), "vip", &payload)
         .await
         .unwrap();
     let from_page = b.expect(Action::Message).await;

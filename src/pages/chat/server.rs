@@ -31,7 +31,12 @@ pub async fn recent_messages(room: String) -> Result<Recent, ServerFnError> {
     let hub = &caller.state.hub;
     let limit = hub.config().history_on_join;
     let frames = hub
-        .history(Actor::Person(&caller.identity), &room, None, limit)
+        .history(
+            Actor::Person(&caller.identity, Some(caller.ip)),
+            &room,
+            None,
+            limit,
+        )
         .await
         .map_err(|refusal| caller.refused(refusal))?;
     let now = std::time::SystemTime::now()
@@ -64,7 +69,7 @@ pub async fn send_message(room: String, message: ChatMessage) -> Result<(), Serv
     caller
         .state
         .hub
-        .publish(Actor::Person(&sender), &room, &payload)
+        .publish(Actor::Person(&sender, Some(caller.ip)), &room, &payload)
         .await
         .map(drop)
         .map_err(|refusal| caller.refused(refusal))

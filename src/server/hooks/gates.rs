@@ -81,7 +81,11 @@ impl HttpGates {
 
     /// Asks the back end at `url` about `kind`; `cache_key` names the question for answers
     /// the back end lets us remember.
-    async fn ask(&self, url: &str, kind: &str, data: Value, cache_key: String) -> GateDecision {
+    async fn ask(&self, url: &str, kind: &str, data: Value, cache_key: Key) -> GateDecision {
+        let Key {
+            name: cache_key,
+            keeps_rewrites,
+        } = cache_key;
         if let Some(decision) = self.cached(&cache_key) {
             return decision;
         }
@@ -144,8 +148,17 @@ impl HttpGates {
                             .unwrap_or_else(|| "refused by the application".into()),
                     )
                 };
+                let rewrites = matches!(
+                    decision,
+                    GateDecision::Allow {
+                        payload: Some(_),
+                        ..
+                    }
+                );
                 if let Some(seconds) = answer.cache_seconds.filter(|s| *s > 0) {
-                    self.remember(cache_key, &decision, Duration::from_secs(seconds));
+                    if keeps_rewrites || !rewrites {
+                        self.remember(cache_key, &decision, Duration::from_secs(seconds));
+                    }
                 }
                 decision
             }
@@ -196,9 +209,31 @@ impl HttpGates {
             .filter(|_| identity.authenticated)
             .map_or_else(|| format!("ip:{ip}"), |user| format!("user:{user}"));
         Some(
-            self.ask(url, "gate.connect", data, format!("connect\t{who}"))
-                .await,
+            self.ask(
+                url,
+                "gate.connect",
+                data,
+                Key::of(format!("connect\t{who}")),
+            )
+            .await,
         )
+    }
+}
+
+/// What names a question for the answers the back end lets us keep.
+struct Key {
+    name: String,
+    /// Whether an answer that rewrites the payload may be kept under it (not when the key
+    /// stands for many payloads).
+    keeps_rewrites: bool,
+}
+
+impl Key {
+    fn of(name: String) -> Self {
+        Self {
+            name,
+            keeps_rewrites: true,
+        }
     }
 }
 
@@ -224,7 +259,7 @@ impl Gates for HttpGates {
                 "client": client,
                 "presence": ask.presence,
             });
-            self.ask(url, "gate.join", data, key).await
+            self.ask(url, "gate.join", data, Key::of(key)).await
         })
     }
 
@@ -250,12 +285,26 @@ impl Gates for HttpGates {
                 }
             }
             let options = Value::Object(options);
-            let key = format!(
-                "publish\t{}\t{}\t{options}\t{}",
-                ask.channel,
-                member_key(&client),
-                ask.payload.get()
-            );
+            // A volatile stream (a cursor's positions) never repeats a payload: its answer is
+            // kept for the sender, channel and options, so a back end can let a stream through
+            // for a while with `cache_seconds`; an answer that rewrites is not kept for it.
+            let key = if ask.volatile {
+                Key {
+                    name: format!(
+                        "publish\t{}\t{}\t{options}",
+                        ask.channel,
+                        member_key(&client)
+                    ),
+                    keeps_rewrites: false,
+                }
+            } else {
+                Key::of(format!(
+                    "publish\t{}\t{}\t{options}\t{}",
+                    ask.channel,
+                    member_key(&client),
+                    ask.payload.get()
+                ))
+            };
             let data = json!({
                 "channel": ask.channel,
                 "client": client,
