@@ -289,6 +289,57 @@ async fn missed_burst_is_caught_up(env: &[(&str, &str)]) {
     }
 }
 
+/// A node that stops for seconds (a paused VM, a stalled process) delivers everything sent
+/// meanwhile once it runs again: in order, once, and then live as before; the other node's
+/// members never wait for it.
+#[tokio::test]
+async fn a_node_paused_for_seconds_delivers_all_it_missed_in_order_once_it_runs_again() {
+    let redis = RedisServer::start();
+    let cluster = nodes(&redis, 2, &[]);
+    let mut sender = cluster[0].client().await;
+    sender.join("paused", false, false).await.unwrap();
+    let mut reader = cluster[1].client().await;
+    reader.join("paused", false, false).await.unwrap();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{name}"), cluster[1].pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name}");
+    };
+    signal("STOP");
+    support::send_numbered(&mut sender, "paused", 1..200).await;
+    sender.publish("paused", json!({"n": 200})).await.unwrap();
+    for n in 1..=200u64 {
+        let got = next_message(&mut sender).await.payload["n"].clone();
+        assert_eq!(
+            got, n,
+            "the running node's members get everything meanwhile"
+        );
+    }
+    // Longer than the two seconds a node's deliverer may fall behind before it reads back
+    // from the channels' streams instead.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    signal("CONT");
+    for n in 1..=200u64 {
+        let got = next_message(&mut reader).await.payload["n"].clone();
+        assert_eq!(got, n, "in order, once, after the pause");
+    }
+    while let Some(frame) = reader
+        .next_frame_within(Duration::from_millis(300))
+        .await
+        .unwrap()
+    {
+        assert_ne!(frame.action, Action::Message, "delivered twice: {frame:?}");
+    }
+    sender.publish("paused", json!({"n": 201})).await.unwrap();
+    assert_eq!(
+        next_message(&mut reader).await.payload["n"],
+        201,
+        "live again"
+    );
+}
+
 /// The sender and the reader each read `numbers`, once and in order, at the same time (as
 /// members do).
 async fn both_read(
