@@ -352,10 +352,7 @@ async fn metrics_count_what_happened() {
     }
     let text = support::http_get(&server.addr, "/metrics").await;
     let value = |name: &str| -> f64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{name} not in {text}"))
+        support::metric(&text, name).unwrap_or_else(|| panic!("{name} not in {text}"))
     };
     assert!(value("switchboard_messages_received_total") >= 3.0);
     assert_eq!(value("switchboard_messages_stored_total"), stored);
@@ -416,10 +413,7 @@ async fn refusals_and_messages_are_counted_on_every_path() {
 
     let text = support::http_get(&server.addr, "/metrics").await;
     let value = |name: &str| -> f64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{name} not in {text}"))
+        support::metric(&text, name).unwrap_or_else(|| panic!("{name} not in {text}"))
     };
     let refused = |code: &str| value(&format!("switchboard_refusals_total{{code=\"{code}\"}}"));
     assert_eq!(value("switchboard_messages_received_total"), 2.0);

@@ -6,7 +6,7 @@ mod support;
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::TestServer;
+use support::{metric, TestServer};
 use switchboard_protocol::Action;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -22,13 +22,6 @@ async fn silent_endpoint() -> String {
         }
     });
     url
-}
-
-/// The value of the metric line that starts with `name` (labels included).
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 #[tokio::test]
@@ -113,7 +106,7 @@ async fn a_dead_endpoint_holds_up_only_its_own_events_and_metrics_say_so() {
             &text,
             "switchboard_webhook_events_dead{endpoint=\"silent\"}",
         );
-        if dead == Some(30.0) || waited.elapsed() > Duration::from_secs(30) {
+        if dead == Some(30.0) || waited.elapsed() > Duration::from_secs(90) {
             break text;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

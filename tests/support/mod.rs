@@ -472,3 +472,10 @@ where
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, asked)
 }
+
+/// The value of the `/metrics` line that starts with `name` (its labels included), if any.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+}
