@@ -249,6 +249,50 @@ async fn a_resend_with_the_same_id_is_stored_and_delivered_once() {
     );
 }
 
+/// Copies of one message sent back to back, before the first is stored (a client that resends
+/// on a timer while the store is slow): every copy gets the same ok, and the message is stored
+/// and delivered once.
+#[tokio::test]
+async fn copies_sent_before_the_first_is_stored_are_stored_and_delivered_once() {
+    let server = TestServer::start_with(&FAST);
+    let (mut sender, mut listener) = (server.client().await, server.client().await);
+    sender.join("room1", false, false).await.unwrap();
+    listener.join("room1", false, false).await.unwrap();
+    // Sent without waiting for any answer: the server finds them waiting together.
+    for n in 0..5 {
+        let options = json!({"channel": "room1", "id": "msg-43", "ref": format!("copy-{n}")});
+        sender
+            .send(Action::Message, options, json!("once"))
+            .await
+            .unwrap();
+    }
+    let mut seqs = Vec::new();
+    while seqs.len() < 5 {
+        let reply = sender.expect(Action::Reply, WAIT).await.unwrap();
+        assert_eq!(reply.payload["status"], "ok", "{reply:?}");
+        seqs.push(reply.payload["seq"].as_u64().unwrap());
+    }
+    assert!(
+        seqs.iter().all(|&seq| seq == seqs[0]),
+        "one seq for every copy: {seqs:?}"
+    );
+    let delivered = listener.expect(Action::Message, WAIT).await.unwrap();
+    assert_eq!(delivered.options["id"], "msg-43");
+    assert_eq!(
+        listener
+            .next_frame_within(Duration::from_millis(300))
+            .await
+            .unwrap(),
+        None,
+        "delivered once"
+    );
+    assert_eq!(
+        all_history(&mut sender, "room1").await.len(),
+        1,
+        "stored once"
+    );
+}
+
 #[tokio::test]
 async fn a_resend_after_a_restart_is_still_stored_once() {
     let db = temp_db();
