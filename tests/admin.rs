@@ -356,7 +356,12 @@ async fn metrics_count_what_happened() {
     };
     assert!(value("switchboard_messages_received_total") >= 3.0);
     assert_eq!(value("switchboard_messages_stored_total"), stored);
-    assert!(value("switchboard_deliveries_total") >= 2.0);
+    assert!(value("switchboard_messages_delivered_total") >= 2.0);
+    assert_eq!(
+        value("switchboard_deliveries_total"),
+        value("switchboard_messages_delivered_total"),
+        "the earlier name counts the same"
+    );
     assert_eq!(
         value("switchboard_refusals_total{code=\"not_subscribed\"}"),
         1.0

@@ -119,8 +119,13 @@ impl EngineMetrics {
             self.messages_stored.clone(),
         );
         registry.register(
+            "messages_delivered",
+            "Messages delivered: frames queued for sockets, one per message and member",
+            self.deliveries.clone(),
+        );
+        registry.register(
             "deliveries",
-            "Frames queued for sockets",
+            "The same count as switchboard_messages_delivered_total, under its earlier name",
             self.deliveries.clone(),
         );
         registry.register(
