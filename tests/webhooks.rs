@@ -1,4 +1,5 @@
-//! Webhooks against a real server with two endpoints, one healthy and one that never answers:
+//! Webhooks against a real server with two endpoints, one healthy (checking signatures with the
+//! `standardwebhooks` crate) and one that never answers:
 //! the dead one holds up nothing but its own events (not sockets, not the other endpoint), and
 //! `/metrics` counts what each endpoint got, retried and gave up on.
 
@@ -10,6 +11,39 @@ use support::{metric, TestServer};
 use switchboard_protocol::Action;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A healthy endpoint that checks every delivery with the `standardwebhooks` crate (not ours)
+/// and keeps the events it verified, and how many it refused.
+async fn verifying_endpoint() -> (
+    String,
+    support::Asked,
+    std::sync::Arc<std::sync::Mutex<u32>>,
+) {
+    use axum::{body::Bytes, http::HeaderMap, http::StatusCode, routing::post, Router};
+    let verified = support::Asked::default();
+    let refused = std::sync::Arc::new(std::sync::Mutex::new(0u32));
+    let webhook = std::sync::Arc::new(standardwebhooks::Webhook::new(SECRET).unwrap());
+    let (kept, counted) = (verified.clone(), refused.clone());
+    let app = Router::new().route(
+        "/hooks",
+        post(move |headers: HeaderMap, body: Bytes| {
+            let (webhook, kept, counted) = (webhook.clone(), kept.clone(), counted.clone());
+            async move {
+                if webhook.verify(&body, &headers).is_err() {
+                    *counted.lock().unwrap() += 1;
+                    return StatusCode::UNAUTHORIZED;
+                }
+                let event: Value = serde_json::from_slice(&body).unwrap_or_default();
+                kept.lock().unwrap().push(event);
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, verified, refused)
+}
 
 /// An endpoint that takes connections and never answers them.
 async fn silent_endpoint() -> String {
@@ -26,7 +60,7 @@ async fn silent_endpoint() -> String {
 
 #[tokio::test]
 async fn a_dead_endpoint_holds_up_only_its_own_events_and_metrics_say_so() {
-    let (good, heard) = support::gate(|_| json!({})).await;
+    let (good, heard, refused) = verifying_endpoint().await;
     let silent = silent_endpoint().await;
     let path = support::temp_db().with_file_name("webhooks.toml");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -89,6 +123,7 @@ async fn a_dead_endpoint_holds_up_only_its_own_events_and_metrics_say_so() {
         "the healthy endpoint got {}",
         stored.len()
     );
+    assert_eq!(*refused.lock().unwrap(), 0, "every delivery is signed");
     for channel in ["room", "other"] {
         let seqs: Vec<u64> = stored
             .iter()
