@@ -507,8 +507,7 @@ impl Session {
             }
         }
         // Every send passes the back end's publish gate: stored, volatile or for some members.
-        let client = joined.client.clone();
-        let replaced = self.gate_publish(&request, &client).await?;
+        let replaced = self.gate_publish(&request, &joined.client).await?;
         let payload = replaced.as_deref().unwrap_or(request.payload);
         if relayed {
             let frame = encode::relayed(request.channel, payload, &joined.client);
@@ -516,6 +515,7 @@ impl Session {
                 .await?;
             return Ok(Answered::Now);
         }
+        let client = joined.client.clone();
         let (id, id_from_sender) = match request.id {
             Some(id) => (id.to_string(), true),
             // Time-ordered, so the index of ids grows at its end rather than in random pages.

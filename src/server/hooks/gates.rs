@@ -80,8 +80,14 @@ impl HttpGates {
     }
 
     /// Asks the back end at `url` about `kind`; `cache_key` names the question for answers
-    /// the back end lets us remember.
-    async fn ask(&self, url: &str, kind: &str, data: Value, cache_key: Key) -> GateDecision {
+    /// the back end lets us remember, and `data` is made only when it has to be asked.
+    async fn ask(
+        &self,
+        url: &str,
+        kind: &str,
+        cache_key: Key,
+        data: impl FnOnce() -> Value,
+    ) -> GateDecision {
         let Key {
             name: cache_key,
             keeps_rewrites,
@@ -89,6 +95,7 @@ impl HttpGates {
         if let Some(decision) = self.cached(&cache_key) {
             return decision;
         }
+        let data = data();
         let id = format!("gate_{}", uuid::Uuid::new_v4().simple());
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -197,26 +204,21 @@ impl HttpGates {
     /// May this caller connect? `None` when no connect gate is configured.
     pub async fn connect(&self, identity: &Identity, ip: std::net::IpAddr) -> Option<GateDecision> {
         let url = self.settings.connect_url.as_deref()?;
-        let data = json!({
-            "ip": ip.to_string(),
-            "authenticated": identity.authenticated,
-            "extras": identity.extras,
-        });
         let who = identity
             .extras
             .get("id")
             .and_then(Value::as_str)
             .filter(|_| identity.authenticated)
             .map_or_else(|| format!("ip:{ip}"), |user| format!("user:{user}"));
-        Some(
-            self.ask(
-                url,
-                "gate.connect",
-                data,
-                Key::of(format!("connect\t{who}")),
-            )
-            .await,
-        )
+        let key = Key::of(format!("connect\t{who}"));
+        let data = || {
+            json!({
+                "ip": ip.to_string(),
+                "authenticated": identity.authenticated,
+                "extras": identity.extras,
+            })
+        };
+        Some(self.ask(url, "gate.connect", key, data).await)
     }
 }
 
@@ -253,13 +255,15 @@ impl Gates for HttpGates {
                 return GateDecision::allow();
             };
             let client: Value = serde_json::from_str(ask.client).unwrap_or(Value::Null);
-            let key = format!("join\t{}\t{}", ask.channel, member_key(&client));
-            let data = json!({
-                "channel": ask.channel,
-                "client": client,
-                "presence": ask.presence,
-            });
-            self.ask(url, "gate.join", data, Key::of(key)).await
+            let key = Key::of(format!("join\t{}\t{}", ask.channel, member_key(&client)));
+            let data = || {
+                json!({
+                    "channel": ask.channel,
+                    "client": client,
+                    "presence": ask.presence,
+                })
+            };
+            self.ask(url, "gate.join", key, data).await
         })
     }
 
@@ -269,7 +273,6 @@ impl Gates for HttpGates {
                 return GateDecision::allow();
             };
             let client: Value = serde_json::from_str(ask.client).unwrap_or(Value::Null);
-            let payload: Value = serde_json::from_str(ask.payload.get()).unwrap_or(Value::Null);
             // How it is sent, in the sender's own words (`options`), when not to everyone.
             let mut options = Map::new();
             if ask.volatile {
@@ -285,33 +288,32 @@ impl Gates for HttpGates {
                 }
             }
             let options = Value::Object(options);
+            let asked = format!(
+                "publish\t{}\t{}\t{options}",
+                ask.channel,
+                member_key(&client)
+            );
             // A volatile stream (a cursor's positions) never repeats a payload: its answer is
             // kept for the sender, channel and options, so a back end can let a stream through
             // for a while with `cache_seconds`; an answer that rewrites is not kept for it.
             let key = if ask.volatile {
                 Key {
-                    name: format!(
-                        "publish\t{}\t{}\t{options}",
-                        ask.channel,
-                        member_key(&client)
-                    ),
+                    name: asked,
                     keeps_rewrites: false,
                 }
             } else {
-                Key::of(format!(
-                    "publish\t{}\t{}\t{options}\t{}",
-                    ask.channel,
-                    member_key(&client),
-                    ask.payload.get()
-                ))
+                Key::of(format!("{asked}\t{}", ask.payload.get()))
             };
-            let data = json!({
-                "channel": ask.channel,
-                "client": client,
-                "payload": payload,
-                "options": options,
-            });
-            self.ask(url, "gate.publish", data, key).await
+            let data = || {
+                let payload: Value = serde_json::from_str(ask.payload.get()).unwrap_or(Value::Null);
+                json!({
+                    "channel": ask.channel,
+                    "client": client,
+                    "payload": payload,
+                    "options": options,
+                })
+            };
+            self.ask(url, "gate.publish", key, data).await
         })
     }
 }
